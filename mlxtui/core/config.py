@@ -1,0 +1,569 @@
+"""TrainConfig: every knob of a run, with mlx_lm.lora's names and defaults.
+
+Precedence is mlx-lm's: defaults < YAML file < command-line flags. A YAML file that
+`mlx_lm.lora --config` accepts loads here unchanged, and the YAML we write loads there
+unchanged (keys mlx-lm does not know are ignored by it).
+
+The dashboard and a bare `mlxtui train` start from `TrainConfig.quick_start()`, the proven
+small-machine profile (batch 4, lr 2e-4 on a 4-bit base, gradient checkpointing on); a YAML
+file or mlx-lm-style flags start from mlx-lm's own defaults, so a user's command line means
+exactly what it meant to mlx_lm.lora.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FINE_TUNE_TYPES = ("lora", "dora", "full")
+OPTIMIZERS = ("adam", "adamw", "muon", "sgd", "adafactor")
+MEMORY_GUARD_POLICIES = ("pause", "warn", "off")
+DEQUANTIZE_CHOICES = ("auto", "yes", "no")
+SCHEDULE_NAMES = ("cosine_decay", "linear_schedule", "exponential_decay", "step_decay")
+
+# mlx-lm's default LoRA parameters (mlx_lm/lora.py CONFIG_DEFAULTS).
+DEFAULT_LORA_PARAMETERS: dict[str, Any] = {"rank": 8, "dropout": 0.0, "scale": 20.0}
+
+
+class ConfigError(ValueError):
+    """A bad value or key, with where it came from and what to do."""
+
+
+def _default_lora() -> dict[str, Any]:
+    return dict(DEFAULT_LORA_PARAMETERS)
+
+
+def _default_optimizer_config() -> dict[str, Any]:
+    return {name: {} for name in OPTIMIZERS}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- mlx_lm.lora's options, same names and defaults (model/data: None = the demo ones)
+    model: str | None = None
+    data: str | None = None
+    train: bool = True
+    fine_tune_type: str = "lora"
+    optimizer: str = "adam"
+    optimizer_config: dict[str, Any] = field(default_factory=_default_optimizer_config)
+    mask_prompt: bool = False
+    num_layers: int = 16
+    batch_size: int = 4
+    iters: int = 1000
+    val_batches: int = 25
+    learning_rate: float = 1e-5
+    steps_per_report: int = 10
+    steps_per_eval: int = 200
+    resume_adapter_file: str | None = None
+    adapter_path: str = "adapters"
+    save_every: int = 100
+    test: bool = False
+    test_batches: int = 500
+    max_seq_length: int = 2048
+    grad_checkpoint: bool = False
+    grad_accumulation_steps: int = 1
+    clear_cache_threshold: int = 0
+    seed: int = 0
+    lr_schedule: dict[str, Any] | None = None
+    lora_parameters: dict[str, Any] = field(default_factory=_default_lora)
+    report_to: str | None = None
+    project_name: str | None = None
+    trust_remote_code: bool = False
+    # dataset keys mlx-lm's loaders read from the config
+    hf_dataset: Any = None
+    prompt_feature: str | None = None
+    completion_feature: str | None = None
+    chat_feature: str | None = None
+    text_feature: str | None = None
+    # --- mlxtui's own (mlx_lm.lora ignores them in a YAML file)
+    epochs: int | None = None
+    lr_phases: str | None = None
+    dequantize: str = "auto"
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0
+    memory_guard: str = "pause"
+    swap_growth_mb_per_min: float = 512.0
+    memory_limit: str | None = None
+    cache_limit: str | None = None
+    sample_prompts: int = 3
+    run_name: str | None = None
+    runs_dir: str = "runs"
+    resume_run: str | None = None
+
+    # ------------------------------------------------------------ profiles
+
+    @classmethod
+    def quick_start(cls, **overrides: Any) -> TrainConfig:
+        """The small-machine profile the dashboard opens with."""
+        base = cls(
+            batch_size=4,
+            learning_rate=2e-4,
+            grad_checkpoint=True,
+            num_layers=8,
+            iters=150,
+            steps_per_report=5,
+            steps_per_eval=25,
+            save_every=25,
+            val_batches=8,
+            max_seq_length=512,
+            adapter_path="adapters",
+        )
+        return base.with_values(**overrides)
+
+    def with_values(self, **changes: Any) -> TrainConfig:
+        unknown = [k for k in changes if k not in FIELD_NAMES]
+        if unknown:
+            raise ConfigError(_unknown_key_message(unknown[0], "with_values()"))
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------ derived values
+
+    @property
+    def lora_rank(self) -> int:
+        return int(self.lora_parameters.get("rank", DEFAULT_LORA_PARAMETERS["rank"]))
+
+    @property
+    def lora_scale(self) -> float:
+        return float(self.lora_parameters.get("scale", DEFAULT_LORA_PARAMETERS["scale"]))
+
+    @property
+    def lora_alpha(self) -> float:
+        """PEFT's alpha for the same update: PEFT scales by alpha/rank, mlx-lm by `scale`."""
+        return self.lora_scale * self.lora_rank
+
+    def resolved_iters(self, n_train: int | None) -> int:
+        """Iterations to run: `epochs` wins when set (ceiling division), phases when given."""
+        if self.epochs is not None:
+            if n_train is None:
+                raise ConfigError("epochs is set but the training set size is unknown")
+            return epochs_to_iters(self.epochs, n_train, self.batch_size)
+        if self.lr_phases:
+            return sum(n for n, _ in parse_phases(self.lr_phases))
+        return self.iters
+
+    # ------------------------------------------------------------ validation
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad field and what to do."""
+        for spec in FORM_FIELDS:
+            _value, error = validate_field(spec.name, get_field(self, spec.name))
+            if error:
+                raise ConfigError(f"{spec.name}: {error}")
+        lp = self.lora_parameters
+        for key in lp:
+            if key not in ("rank", "scale", "dropout", "keys", "alpha"):
+                raise ConfigError(
+                    _unknown_key_message(key, "lora_parameters", ("rank", "scale", "dropout", "keys"))
+                )
+        if self.lr_schedule is not None:
+            validate_schedule(self.lr_schedule)
+        if self.lr_phases:
+            parse_phases(self.lr_phases)
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError("epochs: must be at least 1 (or leave it unset to use iters)")
+        if self.grad_accumulation_steps < 1:
+            raise ConfigError("grad_accumulation_steps: must be at least 1")
+        for name in ("memory_limit", "cache_limit"):
+            value = getattr(self, name)
+            if value is not None:
+                parse_size(value, name)
+
+    # ------------------------------------------------------------ YAML
+
+    def to_mlx_lm_dict(self) -> dict[str, Any]:
+        """The dict written to config.yaml: mlx-lm keys first, mlxtui's after (mlx-lm ignores them)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _OMIT_WHEN_NONE and value is None:
+                continue
+            out[f.name] = value
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_mlx_lm_dict(), sort_keys=False, default_flow_style=False)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+_OMIT_WHEN_NONE = {
+    "hf_dataset",
+    "prompt_feature",
+    "completion_feature",
+    "chat_feature",
+    "text_feature",
+    "report_to",
+    "project_name",
+    "resume_adapter_file",
+    "lr_schedule",
+    "epochs",
+    "lr_phases",
+    "memory_limit",
+    "cache_limit",
+    "run_name",
+    "resume_run",
+}
+# Keys mlx_lm.lora puts in its own saved adapter_config.json / accepts in YAML.
+MLX_LM_ONLY_KEYS = {"config"}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def epochs_to_iters(epochs: int, n_examples: int, batch_size: int) -> int:
+    """300 examples, batch 4, 3 epochs -> 225 iterations (ceiling division)."""
+    return math.ceil(epochs * n_examples / batch_size)
+
+
+_PHASE_RE = re.compile(r"^\s*(\d+)\s*:\s*([0-9.eE+-]+)\s*$")
+
+
+def parse_phases(text: str) -> list[tuple[int, float]]:
+    """`400:2e-5,400:1e-5,200:2e-6` -> [(400, 2e-5), (400, 1e-5), (200, 2e-6)]."""
+    phases: list[tuple[int, float]] = []
+    for i, part in enumerate(text.split(","), start=1):
+        m = _PHASE_RE.match(part)
+        if not m:
+            raise ConfigError(
+                f"lr_phases: phase {i} '{part.strip()}' is not ITERATIONS:LEARNING_RATE "
+                "(write e.g. 400:2e-5,400:1e-5,200:2e-6)"
+            )
+        n, lr = int(m.group(1)), float(m.group(2))
+        if n <= 0 or not (lr > 0 and math.isfinite(lr)):
+            raise ConfigError(f"lr_phases: phase {i} needs iterations > 0 and a learning rate > 0")
+        phases.append((n, lr))
+    return phases
+
+
+def validate_schedule(schedule: Any) -> None:
+    if not isinstance(schedule, dict):
+        raise ConfigError("lr_schedule: must be a mapping with 'name' and 'arguments'")
+    for key in schedule:
+        if key not in ("name", "arguments", "warmup", "warmup_init"):
+            raise ConfigError(
+                _unknown_key_message(key, "lr_schedule", ("name", "arguments", "warmup", "warmup_init"))
+            )
+    name = schedule.get("name")
+    if name not in SCHEDULE_NAMES:
+        raise ConfigError(f"lr_schedule.name: '{name}' is not one of {', '.join(SCHEDULE_NAMES)}")
+    args = schedule.get("arguments")
+    if not isinstance(args, list | tuple) or not args:
+        raise ConfigError("lr_schedule.arguments: give a list, e.g. [1e-5, 1000] for cosine_decay")
+
+
+def build_lr_schedule(config: TrainConfig, total_iters: int) -> Any:
+    """A float or an mlx.optimizers schedule (a callable of the step)."""
+    import mlx.optimizers as optim
+
+    if config.lr_phases:
+        phases = parse_phases(config.lr_phases)
+        pieces = [optim.linear_schedule(lr, lr, n) for n, lr in phases]
+        # the last value holds after the last phase
+        pieces.append(optim.linear_schedule(phases[-1][1], phases[-1][1], 1))
+        bounds, acc = [], 0
+        for n, _ in phases:
+            acc += n
+            bounds.append(acc)
+        return optim.join_schedules(pieces, bounds)
+    if config.lr_schedule:
+        from mlx_lm.tuner.utils import build_schedule
+
+        return build_schedule(config.lr_schedule)
+    return config.learning_rate
+
+
+def schedule_preview(config: TrainConfig, total_iters: int, points: int = 200) -> list[tuple[int, float]]:
+    """(iteration, learning rate) pairs over the whole run, for the preview plot."""
+    sched = build_lr_schedule(config, total_iters)
+    if total_iters <= 0:
+        return []
+    step = max(1, total_iters // points)
+    its = list(range(0, total_iters, step)) + [total_iters - 1]
+    if not callable(sched):
+        return [(i + 1, float(sched)) for i in its]
+    import mlx.core as mx
+
+    return [(i + 1, float(sched(mx.array(i)).item())) for i in its]
+
+
+_SIZE_RE = re.compile(r"^\s*([0-9.]+)\s*([KMGT]?B?|[KMGT]i?B)?\s*$", re.I)
+
+
+def parse_size(value: Any, name: str = "size") -> int:
+    """'8GB', '512MB', '1.5G', 1073741824 -> bytes."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    m = _SIZE_RE.match(str(value))
+    if not m:
+        raise ConfigError(f"{name}: '{value}' is not a size (write e.g. 8GB, 512MB or a number of bytes)")
+    unit = (m.group(2) or "").upper().rstrip("B").rstrip("I")
+    mult = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
+    return int(float(m.group(1)) * mult)
+
+
+def _unknown_key_message(key: str, where: str, known: tuple[str, ...] = FIELD_NAMES) -> str:
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    hint = f"; did you mean '{near[0]}'?" if near else f"; known keys: {', '.join(known)}"
+    return f"unknown key '{key}' in {where}{hint}"
+
+
+# ---------------------------------------------------------------- the form
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    label: str
+    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "optional_str" | "optional_int"
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+FORM_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("model", "Model", "optional_str", "local MLX folder, .gguf file, Hugging Face id, or empty for the demo model"),
+    FieldSpec("data", "Data folder", "optional_str", "folder with train.jsonl/valid.jsonl/test.jsonl, or empty for the demo dataset"),
+    FieldSpec("fine_tune_type", "Method", "choice", "lora, dora or full (QLoRA = LoRA on a quantized base)", FINE_TUNE_TYPES),
+    FieldSpec("dequantize", "Dequantize base", "choice", "train a float copy of a quantized base: auto = yes on the CPU back-end (about 20x faster there)", DEQUANTIZE_CHOICES),
+    FieldSpec("optimizer", "Optimizer", "choice", "adam, adamw, muon, sgd or adafactor", OPTIMIZERS),
+    FieldSpec("batch_size", "Batch size", "int", "examples per step", minimum=1, maximum=4096),
+    FieldSpec("iters", "Iterations", "int", "optimizer steps (ignored when epochs is set)", minimum=1),
+    FieldSpec("epochs", "Epochs", "optional_int", "passes over the training set: iterations = ceil(epochs x examples / batch)", minimum=1),
+    FieldSpec("learning_rate", "Learning rate", "float", "Adam step size", minimum=0.0, maximum=1.0),
+    FieldSpec("lr_phases", "LR phases", "optional_str", "ITERS:LR,... e.g. 400:2e-5,400:1e-5,200:2e-6"),
+    FieldSpec("num_layers", "Layers to tune", "int", "last N transformer blocks; -1 = all", minimum=-1),
+    FieldSpec("lora_rank", "LoRA rank", "int", "rank r of the adapter matrices", minimum=1, maximum=1024),
+    FieldSpec("lora_scale", "LoRA scale", "float", "mlx-lm's scale; PEFT's alpha = scale x rank", minimum=0.0),
+    FieldSpec("lora_dropout", "LoRA dropout", "float", "dropout on the adapter input", minimum=0.0, maximum=0.99),
+    FieldSpec("grad_checkpoint", "Grad checkpointing", "bool", "recompute activations: less memory, ~30% slower"),
+    FieldSpec("grad_accumulation_steps", "Grad accumulation", "int", "steps per optimizer update", minimum=1),
+    FieldSpec("mask_prompt", "Mask prompt", "bool", "train only on the completion / last assistant turn"),
+    FieldSpec("steps_per_report", "Steps per report", "int", "training loss reported every N steps", minimum=1),
+    FieldSpec("steps_per_eval", "Steps per eval", "int", "validation loss every N steps", minimum=1),
+    FieldSpec("save_every", "Save every", "int", "checkpoint every N steps", minimum=1),
+    FieldSpec("val_batches", "Validation batches", "int", "-1 = the whole validation set", minimum=-1),
+    FieldSpec("max_seq_length", "Max sequence length", "int", "longer examples are truncated", minimum=8),
+    FieldSpec("adapter_path", "Adapter folder", "str", "where mlx_lm-compatible adapters are written"),
+    FieldSpec("seed", "Seed", "int", "random seed (data order, init, dropout)", minimum=0),
+    FieldSpec("early_stopping_patience", "Early stop patience", "int", "evaluations without improvement before stopping; 0 = off", minimum=0),
+    FieldSpec("early_stopping_min_delta", "Early stop min delta", "float", "smallest val-loss drop that counts as improvement", minimum=0.0),
+    FieldSpec("memory_guard", "Memory guard", "choice", "when swap grows or pressure turns red: pause, warn, or off", MEMORY_GUARD_POLICIES),
+    FieldSpec("memory_limit", "MLX memory limit", "optional_str", "mx.set_memory_limit, e.g. 12GB; empty = MLX default"),
+    FieldSpec("cache_limit", "MLX cache limit", "optional_str", "mx.set_cache_limit, e.g. 2GB; empty = MLX default"),
+)
+FORM_FIELD_NAMES = tuple(s.name for s in FORM_FIELDS)
+_LORA_FORM_KEYS = {"lora_rank": "rank", "lora_scale": "scale", "lora_dropout": "dropout"}
+
+
+def get_field(config: TrainConfig, name: str) -> Any:
+    if name in _LORA_FORM_KEYS:
+        return config.lora_parameters.get(_LORA_FORM_KEYS[name], DEFAULT_LORA_PARAMETERS[_LORA_FORM_KEYS[name]])
+    return getattr(config, name)
+
+
+def set_field(config: TrainConfig, name: str, value: Any) -> TrainConfig:
+    if name in _LORA_FORM_KEYS:
+        lp = dict(config.lora_parameters)
+        lp[_LORA_FORM_KEYS[name]] = value
+        return config.with_values(lora_parameters=lp)
+    return config.with_values(**{name: value})
+
+
+def _spec(name: str) -> FieldSpec:
+    for s in FORM_FIELDS:
+        if s.name == name:
+            return s
+    raise ConfigError(_unknown_key_message(name, "the form", FORM_FIELD_NAMES))
+
+
+def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
+    """Parse a form value: (value, None) when good, (None, reason) when refused."""
+    spec = _spec(name)
+    text = raw.strip() if isinstance(raw, str) else raw
+    try:
+        if spec.kind in ("optional_str", "optional_int") and (text is None or text == ""):
+            return None, None
+        if spec.kind in ("str", "optional_str"):
+            if not isinstance(text, str) or (spec.kind == "str" and not text):
+                return None, "must not be empty"
+            if name in ("memory_limit", "cache_limit"):
+                parse_size(text, name)
+            if name == "lr_phases":
+                parse_phases(text)
+            return text, None
+        if spec.kind == "bool":
+            if isinstance(text, bool):
+                return text, None
+            if str(text).lower() in ("true", "yes", "on", "1"):
+                return True, None
+            if str(text).lower() in ("false", "no", "off", "0"):
+                return False, None
+            return None, "must be true or false"
+        if spec.kind == "choice":
+            if text not in spec.choices:
+                return None, f"must be one of {', '.join(spec.choices)}"
+            return text, None
+        if spec.kind in ("int", "optional_int"):
+            if isinstance(text, bool):
+                return None, "must be a whole number"
+            if isinstance(text, float) and not text.is_integer():
+                return None, "must be a whole number"
+            value: Any = int(text) if not isinstance(text, str) else int(text.replace("_", ""))
+        else:
+            if isinstance(text, bool):
+                return None, "must be a number"
+            value = float(text)
+            if not math.isfinite(value):
+                return None, "must be a finite number"
+    except ConfigError as e:
+        return None, str(e).split(": ", 1)[-1]
+    except (TypeError, ValueError):
+        kind = "a whole number" if spec.kind in ("int", "optional_int") else "a number"
+        return None, f"'{raw}' is not {kind}"
+    if name == "num_layers" and value == 0:
+        return None, "0 layers trains nothing: give N > 0, or -1 for all"
+    if spec.minimum is not None and value < spec.minimum:
+        return None, f"must be at least {spec.minimum:g}"
+    if spec.maximum is not None and value > spec.maximum:
+        return None, f"must be at most {spec.maximum:g}"
+    return value, None
+
+
+# ---------------------------------------------------------------- loading YAML
+
+
+class _MlxLmLoader(yaml.SafeLoader):
+    """mlx-lm's YAML loader: it reads 1e-5 (no dot) as a float, plain YAML reads a string."""
+
+
+_MlxLmLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:
+     [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file; errors name the file (and line) and the fix."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file (give the path of a YAML file, e.g. run.yaml)")
+    try:
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_MlxLmLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{where}: invalid YAML: {problem} (fix the syntax there)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of option: value, not {type(data).__name__}")
+    return data
+
+
+def from_dict(values: dict[str, Any], base: TrainConfig | None = None, where: str = "config") -> TrainConfig:
+    """Overlay a dict (YAML or flags) on `base`; unknown keys are an error naming the nearest one."""
+    base = base or TrainConfig()
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in MLX_LM_ONLY_KEYS:
+            continue
+        if key not in FIELD_NAMES:
+            raise ConfigError(_unknown_key_message(key, where))
+        changes[key] = value
+    if "lora_parameters" in changes:
+        lp = dict(base.lora_parameters)
+        given = changes["lora_parameters"] or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"lora_parameters in {where}: must be a mapping (rank, scale, dropout, keys)")
+        lp.update(given)
+        if "alpha" in lp:
+            # PEFT-style alpha given: mlx-lm needs scale = alpha / rank.
+            lp["scale"] = float(lp.pop("alpha")) / float(lp.get("rank", DEFAULT_LORA_PARAMETERS["rank"]))
+        changes["lora_parameters"] = lp
+    if "optimizer_config" in changes:
+        oc = _default_optimizer_config()
+        oc.update(changes["optimizer_config"] or {})
+        changes["optimizer_config"] = oc
+    for key in ("learning_rate", "early_stopping_min_delta", "swap_growth_mb_per_min"):
+        if key in changes and isinstance(changes[key], str):
+            try:
+                changes[key] = float(changes[key])
+            except ValueError:
+                raise ConfigError(f"{key} in {where}: '{changes[key]}' is not a number") from None
+    if "clear_cache_threshold" in changes and isinstance(changes["clear_cache_threshold"], str):
+        changes["clear_cache_threshold"] = parse_size(changes["clear_cache_threshold"], "clear_cache_threshold")
+    for key in ("model", "data", "adapter_path", "resume_adapter_file"):
+        if key in changes and changes[key] is not None:
+            changes[key] = str(changes[key])
+    cfg = dataclasses.replace(base, **changes)
+    try:
+        cfg.validate()
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return cfg
+
+
+def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    return from_dict(load_yaml(path), base=base, where=str(path))
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    from mlxtui.core.fileio import atomic_write_text
+
+    atomic_write_text(Path(path), config.to_yaml())
+
+
+# ---------------------------------------------------------------- suggestions
+
+
+def suggestions(
+    config: TrainConfig, quantization_bits: int | None = None, n_train: int | None = None
+) -> dict[str, str]:
+    """Hints shown next to fields: never applied silently."""
+    out: dict[str, str] = {}
+    if quantization_bits == 4:
+        lr_hint, lo, hi = "4-bit base: try 2e-4", 1e-4, 3e-4
+    elif quantization_bits == 8:
+        lr_hint, lo, hi = "8-bit base: try 1e-4", 5e-5, 2e-4
+    elif quantization_bits is None and config.model is not None:
+        lr_hint, lo, hi = "full-precision base: try 5e-5 to 1e-4", 5e-5, 1e-4
+    else:
+        lr_hint, lo, hi = "", 0.0, 1.0
+    if config.fine_tune_type == "full":
+        lr_hint, lo, hi = "full fine-tune: try 1e-5 to 5e-5", 1e-5, 5e-5
+    if lr_hint and not (lo <= config.learning_rate <= hi):
+        out["learning_rate"] = lr_hint
+    if n_train is not None:
+        epoch = math.ceil(n_train / config.batch_size)
+        if n_train < 1000:
+            it_hint, layers = f"<1k examples: 2-3 epochs ({2 * epoch}-{3 * epoch} iters)", 8
+        elif n_train <= 10000:
+            it_hint, layers = f"1k-10k examples: 1-2 epochs ({epoch}-{2 * epoch} iters)", 16
+        else:
+            it_hint, layers = f">10k examples: about 1 epoch ({epoch} iters)", -1
+        out["iters"] = it_hint
+        if config.num_layers != layers:
+            out["num_layers"] = f"for this size try {layers if layers > 0 else 'all (-1)'} layers"
+    out["lora_scale"] = (
+        f"alpha = scale x rank = {config.lora_scale:g} x {config.lora_rank} = {config.lora_alpha:g}"
+    )
+    return out

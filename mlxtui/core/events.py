@@ -1,0 +1,225 @@
+"""Frozen dataclasses that cross the thread boundary between the MLX engine and its subscribers.
+
+Every event is immutable and holds only plain Python values (no MLX arrays), so the dashboard,
+the headless progress bar and the metrics file can read it on any thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every engine event."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["event"] = type(self).__name__
+        return d
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class JobStarted(Event):
+    job_id: int
+    kind: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class JobProgress(Event):
+    """Progress of a long job that is not a training step (model conversion, evaluation, fuse)."""
+
+    job_id: int
+    kind: str
+    message: str
+    done: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class JobFinished(Event):
+    job_id: int
+    kind: str
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class JobFailed(Event):
+    job_id: int
+    kind: str
+    message: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Log(Event):
+    level: str  # "info" | "warning" | "error"
+    message: str
+
+
+# ---------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class ModelLoaded(Event):
+    name: str
+    path: str
+    num_layers: int
+    num_parameters: int
+    quantization_bits: int | None
+    dtype: str
+    dequantized: bool = False
+    adapter: str | None = None
+    chat_template: bool = True
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainStarted(Event):
+    run_dir: str
+    total_iters: int
+    start_iter: int
+    trainable_parameters: int
+    total_parameters: int
+    fine_tune_type: str
+    estimated_peak_bytes: int | None = None
+    started_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class TrainStep(Event):
+    """One optimizer step (emitted every step so the plot and the ETA stay live)."""
+
+    iteration: int
+    total_iters: int
+    loss: float
+    learning_rate: float
+    tokens_per_second: float
+    iterations_per_second: float
+    trained_tokens: int
+    peak_memory: float  # GB, as mlx-lm reports it
+    eta_seconds: float | None
+
+
+@dataclass(frozen=True)
+class TrainReport(Event):
+    """The mean over `steps_per_report` steps: the figure mlx-lm prints and logs."""
+
+    iteration: int
+    total_iters: int
+    train_loss: float
+    learning_rate: float
+    tokens_per_second: float
+    iterations_per_second: float
+    trained_tokens: int
+    peak_memory: float
+
+
+@dataclass(frozen=True)
+class ValReport(Event):
+    iteration: int
+    val_loss: float
+    val_time: float
+    is_best: bool
+
+
+@dataclass(frozen=True)
+class SamplePrediction:
+    prompt: str
+    reference: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class SamplePredictions(Event):
+    """Answers to fixed held-out prompts, generated at an evaluation during training."""
+
+    iteration: int
+    items: tuple[SamplePrediction, ...]
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Event):
+    iteration: int
+    path: str
+    kind: str  # "periodic" | "best" | "final" | "stop"
+
+
+@dataclass(frozen=True)
+class TrainPaused(Event):
+    iteration: int
+    reason: str  # "user" | "memory" | "nan"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TrainResumed(Event):
+    iteration: int
+
+
+@dataclass(frozen=True)
+class TrainFinished(Event):
+    run_dir: str
+    adapter_path: str
+    final_iteration: int
+    total_iters: int
+    status: str  # "completed" | "stopped" | "early_stopped" | "failed"
+    best_val_loss: float | None = None
+    best_iteration: int | None = None
+    test_loss: float | None = None
+    test_ppl: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TestResult(Event):
+    test_loss: float
+    test_ppl: float
+    adapter: str | None
+
+
+# ---------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True)
+class MemorySampled(Event):
+    sample: Any  # mlxtui.core.memory.MemorySample (frozen)
+
+
+@dataclass(frozen=True)
+class MemoryAlert(Event):
+    level: str  # "yellow" | "red"
+    action: str  # "warn" | "pause"
+    message: str
+    suggestions: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------- generation
+
+
+@dataclass(frozen=True)
+class GenerationToken(Event):
+    request_id: int
+    text: str
+    slot: str = ""  # "" for a single answer, "A"/"B" for side-by-side
+
+
+@dataclass(frozen=True)
+class GenerationDone(Event):
+    request_id: int
+    text: str
+    slot: str = ""
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    prompt_tps: float = 0.0
+    generation_tps: float = 0.0
+    peak_memory: float = 0.0
+    stopped: bool = False
