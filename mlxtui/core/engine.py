@@ -1,0 +1,601 @@
+"""THE MLX thread: one long-lived thread, a job queue, events out.
+
+Since MLX 0.31.2 streams are thread-local, so every MLX call (load, train, evaluate,
+generate, fuse) runs here. Other threads only `submit()` jobs, flip control flags
+(pause/stop/cancel) and receive events through the `on_event` callback, which is called on
+this thread: subscribers must hand events over to their own thread (Textual's
+`post_message` is thread-safe; a queue works for anything else).
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlxtui.core import events as ev
+from mlxtui.core.config import ConfigError, TrainConfig
+
+EventSink = Callable[[ev.Event], None]
+
+
+# ------------------------------------------------------------------ jobs
+
+
+@dataclass
+class Job:
+    kind: str = field(init=False, default="job")
+
+
+@dataclass
+class LoadModel(Job):
+    spec: str | None = None
+    dequantize: bool | None = None
+    adapter_path: str | None = None
+    kind: str = field(init=False, default="load")
+
+
+@dataclass
+class Train(Job):
+    config: TrainConfig = field(default_factory=TrainConfig.quick_start)
+    kind: str = field(init=False, default="train")
+
+
+@dataclass
+class Generate(Job):
+    messages: list[dict[str, str]] = field(default_factory=list)
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 256
+    weights: str = "adapter"  # "adapter" | "base" | path to a .safetensors file
+    slot: str = ""
+    kind: str = field(init=False, default="generate")
+
+
+@dataclass
+class Compare(Job):
+    """One prompt answered by the base (slot A) and by the adapter (slot B), no reload."""
+
+    messages: list[dict[str, str]] = field(default_factory=list)
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    kind: str = field(init=False, default="compare")
+
+
+@dataclass
+class Call(Job):
+    """Run `fn(engine)` on the MLX thread; its return value is the job's result."""
+
+    fn: Callable[[Engine], Any] = lambda engine: None
+    description: str = ""
+    kind: str = field(init=False, default="call")
+
+
+class EngineError(RuntimeError):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+_SHUTDOWN = object()
+_JOBS_ALLOWED_WHILE_PAUSED = ("generate", "compare")
+
+
+class Engine:
+    def __init__(
+        self,
+        on_event: EventSink,
+        memory_probe: Any = None,
+        memory_interval: float = 1.0,
+    ) -> None:
+        self._sink = on_event
+        self._queue: queue.Queue[tuple[int, Job] | object] = queue.Queue()
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._cancel_generation = threading.Event()
+        self._lock = threading.Lock()
+        self._deferred: list[tuple[int, Job]] = []
+        self.control: Any = None  # TrainControl of the running train job
+        self.memory_interval = memory_interval
+        self._memory_probe = memory_probe
+        self._last_sample = 0.0
+        self.memory_history: Any = None
+        self.guard: Any = None
+        self.current_job: str | None = None
+        # model state, owned by the engine thread
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.model_info: Any = None
+        self.model_spec: str | None = None
+        self.adapter_path: str | None = None
+        self.last_run_dir: str | None = None
+
+    # -------------------------------------------------------------- any thread
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="mlx-engine", daemon=True)
+            self._thread.start()
+
+    def submit(self, job: Job) -> int:
+        job_id = next(self._ids)
+        self._queue.put((job_id, job))
+        return job_id
+
+    def pause(self) -> None:
+        if self.control is not None:
+            self.control.request_pause("user")
+
+    def resume(self) -> None:
+        if self.control is not None:
+            self.control.request_resume()
+
+    def stop(self) -> None:
+        if self.control is not None:
+            self.control.request_stop()
+        self._cancel_generation.set()
+
+    def cancel_generation(self) -> None:
+        self._cancel_generation.set()
+
+    @property
+    def training(self) -> bool:
+        return self.control is not None
+
+    @property
+    def paused(self) -> bool:
+        return self.control is not None and self.control.pause_requested
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        if self.control is not None:
+            self.control.request_stop()
+        self._cancel_generation.set()
+        self._queue.put(_SHUTDOWN)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run_sync(self, job: Job, timeout: float | None = None) -> Any:
+        """Submit a job and wait for its result (headless use and the Python API)."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        outer = self._sink
+
+        def watch(event: ev.Event) -> None:
+            outer(event)
+            if isinstance(event, ev.JobFinished | ev.JobFailed) and event.job_id == box.get("id"):
+                box["event"] = event
+                done.set()
+
+        self._sink = watch
+        try:
+            box["id"] = self.submit(job)
+            if not done.wait(timeout):
+                raise EngineError(f"{job.kind} did not finish within {timeout} s")
+        finally:
+            self._sink = outer
+        event = box["event"]
+        if isinstance(event, ev.JobFailed):
+            raise EngineError(event.message, event.hint)
+        return event.result
+
+    # -------------------------------------------------------------- engine thread
+
+    def emit(self, event: ev.Event) -> None:
+        try:
+            self._sink(event)
+        except Exception:  # a subscriber's bug must not kill the MLX thread
+            traceback.print_exc()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._next_item()
+            if item is _SHUTDOWN:
+                break
+            if item is None:
+                self.sample_memory()
+                continue
+            job_id, job = item  # type: ignore[misc]
+            self._run(job_id, job)
+
+    def _next_item(self) -> Any:
+        if self._deferred:
+            return self._deferred.pop(0)
+        try:
+            return self._queue.get(timeout=self.memory_interval)
+        except queue.Empty:
+            return None
+
+    def _run(self, job_id: int, job: Job) -> None:
+        from mlxtui.core.fileio import DiskFullError
+
+        self.current_job = job.kind
+        self.emit(ev.JobStarted(job_id, job.kind, getattr(job, "description", "")))
+        try:
+            result = self._dispatch(job_id, job)
+        except EngineError as e:
+            self.emit(ev.JobFailed(job_id, job.kind, str(e), e.hint))
+        except ConfigError as e:
+            self.emit(ev.JobFailed(job_id, job.kind, str(e), "fix the value in the Config pane or the YAML file"))
+        except DiskFullError as e:
+            self.emit(ev.JobFailed(job_id, job.kind, str(e.strerror), "free disk space; nothing saved before was lost"))
+        except Exception as e:  # noqa: BLE001 - reported, never fatal to the engine
+            hint = _hint_for(e)
+            self.emit(ev.JobFailed(job_id, job.kind, f"{type(e).__name__}: {e}", hint))
+            traceback.print_exc()
+        else:
+            self.emit(ev.JobFinished(job_id, job.kind, result))
+        finally:
+            self.current_job = None
+            self.control = None
+
+    def _dispatch(self, job_id: int, job: Job) -> Any:
+        if isinstance(job, LoadModel):
+            return self._load(job_id, job.spec, job.dequantize, job.adapter_path)
+        if isinstance(job, Train):
+            return self._train(job_id, job.config)
+        if isinstance(job, Generate):
+            return self._generate(job)
+        if isinstance(job, Compare):
+            return self._compare(job)
+        if isinstance(job, Call):
+            return job.fn(self)
+        raise EngineError(f"unknown job {job!r}")
+
+    # -------------------------------------------------------------- memory
+
+    def sample_memory(self, force: bool = False) -> Any:
+        now = time.monotonic()
+        if not force and now - self._last_sample < self.memory_interval:
+            return None
+        self._last_sample = now
+        try:
+            from mlxtui.core import memory
+
+            if self._memory_probe is None:
+                self._memory_probe = memory.SystemMemoryProbe()
+            if self.memory_history is None:
+                self.memory_history = memory.MemoryHistory()
+            sample = self._memory_probe.sample()
+            self.memory_history.append(sample)
+        except Exception:  # noqa: BLE001 - memory display must never stop training
+            return None
+        self.emit(ev.MemorySampled(sample))
+        return sample
+
+    def _memory_check(self, config: TrainConfig) -> Callable[[], ev.MemoryAlert | None]:
+        from mlxtui.core import guard as guard_mod
+
+        self.guard = guard_mod.MemoryGuard(
+            policy=config.memory_guard, swap_growth_mb_per_min=config.swap_growth_mb_per_min
+        )
+
+        def check() -> ev.MemoryAlert | None:
+            sample = self.sample_memory()
+            if sample is None:
+                return None
+            decision = self.guard.check(sample, self.memory_history)
+            if decision.action in ("warn", "pause"):
+                alert = ev.MemoryAlert(
+                    level=sample.pressure if sample.pressure != "green" else "yellow",
+                    action=decision.action,
+                    message=decision.reason,
+                    suggestions=tuple(self._suggestions(config)),
+                )
+                self.emit(alert)
+                return alert
+            return None
+
+        return check
+
+    def _suggestions(self, config: TrainConfig) -> list[str]:
+        try:
+            from mlxtui.core import estimate
+            from mlxtui.core.memory import format_bytes
+
+            opts = estimate.suggest_options(self._estimate_inputs(config))
+            return [f"{o.label}: about {format_bytes(o.estimate_bytes)} peak" for o in opts]
+        except Exception:  # noqa: BLE001
+            return [
+                "halve the batch size",
+                "train fewer layers",
+                "turn gradient checkpointing on",
+                "lower max_seq_length",
+            ]
+
+    def _estimate_inputs(self, config: TrainConfig) -> Any:
+        from mlxtui.core import estimate
+
+        return estimate.inputs_from(self.model, config, self._train_lengths)
+
+    _train_lengths: list[int] = []
+
+    # -------------------------------------------------------------- jobs
+
+    def _load(self, job_id: int, spec: str | None, dequantize: bool | None, adapter_path: str | None) -> Any:
+        from mlxtui.core import models
+
+        def progress(message: str, done: int = 0, total: int = 0) -> None:
+            self.emit(ev.JobProgress(job_id, "load", message, done, total))
+
+        if spec in (None, "", "demo"):
+            progress("preparing the demo model (first run converts it once)")
+            models.demo_model_dir(progress=progress)
+        if dequantize is None:
+            import mlx.core as mx
+
+            dequantize = mx.default_device() == mx.cpu
+        try:
+            model, tokenizer, info = models.load_model(spec, dequantize=bool(dequantize), adapter_path=adapter_path)
+        except models.ModelError as e:
+            raise EngineError(str(e), "check the model field: a local MLX folder, a .gguf file, a Hugging Face id, or empty for the demo") from None
+        self.model, self.tokenizer, self.model_info = model, tokenizer, info
+        self.model_spec = spec
+        self.adapter_path = adapter_path
+        self.emit(_model_loaded(info, adapter_path))
+        self.sample_memory(force=True)
+        return info
+
+    def _train(self, job_id: int, config: TrainConfig) -> Any:
+        import mlx.core as mx
+
+        from mlxtui.core import models
+        from mlxtui.core.training import (
+            Prepared,
+            TrainControl,
+            TrainingError,
+            TrainRun,
+            load_datasets,
+        )
+
+        config.validate()
+        data_dir = _resolve_data(config.data)
+        self._validate_data(job_id, data_dir, config)
+        deq = config.fine_tune_type == "full" or config.dequantize == "yes" or (
+            config.dequantize == "auto" and mx.default_device() == mx.cpu
+        )
+        self.emit(ev.JobProgress(job_id, "train", "loading the model"))
+        if config.model in (None, "", "demo"):
+            models.demo_model_dir(progress=lambda m, d=0, t=0: self.emit(ev.JobProgress(job_id, "train", m, d, t)))
+        try:
+            model, tokenizer, info = models.load_model(config.model, dequantize=deq)
+        except models.ModelError as e:
+            raise EngineError(str(e), "check the model field") from None
+        # Free the previous model before training this one.
+        self.model = self.tokenizer = None
+        self.model, self.tokenizer, self.model_info = model, tokenizer, info
+        self.model_spec = config.model
+        self.adapter_path = None
+        self.emit(_model_loaded(info, None))
+        self.emit(ev.JobProgress(job_id, "train", "tokenizing the dataset"))
+        try:
+            train_set, valid_set, test_set = load_datasets(config, data_dir, tokenizer)
+        except TrainingError as e:
+            raise EngineError(str(e), f"run `mlxtui data validate {data_dir}`") from None
+        self._train_lengths = [len(train_set[i][0]) for i in range(len(train_set))]
+        estimated = self._estimate_bytes(config)
+        prepared = Prepared(
+            model=model,
+            tokenizer=tokenizer,
+            model_path=str(info.path),
+            train_set=train_set,
+            valid_set=valid_set,
+            test_set=test_set,
+            dequantized=deq,
+            quantization_bits=info.quantization_bits,
+        )
+        self.control = TrainControl()
+        self._cancel_generation.clear()
+        run = TrainRun(
+            config.with_values(data=str(data_dir)),
+            prepared,
+            self.emit,
+            control=self.control,
+            memory_check=self._memory_check(config) if config.memory_guard != "off" else self._sample_only,
+            poll_while_paused=self._poll_while_paused,
+            estimated_peak_bytes=estimated,
+        )
+        try:
+            result = run.execute()
+        except TrainingError as e:
+            raise EngineError(str(e)) from None
+        self.adapter_path = str(result.adapter_path)
+        self.last_run_dir = str(result.run_dir)
+        model.eval()
+        _copy_to_user_adapter_path(config, result.adapter_path, self.emit)
+        return result
+
+    def _sample_only(self) -> None:
+        self.sample_memory()
+        return None
+
+    def _estimate_bytes(self, config: TrainConfig) -> int | None:
+        try:
+            from mlxtui.core import estimate
+
+            return int(estimate.estimate_peak(self._estimate_inputs(config)).total_bytes)
+        except Exception:  # noqa: BLE001 - an estimate is advice, never a blocker
+            return None
+
+    def _validate_data(self, job_id: int, data_dir: Path, config: TrainConfig) -> None:
+        try:
+            from mlxtui.core.data import validate_dataset
+        except ImportError:
+            return
+        self.emit(ev.JobProgress(job_id, "train", f"validating {data_dir}"))
+        report = validate_dataset(data_dir, tokenizer=None, max_seq_length=config.max_seq_length)
+        if report.errors:
+            first = report.errors[:5]
+            lines = "\n".join(f"{f.file}:{f.line}: {f.message}" for f in first)
+            more = f"\n… and {len(report.errors) - 5} more" if len(report.errors) > 5 else ""
+            raise EngineError(
+                f"the dataset has {len(report.errors)} error(s); training did not start:\n{lines}{more}",
+                f"fix them (all are listed by `mlxtui data validate {data_dir}`)",
+            )
+        for w in report.warnings[:3]:
+            self.emit(ev.Log("warning", f"{w.file}:{w.line}: {w.message}"))
+
+    def _poll_while_paused(self) -> None:
+        """While training is paused: keep sampling memory and answer chat jobs."""
+        self.sample_memory()
+        if self.guard is not None and self.control is not None and self.control.pause_reason == "memory":
+            sample = self.memory_history.latest() if self.memory_history is not None else None
+            if sample is not None and self.guard.check(sample, self.memory_history).action == "resume":
+                self.emit(ev.Log("info", "memory pressure is back to normal: continuing"))
+                self.control.request_resume()
+                return
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            return
+        if item is _SHUTDOWN:
+            self._queue.put(item)
+            if self.control is not None:
+                self.control.request_stop()
+            return
+        job_id, job = item  # type: ignore[misc]
+        if job.kind in _JOBS_ALLOWED_WHILE_PAUSED:
+            import mlx.core as mx
+
+            key = mx.random.state[0]  # keep the training RNG stream exact across a chat
+            control = self.control
+            self.model.eval()
+            try:
+                self._run(job_id, job)
+            finally:
+                self.control = control
+                self.model.train()
+                mx.random.state[0] = key
+        else:
+            self._deferred.append((job_id, job))
+
+    def _ensure_model(self) -> None:
+        if self.model is None:
+            self._load(0, self.model_spec, None, self.adapter_path)
+
+    def _generate(self, job: Generate) -> dict[str, Any]:
+        from mlxtui.core import generation
+
+        self._ensure_model()
+        self._cancel_generation.clear()
+        weights = job.weights
+        if weights not in ("adapter", "base"):
+            generation.load_adapter_file(self.model, Path(weights))
+            self.adapter_path = weights
+        has_adapter = generation.has_adapter(self.model)
+        if weights == "adapter" and not has_adapter:
+            self.emit(ev.Log("info", "no adapter is loaded yet: the base model answers"))
+        use_base = weights == "base" and has_adapter
+        return self._stream(job.messages, job, job.slot, base=use_base)
+
+    def _compare(self, job: Compare) -> dict[str, Any]:
+        from mlxtui.core import generation
+
+        self._ensure_model()
+        self._cancel_generation.clear()
+        if not generation.has_adapter(self.model):
+            raise EngineError("there is no adapter to compare with", "train first, or pick a run's adapter in the chat")
+        a = self._stream(job.messages, job, "A", base=True)
+        b = self._stream(job.messages, job, "B", base=False) if not self._cancel_generation.is_set() else {}
+        return {"A": a, "B": b}
+
+    def _stream(self, messages: list[dict[str, str]], job: Any, slot: str, base: bool) -> dict[str, Any]:
+        import contextlib
+
+        from mlxtui.core import generation
+
+        ctx = generation.adapter_disabled(self.model) if base else contextlib.nullcontext()
+        text = ""
+        last = None
+        with ctx:
+            for chunk in generation.stream_reply(
+                self.model,
+                self.tokenizer,
+                messages,
+                temperature=job.temperature,
+                top_p=job.top_p,
+                max_tokens=job.max_tokens,
+                should_stop=self._cancel_generation.is_set,
+            ):
+                text += chunk.text
+                last = chunk
+                if chunk.text:
+                    self.emit(ev.GenerationToken(id(job), chunk.text, slot))
+                self.sample_memory()
+        done = ev.GenerationDone(
+            request_id=id(job),
+            text=text,
+            slot=slot,
+            prompt_tokens=getattr(last, "prompt_tokens", 0),
+            generation_tokens=getattr(last, "generation_tokens", 0),
+            prompt_tps=getattr(last, "prompt_tps", 0.0),
+            generation_tps=getattr(last, "generation_tps", 0.0),
+            peak_memory=getattr(last, "peak_memory", 0.0),
+            stopped=self._cancel_generation.is_set(),
+        )
+        self.emit(done)
+        return done.to_dict()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _resolve_data(data: str | None) -> Path:
+    if data in (None, "", "demo"):
+        from mlxtui.demo_data import demo_data_dir
+
+        return demo_data_dir()
+    path = Path(str(data)).expanduser()
+    if not path.is_dir():
+        raise EngineError(
+            f"data: {path} is not a folder",
+            "give a folder with train.jsonl (and optionally valid.jsonl, test.jsonl), or leave it empty for the demo dataset",
+        )
+    return path
+
+
+def _model_loaded(info: Any, adapter: str | None) -> ev.ModelLoaded:
+    return ev.ModelLoaded(
+        name=info.name,
+        path=str(info.path),
+        num_layers=info.num_layers,
+        num_parameters=info.num_parameters,
+        quantization_bits=info.quantization_bits,
+        dtype=str(info.dtype),
+        dequantized=bool(getattr(info, "dequantized", False)),
+        adapter=adapter,
+        chat_template=bool(getattr(info, "has_chat_template", True)),
+    )
+
+
+def _copy_to_user_adapter_path(config: TrainConfig, adapter_dir: Path, emit: EventSink) -> None:
+    """mlx-lm users expect the adapter in --adapter-path: copy the final one there too."""
+    import shutil
+
+    if config.adapter_path in ("adapters", "", None):
+        return
+    target = Path(config.adapter_path).expanduser()
+    if target.resolve() == adapter_dir.resolve():
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("adapters.safetensors", "adapter_config.json"):
+        src = adapter_dir / name
+        if src.is_file():
+            shutil.copy2(src, target / name)
+    emit(ev.Log("info", f"adapter also written to {target}"))
+
+
+def _hint_for(e: Exception) -> str:
+    text = str(e).lower()
+    if "memory" in text or isinstance(e, MemoryError):
+        return "out of memory: lower batch size, layers or max_seq_length, or turn on gradient checkpointing"
+    if isinstance(e, FileNotFoundError):
+        return "check the path in the Config pane"
+    return "see the log for details"
