@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,23 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_quant_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same tiny model stored 4-bit quantized (group size 32), for QLoRA tests."""
     return make_tiny_model(tmp_path_factory.mktemp("tiny_quant_model"), quantize_bits=4)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlxtui_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test session gets its own mlxtui cache (MLXTUI_CACHE_DIR): the user's stays untouched."""
+    root = tmp_path_factory.mktemp("mlxtui_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLXTUI_CACHE_DIR", str(root))
+        yield root
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(mlxtui_cache_dir: Path) -> Path:
+    """The real demo model (SmolLM2-135M-Instruct Q4_1) converted once per session (about 1 s).
+
+    `resolve_model("demo")` in any test then finds it in the session cache.
+    """
+    from mlxtui.core.models import demo_model_dir as convert_demo
+
+    return convert_demo()

@@ -142,6 +142,109 @@ def make_tiny_model(
     return out_dir
 
 
+# GGML tensor types make_tiny_gguf can write (the gguf package quantizes these in Python).
+GGUF_QUANT_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0")
+
+
+def _permute_for_gguf(w, n_head: int):
+    """llama.cpp's convert_hf_to_gguf permutation of Q/K rows (for interleaved RoPE)."""
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
+
+
+def make_tiny_gguf(
+    model_dir: Path,
+    out_path: Path,
+    *,
+    qtype: str = "F32",
+    arch: str = "llama",
+    overrides: dict[str, str] | None = None,
+) -> Path:
+    """Write the float tiny model in model_dir as a GGUF file the way llama.cpp's converter does.
+
+    qtype is the type of the 2-D weights (norms stay F32); overrides maps a GGUF tensor name to
+    another type, e.g. {"token_embd.weight": "Q8_0"}, or to a raw type such as "Q6_K" (written
+    as zero bytes: only for checking that a type is handled, the values are all zero).
+    """
+    import numpy as np
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
+    from gguf.quants import quantize
+
+    config = json.loads((model_dir / "config.json").read_text())
+    weights = {
+        k: np.array(v.astype(mx.float32))
+        for k, v in mx.load(str(model_dir / "model.safetensors")).items()
+    }
+    tok = json.loads((model_dir / "tokenizer.json").read_text())
+    tok_cfg = json.loads((model_dir / "tokenizer_config.json").read_text())
+    vocab: dict[str, int] = tok["model"]["vocab"]
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    special = {a["content"] for a in tok["added_tokens"] if a["special"]}
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+
+    w = GGUFWriter(str(out_path), arch)
+    w.add_name("tiny")
+    w.add_block_count(config["num_hidden_layers"])
+    w.add_context_length(config["max_position_embeddings"])
+    w.add_embedding_length(config["hidden_size"])
+    w.add_feed_forward_length(config["intermediate_size"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_rope_freq_base(config["rope_theta"])
+    w.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    w.add_rope_dimension_count(config["hidden_size"] // heads)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_merges(merges)
+    w.add_token_types([3 if t in special else 1 for t in tokens])
+    w.add_eos_token_id(vocab[tok_cfg["eos_token"]])
+    w.add_add_bos_token(False)
+    w.add_chat_template(tok_cfg["chat_template"])
+
+    names = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+    }
+    block = {
+        "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }  # fmt: skip
+    for name, arr in weights.items():
+        if name in names:
+            gname = names[name]
+        else:
+            _, _, layer, *rest = name.split(".")
+            gname = f"blk.{layer}.{block['.'.join(rest[:-1])]}.weight"
+        if name.endswith("q_proj.weight"):
+            arr = _permute_for_gguf(arr, heads)
+        elif name.endswith("k_proj.weight"):
+            arr = _permute_for_gguf(arr, kv_heads)
+        ttype = (overrides or {}).get(gname, qtype if arr.ndim == 2 else "F32")
+        qt = GGMLQuantizationType[ttype]
+        if qt == GGMLQuantizationType.F32:
+            w.add_tensor(gname, arr)
+        elif qt == GGMLQuantizationType.F16:
+            w.add_tensor(gname, arr.astype(np.float16))
+        elif ttype in GGUF_QUANT_TYPES:
+            w.add_tensor(gname, quantize(arr, qt), raw_dtype=qt)
+        else:
+            block_size, type_size = GGML_QUANT_SIZES[qt]
+            raw = np.zeros((arr.shape[0], arr.shape[1] // block_size * type_size), np.uint8)
+            w.add_tensor(gname, raw, raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out_path
+
+
 if __name__ == "__main__":
     import sys
     import time
