@@ -150,7 +150,10 @@ def _encode_text(record: dict[str, Any], tokenizer: Any, keys: FormatKeys) -> li
     text = record.get(keys.text_feature)
     if not isinstance(text, str):
         raise RenderError(f'"{keys.text_feature}" must be a string')
-    ids = list(tokenizer.encode(text))
+    try:
+        ids = list(tokenizer.encode(text))
+    except Exception as e:  # e.g. lone surrogates the Rust tokenizer cannot take
+        raise RenderError(f"the tokenizer cannot encode this text: {e}") from e
     eos = getattr(tokenizer, "eos_token_id", None)
     if eos is not None and (not ids or ids[-1] != eos):
         ids.append(eos)
