@@ -205,6 +205,8 @@ def test_resolve_model_errors(tmp_path):
         models.resolve_model(str(tmp_path))
     with pytest.raises(ModelError, match="no such GGUF file"):
         models.resolve_model(str(tmp_path / "missing.gguf"))
+    with pytest.raises(ModelError, match="no such folder"):
+        models.resolve_model(f"{tmp_path}/typo")
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ModelError, match="is a file, not a model"):
         models.resolve_model(str(tmp_path / "notes.txt"))

@@ -25,6 +25,8 @@ import mlx.core as mx
 
 Progress = Callable[[str, int, int], None]
 
+# Bumped when the converted folder's layout changes, so cached conversions are redone.
+IMPORT_FORMAT = 1
 SUPPORTED_ARCHITECTURES = ("llama",)
 SUPPORTED_TOKENIZERS = ("gpt2",)  # byte-level BPE: SmolLM, Llama 3, Qwen, GPT-2 style vocabularies
 
@@ -320,11 +322,11 @@ def convert_weights(
         return weights, None
     default_bits = Counter(quantized.values()).most_common(1)[0][0]
     quant: dict[str, Any] = {"group_size": GROUP_SIZE, "bits": default_bits, "mode": "affine"}
-    for module, bits in sorted(module_quant.items()):
-        if bits is None:
+    for module, module_bits in sorted(module_quant.items()):
+        if module_bits is None:
             quant[module] = False
-        elif bits != default_bits:
-            quant[module] = {"group_size": GROUP_SIZE, "bits": bits, "mode": "affine"}
+        elif module_bits != default_bits:
+            quant[module] = {"group_size": GROUP_SIZE, "bits": module_bits, "mode": "affine"}
     return weights, quant
 
 
@@ -462,7 +464,12 @@ def import_gguf(
         report("writing tokenizer", 4, total)
         tokenizer.save(str(tmp / "tokenizer.json"))
         (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2))
-        source = {"gguf": str(src), "size": src.stat().st_size, "name": _model_name(header, src)}
+        source = {
+            "gguf": str(src),
+            "size": src.stat().st_size,
+            "name": _model_name(header, src),
+            "format": IMPORT_FORMAT,
+        }
         (tmp / "mlxtui_import.json").write_text(json.dumps(source, indent=2))
         _replace_dir(tmp, dst)
     except BaseException:

@@ -110,7 +110,8 @@ def _is_converted(folder: Path, source: Path) -> bool:
         info = json.loads(marker.read_text())
     except (OSError, ValueError):
         return False
-    return info.get("size") == source.stat().st_size
+    same_format = info.get("format") == gguf_import.IMPORT_FORMAT
+    return same_format and info.get("size") == source.stat().st_size
 
 
 def _cached_import(source: Path, folder: Path, progress: Progress | None) -> Path:
@@ -154,7 +155,8 @@ def resolve_model(
             f"{path} is a file, not a model; give a local MLX model folder, a .gguf file, "
             "a Hugging Face id (owner/name), or 'demo'"
         )
-    if HF_ID.match(text) and not text.startswith((".", "~")):
+    # "runs/foo" where runs/ exists is a mistyped local path, not a hub id.
+    if HF_ID.match(text) and not text.startswith((".", "~")) and not path.parent.is_dir():
         return text
     raise ModelError(
         f"no such folder {text!r}; give a local MLX model folder, a .gguf file, "
@@ -236,9 +238,10 @@ def load_model(
     if adapter_path is not None and not Path(adapter_path).expanduser().is_dir():
         raise ModelError(f"no such adapter folder: {adapter_path}")
     try:
-        model, tokenizer = load(
+        loaded: Any = load(
             str(source), adapter_path=str(adapter_path) if adapter_path is not None else None
         )
+        model, tokenizer = loaded
     except (FileNotFoundError, ValueError, KeyError, OSError) as e:
         raise ModelError(f"cannot load {resolved}: {e}") from e
     except Exception as e:  # hub errors (offline, gated, missing repo) have their own types
@@ -296,21 +299,21 @@ def model_info(
 ) -> ModelInfo:
     """Describe a loaded model: size, quantization, dtype, chat template."""
     import mlx.nn as nn
-    from mlx.utils import tree_flatten
 
-    params = tree_flatten(model.parameters())
+    params = _flat(model.parameters())
     size_bytes = sum(v.nbytes for _, v in params)
     quant: Counter[tuple[int, int]] = Counter()
     floats: Counter[str] = Counter()
     n_params = 0
-    for _, m in tree_flatten(model.leaf_modules(), is_leaf=lambda m: isinstance(m, nn.Module)):
+    leaves = _flat(model.leaf_modules(), is_leaf=lambda m: isinstance(m, nn.Module))
+    for _, m in leaves:
         if hasattr(m, "bits") and hasattr(m, "scales"):
             unpacked = m.weight.size * 32 // m.bits
             n_params += unpacked + (m.bias.size if "bias" in m else 0)
             quant[(m.bits, m.group_size)] += unpacked
             floats[str(m.scales.dtype)] += unpacked
         else:
-            for _, v in tree_flatten(m.parameters()):
+            for _, v in _flat(m.parameters()):
                 n_params += v.size
                 floats[str(v.dtype)] += v.size
     bits, group = quant.most_common(1)[0][0] if quant else (None, None)
@@ -331,6 +334,13 @@ def model_info(
         dequantized=dequantized,
         has_chat_template=bool(getattr(tokenizer, "has_chat_template", False)),
     )
+
+
+def _flat(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> list[tuple[str, Any]]:
+    from mlx.utils import tree_flatten
+
+    flat: Any = tree_flatten(tree, is_leaf=is_leaf)  # a list of (path, leaf) pairs
+    return list(flat)
 
 
 def describe(info: ModelInfo) -> str:
