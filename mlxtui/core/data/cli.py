@@ -241,7 +241,7 @@ def _convert(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO)
         force=args.force,
     )
     for reason in result.skipped:
-        print(f"{args.file}: skipped {reason}", file=out)
+        print(f"{args.file}: skipped {reason}", file=out)  # "line N: why"
     print(
         f"{result.path}: {result.count} {args.to} examples "
         f"(prompt from {result.prompt_column!r}, response from {result.response_column!r}"

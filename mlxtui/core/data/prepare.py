@@ -41,7 +41,7 @@ class ConvertResult:
     count: int
     prompt_column: str
     response_column: str
-    skipped: tuple[str, ...]  # "row N: why", every row not written
+    skipped: tuple[str, ...]  # "line N: why" ("item N" in a JSON array), every row not written
 
 
 # ------------------------------------------------------------------ writing
@@ -176,7 +176,7 @@ def split_file(
 # ------------------------------------------------------------------ convert
 
 
-def read_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any] | str]]]:
+def read_rows(path: Path) -> tuple[list[str], Iterator[tuple[str, dict[str, Any] | str]]]:
     """(column names, iterator of (row number, row dict or error text)) from CSV, TSV, JSON or JSONL."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".tab", ".txt"):
@@ -198,7 +198,7 @@ def read_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]
 
 def _read_delimited(
     path: Path, delimiter: str
-) -> tuple[list[str], Iterator[tuple[int, dict[str, Any] | str]]]:
+) -> tuple[list[str], Iterator[tuple[str, dict[str, Any] | str]]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f, delimiter=delimiter), None)
@@ -207,12 +207,14 @@ def _read_delimited(
     if not header:
         raise PrepareError(f"{path}: empty file (expected a header row with column names)")
 
-    def rows() -> Iterator[tuple[int, dict[str, Any] | str]]:
+    def rows() -> Iterator[tuple[str, dict[str, Any] | str]]:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, delimiter=delimiter)
             try:
+                start = 2  # a row's first physical line: cells may span lines
                 for row in reader:
-                    yield reader.line_num, row
+                    yield f"line {start}", row
+                    start = reader.line_num + 1
             except (csv.Error, UnicodeDecodeError) as e:
                 raise PrepareError(
                     f"{path}:{reader.line_num + 1}: cannot read this row: {e}"
@@ -221,7 +223,7 @@ def _read_delimited(
     return header, rows()
 
 
-def _read_json_array(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any] | str]]]:
+def _read_json_array(path: Path) -> tuple[list[str], Iterator[tuple[str, dict[str, Any] | str]]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -237,14 +239,14 @@ def _read_json_array(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[st
         if isinstance(row, dict):
             columns.update(dict.fromkeys(row))
 
-    def rows() -> Iterator[tuple[int, dict[str, Any] | str]]:
+    def rows() -> Iterator[tuple[str, dict[str, Any] | str]]:
         for i, row in enumerate(data, start=1):
-            yield i, row if isinstance(row, dict) else f"item {i} is not an object"
+            yield f"item {i}", row if isinstance(row, dict) else "not an object"
 
     return list(columns), rows()
 
 
-def _read_jsonl(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any] | str]]]:
+def _read_jsonl(path: Path) -> tuple[list[str], Iterator[tuple[str, dict[str, Any] | str]]]:
     columns: dict[str, None] = {}
     for n, raw, _ in scan_lines(path):
         rec = parse_line(raw, n) if raw.strip() else None
@@ -253,12 +255,12 @@ def _read_jsonl(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, An
         if n >= 1000:  # the column names of the first thousand rows are enough to choose
             break
 
-    def rows() -> Iterator[tuple[int, dict[str, Any] | str]]:
+    def rows() -> Iterator[tuple[str, dict[str, Any] | str]]:
         for n, raw, _ in scan_lines(path):
             if not raw.strip():
                 continue
             rec = parse_line(raw, n)
-            yield n, rec.message if isinstance(rec, RecordError) else rec
+            yield f"line {n}", rec.message if isinstance(rec, RecordError) else rec
 
     return list(columns), rows()
 
@@ -326,14 +328,14 @@ def convert_file(
     def records() -> Iterator[str]:
         for n, row in rows:
             if isinstance(row, str):
-                skipped.append(f"row {n}: {row}")
+                skipped.append(f"{n}: {row}")
                 continue
             prompt, response = _cell(row.get(prompt_col)), _cell(row.get(response_col))
             if extra_input and _cell(row.get(extra_input)).strip():
                 prompt = f"{prompt}\n\n{_cell(row.get(extra_input))}"
             if not prompt.strip() or not response.strip():
                 empty = prompt_col if not prompt.strip() else response_col
-                skipped.append(f"row {n}: empty {empty!r}")
+                skipped.append(f"{n}: empty {empty!r}")
                 continue
             yield json.dumps(_record(prompt, response, to, system_prompt), ensure_ascii=False)
 
