@@ -1,0 +1,451 @@
+"""The mlxtui dashboard: five panes on one screen around one MLX engine.
+
+The engine runs every MLX call on its own thread and reports `mlxtui.core.events` through the
+`EventBridge`; this app folds them into widgets on the UI thread. Nothing here calls MLX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Vertical
+from textual.events import Resize
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from mlxtui.core import events as ev
+from mlxtui.core.config import FORM_FIELDS, TrainConfig, suggestions
+from mlxtui.tui.messages import EventBridge, EventsPending
+from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
+from mlxtui.tui.status import Status, apply_event, status_text
+from mlxtui.tui.themes import DEFAULT_THEME, discover_themes
+from mlxtui.tui.widgets.chat import ChatPane
+from mlxtui.tui.widgets.config_form import ConfigForm
+from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
+from mlxtui.tui.widgets.loss_plot import LossPlot
+from mlxtui.tui.widgets.memory_gauge import MemoryGauge
+from mlxtui.tui.widgets.status_line import StatusLine
+
+EngineFactory = Callable[[Callable[[ev.Event], None]], Any]
+
+# (pane id, title) in key order: F1..F5 and 1..5 select them.
+PANES = (
+    ("pane-config", "Config"),
+    ("pane-loss", "Loss"),
+    ("pane-memory", "Memory"),
+    ("pane-data", "Dataset"),
+    ("pane-chat", "Chat"),
+)
+# Below this size the panes are shown one at a time (tabs) instead of in a grid.
+COMPACT_WIDTH = 110
+COMPACT_HEIGHT = 32
+
+HELP_KEYS = [
+    ("t / ctrl+t", "train with the settings in the Config pane"),
+    ("p", "pause / continue training"),
+    ("s", "stop training (the adapter is saved)"),
+    ("F1-F5 / 1-5", "show and focus Config, Loss, Memory, Dataset, Chat"),
+    ("tab / shift+tab", "move between fields"),
+    ("enter (chat)", "send the message"),
+    ("escape (chat)", "stop the reply being generated"),
+    ("ctrl+p", "command palette (themes, …)"),
+    ("?", "this help"),
+    ("q / ctrl+q", "quit (asks first while training)"),
+]
+
+
+def default_engine_factory(on_event: Callable[[ev.Event], None]) -> Any:
+    from mlxtui.core.engine import Engine
+
+    return Engine(on_event)
+
+
+def default_data_dir(config: TrainConfig) -> Path | None:
+    if config.data:
+        return Path(config.data)
+    try:
+        from mlxtui.demo_data import demo_data_dir
+
+        return demo_data_dir()
+    except ImportError:
+        return None
+
+
+def _dequantize_flag(value: str) -> bool | None:
+    return {"yes": True, "no": False}.get(value)
+
+
+class Pane(Vertical):
+    """A bordered pane; focusable so panes without inputs can still be selected by key."""
+
+    can_focus = True
+
+    def __init__(self, child: Widget, *, id: str, title: str, focus: str | None = None) -> None:
+        super().__init__(child, id=id, classes="pane")
+        self.border_title = title
+        self.focus_selector = focus
+
+    def focus_inside(self) -> None:
+        """Focus the pane's main widget (chat input, dataset list) or the pane itself.
+
+        The Config pane takes focus itself so single-letter keys still act; Tab enters the form.
+        """
+        if self.focus_selector:
+            target = self.query_one(self.focus_selector)
+            if target.focusable:
+                target.focus()
+                return
+        self.focus()
+
+
+class MlxtuiApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "mlxtui"
+    # Focus starts on the Config pane, not in a field, so single-letter keys work at once.
+    AUTO_FOCUS = None
+
+    BINDINGS = [
+        Binding("t", "train", "Train"),
+        Binding("ctrl+t", "train", "Train", show=False, priority=True),
+        Binding("p", "pause", "Pause/Cont."),
+        Binding("s", "stop", "Stop"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("escape", "leave_field", "Leave field", show=False),
+        *[
+            Binding(f"f{i},{i}", f"show_pane({i - 1})", title, show=False)
+            for i, (_pane, title) in enumerate(PANES, start=1)
+        ],
+    ]
+
+    def __init__(
+        self,
+        config: TrainConfig | None = None,
+        engine_factory: EngineFactory | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config or TrainConfig.quick_start()
+        self.engine_factory = engine_factory or default_engine_factory
+        self.engine: Any = None
+        self.bridge = EventBridge(self)
+        self.status = Status()
+        self.model_info: ev.ModelLoaded | None = None
+        self.active_pane = 0
+        self.compact = False
+        self._saw_steps = False
+        self.events_seen = 0
+        themes, self.theme_errors = discover_themes()
+        for theme in themes:
+            self.register_theme(theme)
+        if DEFAULT_THEME in self.available_themes:
+            self.theme = DEFAULT_THEME
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="tabbar")
+        with Container(id="panes"):
+            children: dict[str, Widget] = {
+                "pane-config": ConfigForm(FORM_FIELDS, self.config, id="config-form"),
+                "pane-loss": LossPlot(id="loss-plot"),
+                "pane-memory": MemoryGauge(id="memory-gauge"),
+                "pane-data": DatasetBrowser(id="dataset"),
+                "pane-chat": ChatPane(id="chat"),
+            }
+            focus = {"pane-data": "#ds-table", "pane-chat": "#chat-input"}
+            for i, (pane_id, title) in enumerate(PANES, start=1):
+                yield Pane(
+                    children[pane_id], id=pane_id, title=f"{i} {title}", focus=focus.get(pane_id)
+                )
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._apply_layout(self.size.width, self.size.height)
+        self._select_pane(0, focus=False)
+        self.query_one("#pane-config", Pane).focus()
+        self.query_one(StatusLine).show(self.status)
+        for error in self.theme_errors:
+            self.notify(str(error), title="Theme file skipped", severity="warning", timeout=10)
+        self.query_one(DatasetBrowser).set_data_dir(default_data_dir(self.config))
+        self._refresh_suggestions()
+        try:
+            self.engine = self.engine_factory(self.bridge)
+            self.engine.start()
+        except Exception as exc:
+            self.engine = None
+            self.push_screen(
+                ErrorModal("The MLX engine did not start", str(exc), "run `mlxtui doctor`")
+            )
+            return
+        self._load_model()
+
+    def on_unmount(self) -> None:
+        if self.engine is not None:
+            try:
+                self.engine.shutdown()
+            except Exception as exc:  # quitting must always work
+                self.log.error(f"engine shutdown failed: {exc}")
+
+    def on_resize(self, event: Resize) -> None:
+        self._apply_layout(event.size.width, event.size.height)
+
+    def _apply_layout(self, width: int, height: int) -> None:
+        self.compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
+        self.screen.set_class(self.compact, "-compact")
+        self._draw_tabbar()
+
+    def _draw_tabbar(self) -> None:
+        from rich.text import Text
+
+        bar = Text()
+        for i, (_pane, title) in enumerate(PANES):
+            style = "reverse bold" if i == self.active_pane else ""
+            bar.append(f" {i + 1} {title} ", style=style)
+            bar.append(" ")
+        self.query_one("#tabbar", Static).update(bar)
+
+    def _select_pane(self, index: int, focus: bool = True) -> None:
+        self.active_pane = index
+        for i, (pane_id, _title) in enumerate(PANES):
+            self.query_one(f"#{pane_id}", Pane).set_class(i == index, "-active")
+        self._draw_tabbar()
+        if focus:
+            # After the refresh, so a pane just made visible can take focus.
+            self.call_after_refresh(self.query_one(f"#{PANES[index][0]}", Pane).focus_inside)
+
+    def on_descendant_focus(self, event: Any) -> None:
+        # Track the pane the focus went to, so its border (and tab) light up.
+        node = event.widget
+        while node is not None and not isinstance(node, Pane):
+            node = node.parent
+        if isinstance(node, Pane):
+            index = next(i for i, (pid, _t) in enumerate(PANES) if pid == node.id)
+            if index != self.active_pane:
+                self._select_pane(index, focus=False)
+
+    # ------------------------------------------------------------ engine events
+
+    @on(EventsPending)
+    def _drain_events(self) -> None:
+        events = self.bridge.drain()
+        for event in events:
+            self.events_seen += 1
+            try:
+                new_status = apply_event(self.status, event)
+                status_text(new_status)  # a malformed field fails here, not in the status line
+                self.status = new_status
+                self._handle(event)
+            except Exception as exc:  # a bad event is logged, never fatal
+                self.log.error(f"cannot show {type(event).__name__}: {exc!r}")
+                self.notify(
+                    f"{type(event).__name__}: {exc}", title="Display error", severity="error"
+                )
+        if events:
+            self.query_one(StatusLine).show(self.status)
+
+    def _handle(self, event: ev.Event) -> None:
+        if isinstance(event, ev.TrainStep):
+            self._saw_steps = True
+            self.query_one(LossPlot).add_train(event.iteration, event.loss)
+        elif isinstance(event, ev.MemorySampled):
+            gauge = self.query_one(MemoryGauge)
+            gauge.update_sample(event.sample)
+            pane = self.query_one("#pane-memory", Pane)
+            for level in ("yellow", "red"):
+                pane.set_class(gauge.pressure == level, f"-pressure-{level}")
+        elif isinstance(event, ev.GenerationToken):
+            self.query_one(ChatPane).add_token(event.text, event.slot)
+        elif isinstance(event, ev.GenerationDone):
+            note = f"{event.generation_tokens} tokens, {event.generation_tps:.1f} tok/s"
+            self.query_one(ChatPane).finish(event.text, event.slot, event.stopped, note)
+        elif isinstance(event, ev.TrainReport):
+            if not self._saw_steps:  # an engine that only reports means still gets a curve
+                self.query_one(LossPlot).add_train(event.iteration, event.train_loss)
+        elif isinstance(event, ev.ValReport):
+            self.query_one(LossPlot).add_val(event.iteration, event.val_loss)
+        elif isinstance(event, ev.TrainStarted):
+            self.query_one(LossPlot).reset()
+            self.query_one(ConfigForm).disabled = True
+        elif isinstance(event, ev.TrainPaused):
+            if event.reason != "user":
+                self.notify(
+                    event.message or f"paused: {event.reason}",
+                    title="Training paused (p continues)",
+                    severity="warning",
+                    timeout=15,
+                )
+        elif isinstance(event, ev.TrainFinished):
+            self.query_one(ConfigForm).disabled = False
+            best = (
+                f"; best val {event.best_val_loss:.3f} at it {event.best_iteration}"
+                if event.best_val_loss is not None
+                else ""
+            )
+            self.notify(
+                f"{event.status} at iteration {event.final_iteration}{best}\n{event.adapter_path}",
+                title="Training finished",
+                severity="error" if event.status == "failed" else "information",
+                timeout=10,
+            )
+        elif isinstance(event, ev.ModelLoaded):
+            self.model_info = event
+            self._refresh_suggestions()
+            self._update_tokenizer()
+        elif isinstance(event, ev.MemoryAlert):
+            advice = "\n".join(f"• {s}" for s in event.suggestions)
+            self.notify(
+                event.message + ("\n" + advice if advice else ""),
+                title=f"Memory pressure {event.level}",
+                severity="error" if event.level == "red" else "warning",
+                timeout=15,
+            )
+        elif isinstance(event, ev.JobFailed):
+            self._job_failed(event)
+        elif isinstance(event, ev.Log):
+            if event.level in ("warning", "error"):
+                self.notify(event.message, severity=event.level)  # type: ignore[arg-type]
+            else:
+                self.log.info(event.message)
+        elif isinstance(event, ev.CheckpointSaved):
+            self.log.info(f"checkpoint ({event.kind}) at {event.iteration}: {event.path}")
+
+    def _job_failed(self, event: ev.JobFailed) -> None:
+        kind = event.kind.lower()
+        if "gen" in kind or "compare" in kind:
+            self.query_one(ChatPane).fail(event.message)
+        if "train" in kind:
+            self.query_one(ConfigForm).disabled = False
+        self.push_screen(ErrorModal(f"{event.kind} failed", event.message, event.hint))
+
+    def _refresh_suggestions(self) -> None:
+        form = self.query_one(ConfigForm)
+        bits = self.model_info.quantization_bits if self.model_info else None
+        browser = self.query_one(DatasetBrowser)
+        n_train = (
+            len(browser.index)
+            if browser.index is not None and browser.split == "train" and browser.index.is_complete
+            else None
+        )
+        try:
+            form.show_suggestions(suggestions(form.config, bits, n_train))
+        except Exception as exc:
+            self.log.warning(f"no suggestions: {exc!r}")
+
+    def _update_tokenizer(self) -> None:
+        tokenizer = getattr(self.engine, "tokenizer", None)
+        if tokenizer is not None:
+            form = self.query_one(ConfigForm)
+            self.query_one(DatasetBrowser).set_tokenizer(tokenizer, form.config.mask_prompt)
+
+    def _load_model(self) -> None:
+        from mlxtui.core.engine import LoadModel
+
+        self.status = apply_event(self.status, ev.JobStarted(0, "load", "loading model…"))
+        self.query_one(StatusLine).show(self.status)
+        self.engine.submit(
+            LoadModel(self.config.model, dequantize=_dequantize_flag(self.config.dequantize))
+        )
+
+    # ------------------------------------------------------------ widget messages
+
+    @on(ConfigForm.Changed)
+    def _config_changed(self, event: ConfigForm.Changed) -> None:
+        self._refresh_suggestions()
+        if event.name == "mask_prompt":
+            self._update_tokenizer()
+
+    @on(ChatPane.Send)
+    def _chat_send(self, event: ChatPane.Send) -> None:
+        if self.engine is None:
+            self.query_one(ChatPane).fail("the engine is not running")
+            return
+        from mlxtui.core import engine as core_engine
+
+        if event.weights == "compare":
+            job: Any = core_engine.Compare(event.messages)
+        else:
+            job = core_engine.Generate(event.messages, weights=event.weights)
+        self.engine.submit(job)
+
+    @on(ChatPane.StopRequested)
+    def _chat_stop(self) -> None:
+        if self.query_one(ChatPane).generating:
+            if self.engine is not None:
+                self.engine.cancel_generation()
+        else:
+            self.action_leave_field()
+
+    # ------------------------------------------------------------ actions
+
+    def action_leave_field(self) -> None:
+        """Move focus from a field to its pane, so single-letter keys act again."""
+        self.query_one(f"#{PANES[self.active_pane][0]}", Pane).focus()
+
+    def action_show_pane(self, index: int) -> None:
+        self._select_pane(index)
+
+    def action_train(self) -> None:
+        if self.engine is None:
+            self.notify("The engine is not running.", severity="error")
+            return
+        if self.status.busy_training:
+            self.notify("Training is already running (p pauses, s stops).", severity="warning")
+            return
+        form = self.query_one(ConfigForm)
+        if form.errors:
+            fields = ", ".join(f"{name}: {msg}" for name, msg in form.errors.items())
+            self.notify(f"Fix these first: {fields}", title="Cannot train", severity="error")
+            self._select_pane(0)
+            return
+        from mlxtui.core.engine import Train
+
+        self._saw_steps = False
+        self.engine.submit(Train(form.config))
+        self.status = Status(state="training", model=self.status.model, message="starting…")
+        self.query_one(StatusLine).show(self.status)
+
+    def action_pause(self) -> None:
+        if self.status.state == "training":
+            self.engine.pause()
+            self.notify("Pausing at the next step (p continues).")
+        elif self.status.state == "paused":
+            self.engine.resume()
+        else:
+            self.notify("Nothing is training.", severity="warning")
+
+    def action_stop(self) -> None:
+        if self.status.state in ("training", "paused"):
+            self.engine.stop()
+            self.status = replace(self.status, state="stopping")
+            self.query_one(StatusLine).show(self.status)
+            self.notify("Stopping at the next step; the adapter will be saved.")
+        else:
+            self.notify("Nothing is training.", severity="warning")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(HELP_KEYS))
+
+    async def action_quit(self) -> None:
+        if not self.status.busy_training:
+            self.exit(0)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                if self.engine is not None:
+                    self.engine.stop()
+                self.exit(0)
+
+        self.push_screen(
+            ConfirmScreen("Training is running. Stop it (the adapter is saved) and quit?"),
+            answered,
+        )

@@ -1,0 +1,1 @@
+"""Widgets of the dashboard: they render state and raise messages; they never call MLX."""

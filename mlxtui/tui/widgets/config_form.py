@@ -1,0 +1,185 @@
+"""The Config form, built generically from `FORM_FIELDS`; bad values are refused in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Label, Select, Static, Switch
+
+from mlxtui.core.config import FieldSpec, TrainConfig, get_field, set_field, validate_field
+
+
+def widget_id(name: str) -> str:
+    return "field-" + name.replace(".", "--")
+
+
+def display_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _placeholder(spec: FieldSpec) -> str:
+    if spec.name == "model":
+        return "empty = demo model"
+    if spec.name == "data":
+        return "empty = demo dataset"
+    return "empty = default" if spec.kind.startswith("optional") else ""
+
+
+@dataclass(frozen=True)
+class FieldState:
+    value: Any
+    error: str | None
+
+
+class ConfigForm(VerticalScroll):
+    """One row per field: label, editor, and a line that shows the error or the suggestion."""
+
+    DEFAULT_CSS = """
+    ConfigForm { height: 1fr; }
+    ConfigForm .field-row { height: auto; }
+    ConfigForm .field-line { height: auto; }
+    ConfigForm .field-label { width: 21; color: $text-muted; padding: 0 1 0 0; }
+    ConfigForm .field-note { height: auto; color: $text-muted; text-style: italic; padding-left: 2; }
+    ConfigForm .field-note.-error { color: $error; text-style: bold; }
+    ConfigForm Input { width: 1fr; }
+    ConfigForm Select { width: 1fr; }
+    ConfigForm Switch { border: none; height: 1; padding: 0; width: 6; }
+    ConfigForm Switch:focus { border: none; background-tint: $foreground 10%; }
+    """
+
+    class Changed(Message):
+        """A field now holds a new valid value."""
+
+        def __init__(self, name: str, value: Any) -> None:
+            super().__init__()
+            self.name = name
+            self.value = value
+
+    def __init__(
+        self,
+        fields: tuple[FieldSpec, ...],
+        config: TrainConfig,
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.fields = fields
+        self.config = config
+        """The config with every valid value typed so far (refused values leave it unchanged)."""
+        self.states: dict[str, FieldState] = {
+            f.name: FieldState(get_field(config, f.name), None) for f in fields
+        }
+        self.suggestions: dict[str, str] = {}
+        self._by_id = {widget_id(f.name): f for f in fields}
+
+    def compose(self) -> ComposeResult:
+        for spec in self.fields:
+            wid = widget_id(spec.name)
+            with Vertical(classes="field-row"):
+                with Horizontal(classes="field-line"):
+                    label = Label(spec.label or spec.name, classes="field-label")
+                    label.tooltip = spec.help or None
+                    yield label
+                    yield self._editor(spec, self.states[spec.name].value, wid)
+                yield Static("", classes="field-note", id=f"{wid}-note")
+
+    @staticmethod
+    def _editor(spec: FieldSpec, value: Any, wid: str) -> Input | Select[str] | Switch:
+        editor: Input | Select[str] | Switch
+        if spec.kind == "bool":
+            editor = Switch(value=bool(value), id=wid)
+        elif spec.kind == "choice" and spec.choices:
+            options = [(str(c), str(c)) for c in spec.choices]
+            start = str(value) if value is not None and str(value) in spec.choices else None
+            editor = Select(
+                options,
+                value=start if start is not None else options[0][1],
+                allow_blank=False,
+                id=wid,
+                compact=True,
+            )
+        else:
+            editor = Input(
+                display_text(value), id=wid, placeholder=_placeholder(spec), compact=True
+            )
+        editor.tooltip = spec.help or None
+        return editor
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {name: st.error for name, st in self.states.items() if st.error}
+
+    def show_suggestions(self, suggestions: dict[str, str]) -> None:
+        self.suggestions = dict(suggestions)
+        for spec in self.fields:
+            self._refresh_note(spec.name)
+
+    def set_value(self, name: str, raw: str) -> None:
+        """Type `raw` into a text field (used by tests and by commands)."""
+        self.query_one(f"#{widget_id(name)}", Input).value = raw
+
+    # ------------------------------------------------------------ events
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        spec = self._by_id.get(event.input.id or "")
+        if spec is None:
+            return
+        event.stop()
+        self._accept(spec.name, event.value, event.input)
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        spec = self._by_id.get(event.select.id or "")
+        if spec is None or event.value is Select.NULL:
+            return
+        event.stop()
+        self._accept(spec.name, str(event.value), None)
+
+    @on(Switch.Changed)
+    def _switch_changed(self, event: Switch.Changed) -> None:
+        spec = self._by_id.get(event.switch.id or "")
+        if spec is None:
+            return
+        event.stop()
+        self._accept(spec.name, "true" if event.value else "false", None)
+
+    def _accept(self, name: str, raw: str, editor: Input | None) -> None:
+        try:
+            value, error = validate_field(name, raw)
+            if error is None:
+                new_config = set_field(self.config, name, value)
+        except Exception as exc:  # a validator bug must not take the dashboard down
+            value, error = None, f"cannot use this value: {exc}"
+        previous = self.states[name]
+        self.states[name] = FieldState(previous.value if error else value, error)
+        if error is None:
+            self.config = new_config
+        if editor is not None:
+            # A refused value gets the full red border (the compact input has none).
+            editor.compact = error is None
+            editor.set_class(error is not None, "-invalid")
+        self._refresh_note(name)
+        if error is None and value != previous.value:
+            self.post_message(self.Changed(name, value))
+
+    def _refresh_note(self, name: str) -> None:
+        note = self.query_one(f"#{widget_id(name)}-note", Static)
+        error = self.states[name].error
+        text = error or self.suggestions.get(name, "")
+        note.set_class(error is not None, "-error")
+        note.update(Text(text))
+        note.display = bool(text)

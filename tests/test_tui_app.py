@@ -1,0 +1,299 @@
+"""The dashboard driven by Pilot with a fake engine that emits from a real background thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from test_tui_fakes import REPLY_TOKENS, FakeEngine, sample
+from textual.widgets import Input
+
+from mlxtui.core import events as ev
+from mlxtui.core.config import TrainConfig
+from mlxtui.core.engine import Compare, Generate, LoadModel, Train
+from mlxtui.tui.app import PANES, MlxtuiApp, Pane
+from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
+from mlxtui.tui.widgets.chat import ChatPane
+from mlxtui.tui.widgets.config_form import ConfigForm, widget_id
+from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
+from mlxtui.tui.widgets.loss_plot import LossPlot
+from mlxtui.tui.widgets.memory_gauge import MemoryGauge, format_bytes
+
+
+def make_app(**engine_kw: Any) -> tuple[MlxtuiApp, dict[str, FakeEngine]]:
+    box: dict[str, FakeEngine] = {}
+
+    def factory(on_event: Callable[[ev.Event], None]) -> FakeEngine:
+        box["engine"] = FakeEngine(on_event, **engine_kw)
+        return box["engine"]
+
+    return MlxtuiApp(TrainConfig.quick_start(), engine_factory=factory), box
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], tries: int = 300) -> bool:
+    """Let the app run until `condition` holds (or give up); the caller asserts."""
+    for _ in range(tries):
+        if condition():
+            return True
+        await pilot.pause(0.02)
+    return condition()
+
+
+async def test_starts_engine_loads_model_and_shuts_down() -> None:
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: app.status.model == "fake-model")
+        engine = box["engine"]
+        assert engine.calls[0] == "start"
+        assert isinstance(engine.jobs[0], LoadModel)
+        assert engine.jobs[0].spec is None
+        assert app.status.state == "idle"
+    assert engine.shut_down
+
+
+async def test_train_streams_loss_and_memory_from_engine_thread() -> None:
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        gauge = app.query_one(MemoryGauge)
+        assert await wait_for(pilot, lambda: gauge.latest is not None)
+        before = gauge.text()
+        await pilot.press("t")
+        assert await wait_for(pilot, lambda: app.status.state == "done")
+        engine = box["engine"]
+        train = [j for j in engine.jobs if isinstance(j, Train)]
+        assert len(train) == 1 and train[0].config == app.query_one(ConfigForm).config
+
+        plot = app.query_one(LossPlot)
+        assert [it for it, _ in plot.train_points] == list(range(1, 21))
+        losses = [loss for _, loss in plot.train_points]
+        assert losses == sorted(losses, reverse=True) and losses[0] == pytest.approx(2.9)
+        assert [it for it, _ in plot.val_points] == [5, 10, 15, 20]
+
+        after = gauge.text()
+        assert after != before
+        last = sample(4)
+        assert format_bytes(last.mlx_active) in after
+        assert format_bytes(last.swap_used) in after
+        assert "/m" in after  # swap growth per minute once there is a span
+        assert app.status.iteration == 20 and app.status.message == "completed"
+        assert not app.query_one(ConfigForm).disabled
+
+
+async def test_pause_continue_and_stop() -> None:
+    app, box = make_app(train_steps=50)
+    async with app.run_test(size=(120, 40)) as pilot:
+        engine = box["engine"]
+        assert await wait_for(pilot, lambda: app.status.model == "fake-model")
+        engine.gate.clear()  # hold the training before its first step
+        await pilot.press("t")
+        assert app.status.state == "training"
+        await pilot.press("p")
+        assert await wait_for(pilot, lambda: app.status.state == "paused")
+        await pilot.press("p")
+        assert await wait_for(pilot, lambda: app.status.state == "training")
+        await pilot.press("s")
+        assert engine.calls[-3:] == ["pause", "resume", "stop"]
+        engine.gate.set()
+        assert await wait_for(pilot, lambda: app.status.state == "done")
+        assert app.status.message == "stopped"
+        assert len(app.query_one(LossPlot).train_points) == 0  # stopped before step 1
+
+
+async def test_chat_streams_reply_and_uses_chosen_weights() -> None:
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        chat = app.query_one(ChatPane)
+        assert app.focused is app.query_one("#chat-input", Input)
+        await pilot.press(*"hi lumo")
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: not chat.generating)
+        reply = "".join(REPLY_TOKENS)
+        assert reply in chat.transcript()
+        job = box["engine"].jobs[-1]
+        assert isinstance(job, Generate)
+        assert job.messages == [{"role": "user", "content": "hi lumo"}]
+        assert job.weights == "adapter"
+        assert chat.history[-1] == {"role": "assistant", "content": reply}
+
+        chat.query_one("#chat-weights").value = "compare"
+        await pilot.press(*"again", "enter")
+        assert await wait_for(pilot, lambda: not chat.generating)
+        assert isinstance(box["engine"].jobs[-1], Compare)
+        assert chat.transcript().count(reply) == 3  # one answer, then A and B
+
+
+async def test_escape_stops_generation() -> None:
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        chat = app.query_one(ChatPane)
+        box["engine"].reply_gate.clear()  # hold the reply before its first token
+        await pilot.press("5", *"hello", "enter")
+        assert chat.generating
+        await pilot.press("escape")
+        assert "cancel_generation" in box["engine"].calls
+        box["engine"].reply_gate.set()
+        assert await wait_for(pilot, lambda: not chat.generating)
+        assert "(stopped)" in str(chat.query("Bubble").last().render())
+        assert app.focused is chat.query_one("#chat-input")  # Esc stopped, it did not leave
+
+
+async def test_invalid_config_value_is_refused_in_place() -> None:
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.query_one(ConfigForm)
+        field = form.query_one(f"#{widget_id('batch_size')}", Input)
+        note = form.query_one(f"#{widget_id('batch_size')}-note")
+        form.set_value("batch_size", "four")
+        await pilot.pause()
+        assert field.has_class("-invalid")
+        assert "'four' is not a whole number" in str(note.render())
+        assert form.config.batch_size == 4  # the refused value did not reach the config
+        await pilot.press("t")
+        assert not any(isinstance(j, Train) for j in box["engine"].jobs)
+        assert any("batch_size" in n.message for n in app._notifications)
+
+        form.set_value("batch_size", "0")
+        await pilot.pause()
+        assert "at least 1" in str(note.render())
+        form.set_value("batch_size", "2")
+        await pilot.pause()
+        assert not field.has_class("-invalid")
+        assert form.config.batch_size == 2 and not form.errors
+        await pilot.press("t")
+        assert await wait_for(pilot, lambda: app.status.state == "done")
+        trained = [j for j in box["engine"].jobs if isinstance(j, Train)]
+        assert trained[0].config.batch_size == 2
+
+
+async def test_suggestions_appear_next_to_fields() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.query_one(ConfigForm)
+        await pilot.pause()
+        # The demo dataset has 296 training examples: the iteration hint is computed from it.
+        assert "epochs" in form.suggestions.get("iters", "")
+        note = form.query_one(f"#{widget_id('iters')}-note")
+        assert "epochs" in str(note.render())
+
+
+async def test_help_screen_lists_keys() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-keys").render())
+        for key in ("ctrl+t", "pause", "stop", "F1-F5", "quit"):
+            assert key in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_quit_asks_while_training() -> None:
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: app.status.model == "fake-model")
+        box["engine"].gate.clear()
+        await pilot.press("t", "q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert app.is_running
+        await pilot.press("q", "y")
+        await pilot.pause()
+        assert "stop" in box["engine"].calls
+    assert box["engine"].shut_down
+
+
+async def test_job_failure_opens_error_modal_and_bad_events_do_not_crash() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+
+        def from_engine_thread(*events: ev.Event) -> None:
+            thread = threading.Thread(target=lambda: [app.bridge(e) for e in events])
+            thread.start()
+            thread.join()
+
+        # Malformed payloads: the app must report and carry on.
+        from_engine_thread(
+            ev.TrainStep(1, 10, None, 0.0, 0.0, 0.0, 0, 0.0, None),  # type: ignore[arg-type]
+            ev.ValReport("x", object(), 0.0, False),  # type: ignore[arg-type]
+            ev.MemorySampled(object()),
+        )
+        await pilot.pause(0.1)
+        assert app.is_running
+        assert app.query_one(LossPlot).val_points == []
+        from_engine_thread(ev.JobFailed(7, "train", "out of memory at step 3", "lower batch_size"))
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        shown = str(app.screen.query_one("#error-message").render())
+        assert "out of memory at step 3" in shown
+        assert "lower batch_size" in str(app.screen.query_one("#error-hint").render())
+        assert app.status.state == "error"
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ErrorModal)
+
+
+async def test_small_terminal_shows_one_pane_at_a_time() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.screen.has_class("-compact")
+        for keys in (("1", "2", "3", "4", "5"), ("f1", "f2", "f3", "f4", "f5")):
+            for index, key in enumerate(keys):
+                await pilot.press(key)
+                await pilot.pause()
+                for i, (pane_id, _title) in enumerate(PANES):
+                    pane = app.query_one(f"#{pane_id}", Pane)
+                    assert pane.display == (i == index), (key, pane_id)
+                shown = app.query_one(f"#{PANES[index][0]}", Pane)
+                assert shown.region.height >= 15 and shown.region.width >= 70
+                if key in ("5", "f5"):
+                    await pilot.press("escape")  # leave the chat input so digits act again
+        await pilot.press("escape")
+        await pilot.press("t")  # still trains from a small terminal
+        assert await wait_for(pilot, lambda: app.status.state == "done")
+
+
+async def test_wide_terminal_shows_all_panes() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert not app.screen.has_class("-compact")
+        for pane_id, _title in PANES:
+            region = app.query_one(f"#{pane_id}", Pane).region
+            assert region.width >= 30 and region.height >= 10, pane_id
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert app.screen.has_class("-compact")
+
+
+async def test_dataset_browser_pages_splits_and_renders_with_tokenizer(tiny_model_dir: Any) -> None:
+    from mlx_lm.utils import load_tokenizer
+
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        browser = app.query_one(DatasetBrowser)
+        await pilot.pause()
+        assert browser.index is not None and len(browser.index) == 296
+        assert browser.loaded_rows == 100  # lazy: one page until the cursor nears its end
+        assert '"messages"' in browser.example_text()  # raw JSON before a tokenizer
+
+        await pilot.press("4")
+        assert app.focused is browser.query_one("#ds-table")
+        for _ in range(95):
+            await pilot.press("down")
+        assert browser.loaded_rows == 200
+        assert browser.selected == 95
+
+        browser.query_one("#ds-split").value = "valid"
+        await pilot.pause()
+        assert browser.split == "valid" and len(browser.index) == 30
+
+        tokenizer = load_tokenizer(tiny_model_dir)
+        browser.set_tokenizer(tokenizer, mask_prompt=True)
+        text = browser.example_text()
+        assert "<|im_start|>assistant" in text
+        assert "trained (highlighted)" in text
