@@ -1,0 +1,464 @@
+"""Evaluate an adapter against its base: test loss and perplexity, answers side by side, speed.
+
+The MLX functions run on the engine thread. The base is the same model with its adapter
+switched off (`adapter_disabled`), so no second copy is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from mlxtui.core.generation import adapter_disabled, generate_reply, has_adapter, load_adapter_file
+
+Progress = Callable[[str, int, int], None]
+DEFAULT_BENCH_PROMPT = "Explain in a few sentences how a plant takes up water through its roots."
+
+
+class EvalError(ValueError):
+    """Evaluation cannot run; the message says what is missing and what to do."""
+
+
+# ------------------------------------------------------------------ data
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSONL file; a bad line is an error naming file:line."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise EvalError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise EvalError(f"{path}:{lineno}: expected a JSON object per line")
+            records.append(rec)
+    return records
+
+
+def split_file(data_dir: Path | str, split: str = "test") -> Path:
+    path = Path(data_dir).expanduser() / f"{split}.jsonl"
+    if not path.is_file():
+        raise EvalError(
+            f"{path} does not exist; a data folder holds train.jsonl, valid.jsonl and test.jsonl"
+        )
+    return path
+
+
+def load_records(data_dir: Path | str, split: str = "test") -> list[dict[str, Any]]:
+    records = read_jsonl(split_file(data_dir, split))
+    if not records:
+        raise EvalError(f"{split_file(data_dir, split)} is empty")
+    return records
+
+
+def prompt_and_reference(record: dict[str, Any]) -> tuple[list[dict[str, str]], str] | None:
+    """(messages up to the last assistant turn, that turn's text); None for plain text records."""
+    if isinstance(record.get("messages"), list):
+        msgs = record["messages"]
+        last = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=None)
+        if last is None or last == 0:
+            return None
+        return [{"role": m["role"], "content": m.get("content") or ""} for m in msgs[:last]], msgs[
+            last
+        ].get("content") or ""
+    if "prompt" in record and "completion" in record:
+        return [{"role": "user", "content": str(record["prompt"])}], str(record["completion"])
+    return None
+
+
+# ------------------------------------------------------------------ test loss
+
+
+def test_loss_and_ppl(
+    model: Any,
+    tokenizer: Any,
+    data_dir: Path | str,
+    *,
+    batch_size: int = 4,
+    num_batches: int = -1,
+    max_seq_length: int = 2048,
+    mask_prompt: bool = False,
+    split: str = "test",
+) -> tuple[float, float]:
+    """Mean token loss and perplexity on `split`.jsonl, computed as mlx-lm's `evaluate` does."""
+    from mlx_lm.tuner.datasets import CacheDataset, create_dataset
+
+    from mlxtui.core.training import evaluate_loss
+
+    path = split_file(data_dir, split)
+    records = load_records(data_dir, split)
+    keys = SimpleNamespace(mask_prompt=mask_prompt)
+    try:
+        dataset = CacheDataset(create_dataset(records, tokenizer, keys))
+    except (ValueError, KeyError) as e:
+        raise EvalError(f"{path}: {e}") from None
+    model.eval()
+    loss = evaluate_loss(model, dataset, batch_size, num_batches, max_seq_length)
+    return loss, (math.exp(loss) if loss < 700 else float("inf"))
+
+
+test_loss_and_ppl.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+# ------------------------------------------------------------------ before / after
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    prompt: str
+    reference: str
+    base_answer: str
+    adapter_answer: str
+    base_score: float  # ROUGE-L F1 against the reference, 0..1
+    adapter_score: float
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    rows: tuple[CompareRow, ...]
+    base_mean: float
+    adapter_mean: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rouge_l(reference: str, answer: str) -> float:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return float(scorer.score(reference, answer)["rougeL"].fmeasure)
+
+
+def before_after(
+    model: Any,
+    tokenizer: Any,
+    records: list[dict[str, Any]],
+    n: int = 20,
+    max_tokens: int = 128,
+    *,
+    progress: Progress | None = None,
+) -> CompareReport:
+    """Greedy answers of the base and of the adapter to the first `n` usable records, scored."""
+    from rouge_score import rouge_scorer
+
+    if not has_adapter(model):
+        raise EvalError(
+            "the model has no adapter loaded: load one (--adapter-path) before comparing"
+        )
+    items = [pr for pr in map(prompt_and_reference, records) if pr is not None][: max(n, 0)]
+    if not items:
+        raise EvalError(
+            "no record has a prompt and a reference answer (chat with an assistant turn, or prompt/completion)"
+        )
+    total = 2 * len(items)
+
+    def answers(label: str, offset: int) -> list[str]:
+        out = []
+        for i, (msgs, _) in enumerate(items):
+            if progress is not None:
+                progress(f"{label} answer {i + 1}/{len(items)}", offset + i, total)
+            out.append(
+                generate_reply(model, tokenizer, msgs, temperature=0.0, max_tokens=max_tokens)[
+                    0
+                ].strip()
+            )
+        return out
+
+    with adapter_disabled(model):
+        base = answers("base", 0)
+    tuned = answers("adapter", len(items))
+    if progress is not None:
+        progress("scored", total, total)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rows = []
+    for (msgs, ref), a, b in zip(items, base, tuned, strict=True):
+        rows.append(
+            CompareRow(
+                prompt=msgs[-1]["content"],
+                reference=ref,
+                base_answer=a,
+                adapter_answer=b,
+                base_score=float(scorer.score(ref, a)["rougeL"].fmeasure),
+                adapter_score=float(scorer.score(ref, b)["rougeL"].fmeasure),
+            )
+        )
+    return CompareReport(
+        rows=tuple(rows),
+        base_mean=statistics.fmean(r.base_score for r in rows),
+        adapter_mean=statistics.fmean(r.adapter_score for r in rows),
+    )
+
+
+# ------------------------------------------------------------------ speed
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    prompt_tps_mean: float
+    prompt_tps_std: float
+    gen_tps_mean: float
+    gen_tps_std: float
+    peak_memory_gb: float
+    runs: int
+    prompt_tokens: int = 0
+    generation_tokens: float = 0.0  # mean per run (a run may stop early at EOS)
+
+
+def _std(xs: list[float]) -> float:
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def benchmark(
+    model: Any,
+    tokenizer: Any,
+    prompt: str = DEFAULT_BENCH_PROMPT,
+    runs: int = 5,
+    max_tokens: int = 128,
+    *,
+    warmup: int = 1,
+) -> BenchResult:
+    """Prompt and generation tokens/s over `runs` greedy answers, after `warmup` unmeasured ones."""
+    import mlx.core as mx
+
+    if runs < 1:
+        raise EvalError(f"runs must be at least 1, not {runs}")
+    msgs = [{"role": "user", "content": prompt}]
+    for _ in range(warmup):
+        generate_reply(model, tokenizer, msgs, temperature=0.0, max_tokens=min(max_tokens, 8))
+    mx.reset_peak_memory()
+    p_tps, g_tps, g_toks = [], [], []
+    prompt_tokens = 0
+    for _ in range(runs):
+        _, last = generate_reply(model, tokenizer, msgs, temperature=0.0, max_tokens=max_tokens)
+        p_tps.append(last.prompt_tps)
+        g_tps.append(last.generation_tps)
+        g_toks.append(float(last.generation_tokens))
+        prompt_tokens = last.prompt_tokens
+    return BenchResult(
+        prompt_tps_mean=statistics.fmean(p_tps),
+        prompt_tps_std=_std(p_tps),
+        gen_tps_mean=statistics.fmean(g_tps),
+        gen_tps_std=_std(g_tps),
+        peak_memory_gb=mx.get_peak_memory() / 1e9,
+        runs=runs,
+        prompt_tokens=prompt_tokens,
+        generation_tokens=statistics.fmean(g_toks),
+    )
+
+
+def benchmark_base_and_adapter(
+    model: Any,
+    tokenizer: Any,
+    prompt: str = DEFAULT_BENCH_PROMPT,
+    runs: int = 5,
+    max_tokens: int = 128,
+) -> tuple[BenchResult, BenchResult]:
+    """(base, adapter) speed on the same model, the base with its adapter switched off."""
+    if not has_adapter(model):
+        raise EvalError(
+            "the model has no adapter loaded: load one before benchmarking base vs adapter"
+        )
+    with adapter_disabled(model):
+        base = benchmark(model, tokenizer, prompt, runs, max_tokens)
+    return base, benchmark(model, tokenizer, prompt, runs, max_tokens)
+
+
+# ------------------------------------------------------------------ text tables
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def format_losses(losses: dict[str, tuple[float, float]]) -> str:
+    """losses: label -> (loss, ppl)."""
+    lines = [f"{'weights':<10} {'test loss':>10} {'test ppl':>10}"]
+    for label, (loss, ppl) in losses.items():
+        lines.append(f"{label:<10} {loss:>10.4f} {ppl:>10.3f}")
+    return "\n".join(lines)
+
+
+def format_compare(report: CompareReport, width: int = 36) -> str:
+    head = f"{'#':>3}  {'prompt':<{width}}  {'base':<{width}} {'R-L':>5}  {'adapter':<{width}} {'R-L':>5}"
+    lines = [head, "-" * len(head)]
+    for i, r in enumerate(report.rows, start=1):
+        lines.append(
+            f"{i:>3}  {_cut(r.prompt, width):<{width}}  {_cut(r.base_answer, width):<{width}} {r.base_score:>5.2f}"
+            f"  {_cut(r.adapter_answer, width):<{width}} {r.adapter_score:>5.2f}"
+        )
+    lines.append("-" * len(head))
+    pad = 3 + 2 + width + 2 + width
+    lines.append(
+        f"{'mean ROUGE-L F1':<{pad}} {report.base_mean:>5.3f}  {'':<{width}} {report.adapter_mean:>5.3f}"
+    )
+    return "\n".join(lines)
+
+
+def format_bench(results: dict[str, BenchResult]) -> str:
+    lines = [f"{'weights':<10} {'prompt tok/s':>18} {'gen tok/s':>18} {'peak GB':>8} {'runs':>5}"]
+    for label, r in results.items():
+        p = f"{r.prompt_tps_mean:.1f} ± {r.prompt_tps_std:.1f}"
+        g = f"{r.gen_tps_mean:.1f} ± {r.gen_tps_std:.1f}"
+        lines.append(f"{label:<10} {p:>18} {g:>18} {r.peak_memory_gb:>8.3f} {r.runs:>5}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default="demo",
+        help="MLX folder, .gguf file, Hugging Face id, or 'demo' (default)",
+    )
+    p.add_argument(
+        "--dequantize",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="run a float copy of a quantized model: auto = yes on the CPU back-end, where it is much faster",
+    )
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """`mlxtui eval`: test loss/perplexity and answers of the base vs the adapter."""
+    p = subparsers.add_parser(
+        "eval", help="compare an adapter with its base: test loss, answers, ROUGE-L"
+    )
+    _add_model_args(p)
+    p.add_argument(
+        "--adapter-path",
+        required=True,
+        help="adapter folder (or one .safetensors checkpoint in it)",
+    )
+    p.add_argument(
+        "--data", default=None, help="data folder with test.jsonl (default: the demo dataset)"
+    )
+    p.add_argument("--n", type=int, default=20, help="how many test prompts to answer (default 20)")
+    p.add_argument("--max-tokens", type=int, default=128, help="answer length limit (default 128)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument(
+        "--test-batches", type=int, default=-1, help="batches for the test loss (-1 = all)"
+    )
+    p.add_argument("--max-seq-length", type=int, default=2048)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.set_defaults(func=cmd_eval)
+    return p
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """`mlxtui bench`: generation speed of the base (and of an adapter)."""
+    p = subparsers.add_parser(
+        "bench", help="measure prompt and generation speed (tokens/s) and peak memory"
+    )
+    _add_model_args(p)
+    p.add_argument("--adapter-path", default=None, help="also measure with this adapter")
+    p.add_argument("--prompt", default=DEFAULT_BENCH_PROMPT)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_bench)
+    return p
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    import mlx.core as mx
+
+    from mlxtui.core.models import load_model
+
+    dq = args.dequantize == "yes" or (args.dequantize == "auto" and mx.default_device() == mx.cpu)
+    model, tokenizer, _ = load_model(args.model, dequantize=dq)
+    if args.adapter_path:
+        load_adapter_file(model, Path(args.adapter_path))
+    return model, tokenizer
+
+
+def _stderr_progress(message: str, done: int, total: int) -> None:
+    print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from mlxtui.core.models import ModelError
+    from mlxtui.core.training import TrainingError
+
+    return (EvalError, ModelError, TrainingError, ValueError, FileNotFoundError, OSError)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    try:
+        if args.n < 1 or args.max_tokens < 1:
+            raise EvalError("--n and --max-tokens must be at least 1")
+        if args.data is None:
+            from mlxtui.demo_data import demo_data_dir
+
+            args.data = str(demo_data_dir())
+        records = load_records(args.data)  # fail on a bad data folder before loading a model
+        t0 = time.perf_counter()
+        model, tok = _load(args)
+        kw = dict(
+            batch_size=args.batch_size,
+            num_batches=args.test_batches,
+            max_seq_length=args.max_seq_length,
+        )
+        with adapter_disabled(model):
+            base = test_loss_and_ppl(model, tok, args.data, **kw)  # type: ignore[arg-type]
+        tuned = test_loss_and_ppl(model, tok, args.data, **kw)  # type: ignore[arg-type]
+        report = before_after(
+            model, tok, records, n=args.n, max_tokens=args.max_tokens, progress=_stderr_progress
+        )
+    except _errors() as e:
+        print(f"mlxtui eval: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        out = {
+            "model": args.model,
+            "adapter_path": args.adapter_path,
+            "data": args.data,
+            "base": {"test_loss": base[0], "test_ppl": base[1]},
+            "adapter": {"test_loss": tuned[0], "test_ppl": tuned[1]},
+            "compare": report.to_dict(),
+            "seconds": time.perf_counter() - t0,
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        print(format_losses({"base": base, "adapter": tuned}))
+        print()
+        print(format_compare(report))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        if args.runs < 1 or args.max_tokens < 1:
+            raise EvalError("--runs and --max-tokens must be at least 1")
+        model, tok = _load(args)
+        if args.adapter_path:
+            base, tuned = benchmark_base_and_adapter(
+                model, tok, args.prompt, args.runs, args.max_tokens
+            )
+            results = {"base": base, "adapter": tuned}
+        else:
+            results = {"base": benchmark(model, tok, args.prompt, args.runs, args.max_tokens)}
+    except _errors() as e:
+        print(f"mlxtui bench: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({k: asdict(v) for k, v in results.items()}, indent=2))
+    else:
+        print(format_bench(results))
+    return 0
