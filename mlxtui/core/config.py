@@ -85,6 +85,7 @@ class TrainConfig:
     # --- mlxtui's own (mlx_lm.lora ignores them in a YAML file)
     epochs: int | None = None
     lr_phases: str | None = None
+    warmup: int = 0
     dequantize: str = "auto"
     early_stopping_patience: int = 0
     early_stopping_min_delta: float = 0.0
@@ -271,11 +272,29 @@ def build_lr_schedule(config: TrainConfig, total_iters: int) -> Any:
             acc += n
             bounds.append(acc)
         return optim.join_schedules(pieces, bounds)
-    if config.lr_schedule:
+    schedule = materialized_schedule(config, total_iters)
+    if schedule:
         from mlx_lm.tuner.utils import build_schedule
 
-        return build_schedule(config.lr_schedule)
+        return build_schedule(schedule)
     return config.learning_rate
+
+
+def materialized_schedule(config: TrainConfig, total_iters: int) -> dict[str, Any] | None:
+    """The mlx-lm `lr_schedule` this config means, with `--warmup` folded in.
+
+    A bare `--warmup N` (the seeds' flag) is a linear warmup to a constant learning rate,
+    which mlx-lm spells as a constant linear_schedule with `warmup`.
+    """
+    if config.lr_schedule:
+        schedule = dict(config.lr_schedule)
+        if config.warmup and not schedule.get("warmup"):
+            schedule["warmup"] = config.warmup
+        return schedule
+    if config.warmup:
+        lr = config.learning_rate
+        return {"name": "linear_schedule", "arguments": [lr, lr, max(1, total_iters)], "warmup": config.warmup, "warmup_init": 0.0}
+    return None
 
 
 def schedule_preview(config: TrainConfig, total_iters: int, points: int = 200) -> list[tuple[int, float]]:

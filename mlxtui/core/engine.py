@@ -223,7 +223,7 @@ class Engine:
         except EngineError as e:
             self.emit(ev.JobFailed(job_id, job.kind, str(e), e.hint))
         except ConfigError as e:
-            self.emit(ev.JobFailed(job_id, job.kind, str(e), "fix the value in the Config pane or the YAML file"))
+            self.emit(ev.JobFailed(job_id, job.kind, str(e), "fix that value (the flag, the Config pane field or the YAML key of that name)"))
         except DiskFullError as e:
             self.emit(ev.JobFailed(job_id, job.kind, str(e.strerror), "free disk space; nothing saved before was lost"))
         except Exception as e:  # noqa: BLE001 - reported, never fatal to the engine
@@ -462,9 +462,6 @@ class Engine:
             return
         job_id, job = item  # type: ignore[misc]
         if job.kind in _JOBS_ALLOWED_WHILE_PAUSED:
-            import mlx.core as mx
-
-            key = mx.random.state[0]  # keep the training RNG stream exact across a chat
             control = self.control
             self.model.eval()
             try:
@@ -472,7 +469,6 @@ class Engine:
             finally:
                 self.control = control
                 self.model.train()
-                mx.random.state[0] = key
         else:
             self._deferred.append((job_id, job))
 

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from mlxtui.core import events as ev
-from mlxtui.core.config import ConfigError, TrainConfig, build_lr_schedule, parse_size
+from mlxtui.core.config import (
+    ConfigError,
+    TrainConfig,
+    build_lr_schedule,
+    materialized_schedule,
+    parse_size,
+)
 from mlxtui.core.fileio import atomic_save_safetensors, atomic_write_text
 from mlxtui.core.runs import ADAPTER_FILE, BEST_FILE, STATE_DIR, new_run_dir, read_state
 
@@ -398,7 +404,6 @@ class TrainRun:
         state_dir = run_dir / STATE_DIR
         opt_state = dict(tree_flatten(optimizer.state))
         atomic_save_safetensors(state_dir / "optimizer.safetensors", opt_state)
-        atomic_save_safetensors(state_dir / "rng.safetensors", {"key": mx.random.state[0]})
         atomic_save_safetensors(
             state_dir / "adapters.safetensors", dict(tree_flatten(self.p.model.trainable_parameters()))
         )
@@ -423,14 +428,12 @@ class TrainRun:
 
     def _restore_state(self, run_dir: Path, state: dict[str, Any], optimizer: Any) -> int:
         import mlx.core as mx
-        from mlx.utils import tree_unflatten
 
         state_dir = run_dir / STATE_DIR
         self.p.model.load_weights(str(state_dir / "adapters.safetensors"), strict=False)
         optimizer.init(self.p.model.trainable_parameters())
         loaded = mx.load(str(state_dir / "optimizer.safetensors"))
-        _replace_in_place(optimizer.state, tree_unflatten(list(loaded.items())))
-        mx.random.state[0] = mx.load(str(state_dir / "rng.safetensors"))["key"]
+        _set_leaves(optimizer.state, loaded)
         self.best_val_loss = state.get("best_val_loss")
         self.best_iteration = state.get("best_iteration")
         self.evals_without_improvement = int(state.get("evals_without_improvement", 0))
@@ -546,6 +549,8 @@ class TrainRun:
     # -------------------------------------------------------------- the loop
 
     def _batches(self) -> Iterator[tuple[Any, Any]]:
+        import mlx.core as _mx
+
         cfg = self.config
         step = self.start_iter  # steps done
         while True:
@@ -581,6 +586,9 @@ class TrainRun:
             if self.control.stop_requested and at_boundary:
                 self.status = "stopped"
                 return
+            # The RNG (dropout) is a pure function of (seed, step): MLX 0.32 cannot restore a
+            # saved key, and this makes resume exact without one.
+            _mx.random.seed((cfg.seed * 1_000_003 + step) % 2**32)
             self.step_started = time.perf_counter()
             yield self.plan.make_batch(self.plan.batch_indices(step))
             step += 1
@@ -613,11 +621,9 @@ class TrainRun:
         self.good = ({k: mx.array(v) for k, v in weights.items()}, {k: mx.array(v) for k, v in opt.items()})
 
     def _roll_back_to_good(self) -> None:
-        from mlx.utils import tree_unflatten
-
         weights, opt = self.good
         self.p.model.load_weights(list(weights.items()), strict=False)
-        _replace_in_place(self.optimizer.state, tree_unflatten(list(opt.items())))
+        _set_leaves(self.optimizer.state, opt)
         self.nan_seen = False
         self.emit(ev.Log("info", f"rolled back to the last good weights (step {self.good_iteration})"))
 
@@ -744,6 +750,9 @@ class TrainRun:
             adapter_path=str(self.adapter_dir),
             iters=self.total_iters,
             resume_run=None,
+            epochs=None,
+            lr_schedule=materialized_schedule(cfg, self.total_iters) if not cfg.lr_phases else None,
+            warmup=0,
         )
         atomic_write_text(config_path, saved_cfg.to_yaml())
         atomic_write_text(
@@ -862,10 +871,23 @@ class TrainRun:
         return loss, ppl
 
 
-def _replace_in_place(target: dict[str, Any], new: dict[str, Any]) -> None:
-    """Swap optimizer state without replacing the dict: train()'s compiled step holds it."""
-    target.clear()
-    target.update(new)
+def _set_leaves(tree: Any, flat: dict[str, Any]) -> None:
+    """Write flattened leaves ("a.b.0.c") into an existing state tree, in place.
+
+    In place because train()'s compiled step holds the optimizer's state dict; leaf by leaf
+    because the tree also has empty branches (e.g. for non-array model attributes) that a
+    flattened file does not record.
+    """
+    for path, value in flat.items():
+        node = tree
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        last = parts[-1]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
 
 
 def _flat(tree: Any) -> list[tuple[str, Any]]:

@@ -1,0 +1,5 @@
+import sys
+
+from mlxtui.cli import main
+
+sys.exit(main())

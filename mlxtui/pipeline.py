@@ -1,0 +1,75 @@
+"""The Python API: `TrainPipeline(config).execute()` runs the same engine the dashboard uses.
+
+    from mlxtui import TrainConfig, TrainPipeline
+    result = TrainPipeline(TrainConfig.quick_start(iters=50), on_event=print).execute()
+    result.adapter_path, result.train_losses, result.val_losses
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+from mlxtui.core import events as ev
+from mlxtui.core.config import TrainConfig
+from mlxtui.core.engine import Call, Engine, EngineError, Train
+from mlxtui.core.training import TrainResult
+
+
+class TrainPipeline:
+    def __init__(self, config: TrainConfig, on_event: Callable[[ev.Event], None] | None = None) -> None:
+        self.config = config
+        self.on_event = on_event or (lambda e: None)
+        self.engine: Engine | None = None
+
+    def execute(self) -> TrainResult:
+        """Train on the engine thread and return the result; raises EngineError on failure."""
+        self.engine = Engine(self.on_event)
+        self.engine.start()
+        try:
+            result = self.engine.run_sync(Train(self.config))
+        finally:
+            self.engine.shutdown()
+        return result
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+
+    def pause(self) -> None:
+        if self.engine is not None:
+            self.engine.pause()
+
+    def resume(self) -> None:
+        if self.engine is not None:
+            self.engine.resume()
+
+
+def evaluate_test_set(config: TrainConfig) -> tuple[float, float]:
+    """Test loss and perplexity of config.model with the adapter in config.adapter_path."""
+    import math
+    from pathlib import Path
+
+    def job(engine: Engine) -> tuple[float, float]:
+        from mlxtui.core import models
+        from mlxtui.core.engine import _resolve_data
+        from mlxtui.core.training import evaluate_loss, load_datasets
+
+        adapter = config.adapter_path if config.adapter_path and Path(config.adapter_path).is_dir() else None
+        model, tokenizer, _info = models.load_model(config.model, adapter_path=adapter)
+        data_dir = _resolve_data(config.data)
+        _, _, test = load_datasets(config, data_dir, tokenizer)
+        if not test:
+            raise EngineError(f"{data_dir}/test.jsonl is missing or empty", "add a test split, e.g. with `mlxtui data split`")
+        loss = evaluate_loss(model, test, config.batch_size, config.test_batches, config.max_seq_length)
+        return loss, math.exp(min(loss, 700))
+
+    engine = Engine(lambda e: None)
+    engine.start()
+    try:
+        return engine.run_sync(Call(fn=job, description="test set"))
+    finally:
+        engine.shutdown()
+
+
+__all__ = ["TrainPipeline", "TrainConfig", "TrainResult", "evaluate_test_set"]
