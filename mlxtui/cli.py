@@ -9,7 +9,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 SUBCOMMANDS = ("train", "doctor", "data", "models", "fuse", "export", "eval", "bench", "runs", "dashboard")

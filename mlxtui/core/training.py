@@ -398,7 +398,6 @@ class TrainRun:
         return new_run_dir(cfg.runs_dir, cfg.run_name or Path(self.p.model_path).name), None
 
     def _save_state(self, run_dir: Path, optimizer: Any, iteration: int, status: str) -> None:
-        import mlx.core as mx
         from mlx.utils import tree_flatten
 
         state_dir = run_dir / STATE_DIR
