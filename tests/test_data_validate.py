@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlxtui.core.data import Finding, validate_dataset
+from mlxtui.core.data import Finding, dataset_stats, validate_dataset
 
 GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 
@@ -248,39 +248,168 @@ def encode_line(value: Any) -> bytes:
 
 
 line = st.one_of(chatty, json_values, st.binary(max_size=30), st.text(max_size=20).map(str.encode))
-FUZZ_LINES = 50
 
 
-@settings(max_examples=220, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    train=st.lists(line, min_size=FUZZ_LINES, max_size=FUZZ_LINES),
+    train=st.lists(line, min_size=20, max_size=20),
     valid=st.lists(line, max_size=3),
     trailing=st.booleans(),
 )
 def test_fuzz_never_crashes(
     tmp_path_factory: pytest.TempPathFactory, train: list, valid: list, trailing: bool
 ) -> None:
+    """Hypothesis-built lines (2,000): random JSON values, bytes, random-ish chat records."""
     d = tmp_path_factory.mktemp("fuzz")
     (d / "train.jsonl").write_bytes(
         b"\n".join(map(encode_line, train)) + (b"\n" if trailing else b"")
     )
     if valid:
         (d / "valid.jsonl").write_bytes(b"\n".join(map(encode_line, valid)))
-    report = validate_dataset(d, batch_size=4)
+    check_no_crash(validate_dataset(d, batch_size=4))
+
+
+def check_no_crash(report: Any) -> None:
     assert not [f for f in report.findings if f.code == "internal"], report.format_findings()
     assert all(f.severity in ("error", "warning") and f.line >= 0 for f in report.findings)
     report.format_findings()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(train=st.lists(st.one_of(chatty, line), min_size=20, max_size=20))
-def test_fuzz_with_tokenizer_never_crashes(
-    tmp_path_factory: pytest.TempPathFactory, fuzz_tokenizer: Any, train: list
+SEEDS = [
+    {
+        "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": 1}]},
+            {"role": "tool", "content": "r"},
+            {"role": "assistant", "content": "a"},
+        ],
+        "tools": [{"type": "function"}],
+    },
+    {"prompt": "p", "completion": "c"},
+    {"text": "t"},
+]
+ODD_VALUES = [
+    None,
+    True,
+    0,
+    -1.5,
+    "",
+    " ",
+    "x" * 300,
+    [],
+    {},
+    [1, [2, [3]]],
+    {"role": "user"},
+    "\u0000",
+    "\ud800",
+    'é\n\t"',
+    float("nan"),
+]
+
+
+def mutate(value: Any, rnd: Any, depth: int = 0) -> Any:
+    """A random structural change somewhere in a JSON value: drop, replace, duplicate, retype."""
+    if depth > 3 or rnd.random() < 0.25:
+        return rnd.choice(ODD_VALUES + ["system", "user", "assistant", "tool", "bot"])
+    if isinstance(value, dict) and value:
+        out = dict(value)
+        key = rnd.choice(list(out))
+        op = rnd.random()
+        if op < 0.3:
+            del out[key]
+        elif op < 0.5:
+            out[
+                rnd.choice(
+                    [
+                        "extra",
+                        "messages",
+                        "prompt",
+                        "completion",
+                        "text",
+                        "tools",
+                        "role",
+                        "content",
+                    ]
+                )
+            ] = mutate(out[key], rnd, depth + 1)
+        else:
+            out[key] = mutate(out[key], rnd, depth + 1)
+        return out
+    if isinstance(value, list) and value:
+        out = list(value)
+        i = rnd.randrange(len(out))
+        op = rnd.random()
+        if op < 0.25:
+            del out[i]
+        elif op < 0.5:
+            out.insert(rnd.randrange(len(out) + 1), out[i])
+        elif op < 0.6:
+            rnd.shuffle(out)
+        else:
+            out[i] = mutate(out[i], rnd, depth + 1)
+        return out
+    return rnd.choice(ODD_VALUES)
+
+
+def random_line(rnd: Any) -> bytes:
+    record = rnd.choice(SEEDS)
+    for _ in range(rnd.choice([0, 0, 1, 1, 2, 3])):
+        record = mutate(record, rnd)
+    raw = json.dumps(record, ensure_ascii=rnd.random() < 0.5).encode("utf-8", "surrogatepass")
+    op = rnd.random()
+    if op < 0.05:
+        raw = raw[: rnd.randrange(len(raw) + 1)]  # truncated line
+    elif op < 0.1:
+        i = rnd.randrange(len(raw))
+        raw = raw[:i] + bytes([rnd.randrange(256)]) + raw[i + 1 :]  # one flipped byte
+    elif op < 0.12:
+        raw = bytes(rnd.randrange(256) for _ in range(rnd.randrange(40)))
+    elif op < 0.14:
+        raw = b"  "
+    return raw.replace(b"\n", b" ")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rnd=st.randoms(use_true_random=False), split_at=st.integers(30, 50))
+def test_fuzz_random_ish_records_never_crash(
+    tmp_path_factory: pytest.TempPathFactory, rnd: Any, split_at: int
 ) -> None:
+    """Hypothesis-seeded mutations of valid records (200 x 50 = 10,000 lines), cut among splits."""
+    lines = [random_line(rnd) for _ in range(FUZZ_LINES)]
+    if rnd.random() < 0.3:  # leakage and duplicates
+        lines[-1] = lines[0]
+    d = tmp_path_factory.mktemp("fuzz_mut")
+    (d / "train.jsonl").write_bytes(b"\n".join(lines[:split_at]) + b"\n")
+    if split_at < FUZZ_LINES:
+        (d / "valid.jsonl").write_bytes(b"\n".join(lines[split_at:]))
+    check_no_crash(validate_dataset(d, batch_size=2, max_per_kind=3))
+    stats = dataset_stats(d, batch_size=2)  # stats skip what they cannot read, never raise
+    assert stats.split("train") is not None
+
+
+FUZZ_LINES = 50
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    train=st.lists(st.one_of(chatty, line), min_size=20, max_size=20),
+    rnd=st.randoms(use_true_random=False),
+)
+def test_fuzz_with_tokenizer_never_crashes(
+    tmp_path_factory: pytest.TempPathFactory, fuzz_tokenizer: Any, train: list, rnd: Any
+) -> None:
+    """The chat template and the tokenizer see odd records too: their errors become findings."""
     d = tmp_path_factory.mktemp("fuzz_tok")
-    (d / "train.jsonl").write_bytes(b"\n".join(map(encode_line, train)))
-    report = validate_dataset(d, tokenizer=fuzz_tokenizer, max_seq_length=16)
-    assert not [f for f in report.findings if f.code == "internal"], report.format_findings()
+    lines = [encode_line(x) for x in train] + [random_line(rnd) for _ in range(20)]
+    (d / "train.jsonl").write_bytes(b"\n".join(lines))
+    check_no_crash(validate_dataset(d, tokenizer=fuzz_tokenizer, max_seq_length=16))
 
 
 @pytest.fixture(scope="module")

@@ -457,7 +457,7 @@ class _State:
             )
             return None
         keys = self.keys
-        fmt = detect_format(record, keys)
+        fmt: str | None = detect_format(record, keys)
         if fmt is None:
             self.out.add("error", name, number, _missing_keys_message(record, keys), "missing-key")
             return None
