@@ -417,3 +417,15 @@ def fuzz_tokenizer(tiny_model_dir: Path) -> Any:
     from mlx_lm.tokenizer_utils import load
 
     return load(tiny_model_dir)
+
+
+def test_demo_data_validates(tiny_model_dir: Path) -> None:
+    """The bundled demo dataset must pass with a ChatML tokenizer and the default batch size."""
+    from mlx_lm.tokenizer_utils import load
+
+    demo = Path(__file__).resolve().parents[1] / "mlxtui" / "demo_data"
+    if not (demo / "train.jsonl").exists():
+        pytest.skip("no demo dataset in this checkout")
+    report = validate_dataset(demo, tokenizer=load(tiny_model_dir), batch_size=4)
+    assert report.ok, report.format_findings()
+    assert report.formats["train"] == "chat"
