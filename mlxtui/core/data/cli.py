@@ -25,15 +25,26 @@ GREEN, DIM, RESET = "\033[32m", "\033[2m", "\033[0m"
 
 
 def default_load_tokenizer(spec: str) -> Any:
-    """The tokenizer of a model folder (no weights are loaded), or of a Hugging Face id if reachable."""
-    path = Path(spec).expanduser()
+    """The tokenizer of a model (no weights are loaded): a folder, "demo", a .gguf file or a hub id.
+
+    The spec goes through mlxtui.core.models.resolve_model when that module is there, so --model
+    means the same thing as in `mlxtui train`.
+    """
+    target: Path | str = spec
+    try:
+        from mlxtui.core.models import resolve_model
+    except ImportError:
+        pass
+    else:
+        target = resolve_model(spec)
+    path = Path(target).expanduser()
     if path.is_dir():
         from mlx_lm.tokenizer_utils import load
 
         return load(path)
     from mlx_lm.utils import load_tokenizer
 
-    return load_tokenizer(spec)
+    return load_tokenizer(str(target))
 
 
 def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -111,7 +122,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="model folder: exact token counts with its tokenizer and chat template (without it: bytes/4 estimates)",
+        help="model folder, .gguf or 'demo': exact token counts with its tokenizer and chat template "
+        "(without it: bytes/4 estimates)",
     )
     p.add_argument("--max-seq-length", type=int, default=2048)
 
