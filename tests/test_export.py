@@ -1,0 +1,296 @@
+"""Fuse (equivalence with base + adapter), GGUF round trip, hub upload failing fast, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from gguf import GGUFReader
+from mlx.utils import tree_flatten, tree_unflatten
+from mlx_lm import load as mlx_load
+from mlx_lm.gguf import permute_weights, translate_weight_names
+from test_generation import greedy, make_adapter
+
+from mlxtui.core import export
+from mlxtui.core.export import (
+    NO_TOKEN,
+    ExportError,
+    add_export_parser,
+    add_fuse_parser,
+    export_gguf,
+    fuse_adapter,
+    upload_to_hub,
+)
+from mlxtui.core.generation import adapter_disabled, adapter_modules, load_adapter_file
+
+COLOURS = [{"role": "user", "content": "Name three colours."}]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlxtui")
+    sub = p.add_subparsers(dest="command", required=True)
+    add_fuse_parser(sub)
+    add_export_parser(sub)
+    return p
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_adapter(tiny_model_dir, tmp_path_factory.mktemp("export") / "adapters")
+
+
+# ------------------------------------------------------------------ fuse
+
+
+@pytest.mark.parametrize("fine_tune_type", ["lora", "dora", "full"])
+def test_fused_tiny_answers_like_base_plus_adapter(
+    tiny_model_dir: Path, tmp_path: Path, fine_tune_type: str
+) -> None:
+    ad = make_adapter(
+        tiny_model_dir,
+        tmp_path / "ad",
+        fine_tune_type=fine_tune_type,
+        std=0.2 if fine_tune_type == "full" else 0.05,
+    )
+    model, tok = mlx_load(str(tiny_model_dir))
+    load_adapter_file(model, ad)
+    adapted = greedy(model, tok, max_tokens=20)
+    with adapter_disabled(model):
+        base = greedy(model, tok, max_tokens=20)
+    assert adapted != base
+    seen = []
+    out = fuse_adapter(
+        None, ad, tmp_path / "fused", progress=lambda m, d, t: seen.append((d, t))
+    )  # base from adapter_config
+    assert seen[0] == (0, 4) and seen[-1] == (4, 4)
+    fused, ftok = mlx_load(str(out))
+    assert not adapter_modules(fused)
+    names = mx.load(str(out / "model.safetensors")).keys()
+    assert not any("lora" in k for k in names)
+    assert greedy(fused, ftok, max_tokens=20) == adapted
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")], (
+        "temporary folders left behind"
+    )
+
+
+def test_fuse_quantized_tiny(tiny_quant_model_dir: Path, tmp_path: Path) -> None:
+    ad = make_adapter(tiny_quant_model_dir, tmp_path / "ad")
+    model, tok = mlx_load(str(tiny_quant_model_dir), adapter_path=str(ad))
+    adapted = greedy(model, tok, max_tokens=20)
+    out = fuse_adapter(tiny_quant_model_dir, ad, tmp_path / "float", dequantize=True)
+    config = json.loads((out / "config.json").read_text())
+    assert "quantization" not in config and "quantization_config" not in config
+    fused, ftok = mlx_load(str(out))
+    assert greedy(fused, ftok, max_tokens=20) == adapted
+    # kept quantized (re-quantized after fusing, as mlx_lm.fuse does): loads and answers
+    out = fuse_adapter(tiny_quant_model_dir, ad, tmp_path / "quant")
+    assert json.loads((out / "config.json").read_text())["quantization"]["bits"] == 4
+    fused, ftok = mlx_load(str(out))
+    assert greedy(fused, ftok, max_tokens=4)
+
+
+def test_fuse_never_overwrites_without_force(
+    tiny_model_dir: Path, tiny_adapter: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "fused"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="not empty.*--force"):
+        fuse_adapter(tiny_model_dir, tiny_adapter, out)
+    assert (out / "precious.txt").read_text() == "keep me"
+    fuse_adapter(tiny_model_dir, tiny_adapter, out, force=True)
+    assert (out / "config.json").is_file() and not (out / "precious.txt").exists()
+    # the base model's own folder (or one holding it) is refused even with force
+    with pytest.raises(ExportError, match="the base model or the adapter"):
+        fuse_adapter(tiny_model_dir, tiny_adapter, tiny_model_dir, force=True)
+    with pytest.raises(ExportError, match="the base model or the adapter"):
+        fuse_adapter(tiny_model_dir, tiny_adapter, tiny_adapter.parent, force=True)
+    assert (tiny_model_dir / "model.safetensors").is_file() and (
+        tiny_adapter / "adapters.safetensors"
+    ).is_file()
+    # a failure half-way leaves nothing behind
+    other = make_adapter(tiny_model_dir, tmp_path / "r4", rank=4)
+    shutil.copy(
+        tiny_adapter / "adapter_config.json", other / "adapter_config.json"
+    )  # config says rank 8
+    with pytest.raises(ValueError, match="does not fit"):
+        fuse_adapter(tiny_model_dir, other, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------ GGUF
+
+
+def test_gguf_round_trip_tiny(tiny_model_dir: Path, tiny_adapter: Path, tmp_path: Path) -> None:
+    out = export_gguf(tiny_model_dir, tiny_adapter, tmp_path / "tiny.gguf")
+    # the expected tensors: mlx-lm's own load + fuse of the same adapter
+    model, tok = mlx_load(str(tiny_model_dir), adapter_path=str(tiny_adapter))
+    model.update_modules(
+        tree_unflatten([(n, m.fuse()) for n, m in model.named_modules() if hasattr(m, "fuse")])
+    )
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert not config.get("rope_traditional", False)  # so Q/K must come out permuted
+    expected = {}
+    for k, v in tree_flatten(model.parameters()):
+        if "q_proj.weight" in k:
+            v = permute_weights(v, config["num_attention_heads"], config["num_attention_heads"])
+        elif "k_proj.weight" in k:
+            v = permute_weights(v, config["num_attention_heads"], config["num_key_value_heads"])
+        expected[translate_weight_names(k)] = np.array(v.astype(mx.float32))
+
+    reader = GGUFReader(str(out))
+    got = {
+        t.name: np.asarray(t.data, dtype=np.float32).reshape(expected[t.name].shape)
+        for t in reader.tensors
+    }
+    assert set(got) == set(expected)
+    assert "blk.0.attn_q.weight" in got and "token_embd.weight" in got
+    for name, v in expected.items():
+        np.testing.assert_allclose(got[name], v, rtol=2e-3, atol=2e-3, err_msg=name)
+    # the adapter is really in there: layer 3 differs from the base
+    base, _ = mlx_load(str(tiny_model_dir))
+    base_q = np.array(base.model.layers[3].self_attn.v_proj.weight)
+    assert not np.allclose(got["blk.3.attn_v.weight"], base_q, atol=1e-3)
+
+    def field(name: str):
+        f = reader.fields[name]
+        return f.parts[f.data[0]]
+
+    assert bytes(field("general.architecture")).decode() == "llama"
+    assert bytes(field("tokenizer.ggml.model")).decode() == "gpt2"
+    assert len(reader.fields["tokenizer.ggml.tokens"].data) == len(tok.get_vocab())
+    assert len(reader.fields["tokenizer.ggml.merges"].data) > 0
+    assert "<|im_start|>" in bytes(field("tokenizer.chat_template")).decode()
+    assert int(field("llama.block_count")[0]) == config["num_hidden_layers"]
+
+
+def test_gguf_refusals(tiny_model_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "gemma"
+    shutil.copytree(tiny_model_dir, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["model_type"] = "gemma"
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(
+        ExportError, match=r"'gemma' architecture; supported: llama, mistral, mixtral"
+    ):
+        export_gguf(other, None, tmp_path / "x.gguf")
+    existing = tmp_path / "there.gguf"
+    existing.write_text("mine")
+    with pytest.raises(ExportError, match="exists.*--force"):
+        export_gguf(tiny_model_dir, None, existing)
+    assert existing.read_text() == "mine"
+    with pytest.raises(ExportError, match="must end in .gguf"):
+        export_gguf(tiny_model_dir, None, tmp_path / "x.bin")
+
+
+# ------------------------------------------------------------------ hub
+
+
+def test_upload_fails_fast_without_token(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(ExportError) as e:
+        upload_to_hub(tiny_model_dir, "someone/tiny")
+    assert str(e.value) == NO_TOKEN
+    with pytest.raises(ExportError, match="not a model folder"):
+        upload_to_hub(tmp_path, "someone/tiny", token="hf_x")
+
+
+def test_upload_fails_fast_when_hub_unreachable(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a closed local port stands for "no network" deterministically; the real host is tried below
+    monkeypatch.setattr(export, "HUB_HOST", "127.0.0.1")
+    monkeypatch.setattr(export, "HUB_PORT", 9)
+    with pytest.raises(ExportError, match="cannot be reached"):
+        upload_to_hub(tiny_model_dir, "someone/tiny", token="hf_not_a_real_token")
+
+
+def test_upload_with_fake_token_on_the_real_host_errors(tiny_model_dir: Path) -> None:
+    # offline: "cannot be reached" within ~3 s; online: the hub rejects the fake token
+    with pytest.raises(ExportError, match="cannot be reached|upload to someone/tiny failed"):
+        upload_to_hub(tiny_model_dir, "someone/tiny", token="hf_not_a_real_token")
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_fuse_and_export(
+    tiny_model_dir: Path,
+    tiny_adapter: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = _parser()
+    save = tmp_path / "fused"
+    args = p.parse_args(
+        ["fuse", "--adapter-path", str(tiny_adapter), "--save-path", str(save), "--export-gguf"]
+    )
+    assert args.func(args) == 0
+    out = capsys.readouterr().out.split()
+    assert out == [str(save), str(save / "ggml-model-f16.gguf")]
+    assert GGUFReader(str(save / "ggml-model-f16.gguf")).tensors
+
+    assert args.func(args) == 1  # now the folder exists
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress lines
+    assert err.startswith("mlxtui fuse: error:") and "--force" in err
+
+    args = p.parse_args(
+        ["export", "gguf", "--model", str(tiny_model_dir), "--out", str(tmp_path / "base.gguf")]
+    )
+    assert args.func(args) == 0 and (tmp_path / "base.gguf").is_file()
+
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    args = p.parse_args(["export", "hub", str(save), "someone/tiny"])
+    assert args.func(args) == 1
+    assert NO_TOKEN in capsys.readouterr().err
+    args = p.parse_args(
+        [
+            "fuse",
+            "--adapter-path",
+            str(tiny_adapter),
+            "--save-path",
+            str(tmp_path / "f2"),
+            "--upload-repo",
+            "a/b",
+        ]
+    )
+    assert args.func(args) == 1
+    assert NO_TOKEN in capsys.readouterr().err
+    assert not (tmp_path / "f2").exists()  # refused before doing the slow part
+
+
+# ------------------------------------------------------------------ the real demo model
+
+
+def test_fused_demo_answers_like_base_plus_adapter(demo_model_dir: Path, tmp_path: Path) -> None:
+    from mlxtui.core.models import dequantize_model
+
+    ad = make_adapter(demo_model_dir, tmp_path / "ad", num_layers=2, std=0.015)
+    # float32 copies on both sides: quantized matmuls skip BLAS on CPU (DESIGN.md)
+    model, tok = mlx_load(str(demo_model_dir))
+    dequantize_model(model)
+    load_adapter_file(model, ad)
+    adapted = greedy(model, tok, COLOURS, max_tokens=20)
+    with adapter_disabled(model):
+        assert greedy(model, tok, COLOURS, max_tokens=20) != adapted
+    out = fuse_adapter(demo_model_dir, ad, tmp_path / "fused", dequantize=True)
+    fused, ftok = mlx_load(str(out))
+    fused.set_dtype(mx.float32)
+    assert greedy(fused, ftok, COLOURS, max_tokens=20) == adapted
