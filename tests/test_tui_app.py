@@ -241,7 +241,7 @@ async def test_small_terminal_shows_one_pane_at_a_time() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert app.screen.has_class("-compact")
-        for keys in (("1", "2", "3", "4", "5"), ("f1", "f2", "f3", "f4", "f5")):
+        for keys in (("1", "2", "3", "4", "5"), ("f1", "f2", "f3")):
             for index, key in enumerate(keys):
                 await pilot.press(key)
                 await pilot.pause()
@@ -283,8 +283,8 @@ async def test_dataset_browser_pages_splits_and_renders_with_tokenizer(tiny_mode
 
         await pilot.press("4")
         assert app.focused is browser.query_one("#ds-table")
-        for _ in range(95):
-            await pilot.press("down")
+        browser.query_one("#ds-table").move_cursor(row=94)
+        await pilot.press("down")
         assert browser.loaded_rows == 200
         assert browser.selected == 95
 

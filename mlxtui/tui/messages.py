@@ -45,11 +45,3 @@ class EventBridge:
             events = list(self._queue)
             self._queue.clear()
         return events
-
-
-class PaneSelected(Message):
-    """A pane (by id) should be shown and focused."""
-
-    def __init__(self, pane_id: str) -> None:
-        super().__init__()
-        self.pane_id = pane_id

@@ -70,7 +70,7 @@ def user_themes_dir() -> Path:
 def _line_of(text: str, key: str | None) -> int | None:
     if not key:
         return None
-    pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=", re.M)
+    pattern = re.compile(rf"^[ \t]*\"?{re.escape(key)}\"?[ \t]*=", re.M)
     match = pattern.search(text)
     return text.count("\n", 0, match.start()) + 1 if match else None
 

@@ -29,9 +29,9 @@ def display_text(value: Any) -> str:
 
 def _placeholder(spec: FieldSpec) -> str:
     if spec.name == "model":
-        return "empty = demo model"
+        return "empty = demo"
     if spec.name == "data":
-        return "empty = demo dataset"
+        return "empty = demo"
     return "empty = default" if spec.kind.startswith("optional") else ""
 
 

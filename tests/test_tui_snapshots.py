@@ -1,0 +1,47 @@
+"""Snapshots of the dashboard at 120x40 and 80x24 (fake engine emitting inline: deterministic).
+
+Regenerate after an intended change with
+`uv run pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from test_tui_fakes import FakeEngine
+
+from mlxtui.core.config import TrainConfig
+from mlxtui.tui.app import MlxtuiApp
+
+
+def make_app() -> MlxtuiApp:
+    return MlxtuiApp(
+        TrainConfig.quick_start(),
+        engine_factory=lambda on_event: FakeEngine(on_event, threaded=False),
+    )
+
+
+async def train(pilot: Any) -> None:
+    await pilot.press("t")
+    await pilot.pause(0.6)  # the plot redraws at most 4 times a second
+
+
+def test_main_screen_120x40(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(120, 40))
+
+
+def test_after_training_120x40(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=train)
+
+
+def test_main_screen_80x24(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24))
+
+
+def test_loss_pane_after_training_80x24(snap_compare: Any) -> None:
+    async def run_before(pilot: Any) -> None:
+        await train(pilot)
+        await pilot.press("2")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
