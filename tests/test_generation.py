@@ -290,16 +290,33 @@ def test_full_finetune_keeps_base(
 # ------------------------------------------------------------------ the real demo model
 
 
-def test_demo_model_chat_and_ab(demo_model_dir: Path, tmp_path: Path) -> None:
+def test_demo_model_chat_with_each_choice(demo_model_dir: Path, tmp_path: Path) -> None:
     from mlxtui.core.models import dequantize_model
 
+    run = make_adapter(
+        demo_model_dir,
+        tmp_path / "run" / "adapters",
+        num_layers=4,
+        std=0.02,
+        seeds=(1, 2, 3),
+        names=("adapters.safetensors", "best_adapters.safetensors", "0000010_adapters.safetensors"),
+    )
     model, tok = mlx_load(str(demo_model_dir))
     dequantize_model(model)  # quantized matmuls skip BLAS on CPU: keep the test short
     base = greedy(model, tok, max_tokens=8)
     assert "Paris" in base
-    ad = make_adapter(demo_model_dir, tmp_path / "demo_adapter", num_layers=4, std=0.02)
-    select_weights(model, str(ad / "adapters.safetensors"))
-    adapted = greedy(model, tok, max_tokens=8)
-    assert adapted != base
+    answers = {}
+    for name in (
+        "0000010_adapters.safetensors",
+        "best_adapters.safetensors",
+        "adapters.safetensors",
+    ):
+        select_weights(model, str(run / name))
+        answers[name] = greedy(model, tok, max_tokens=6)
+    assert len(set(answers.values())) == 3 and base[:20] not in answers.values()
+    select_weights(model, "base")
+    assert greedy(model, tok, max_tokens=8) == base
+    select_weights(model, "adapter")  # the last loaded file: the final adapter
     with adapter_disabled(model):
         assert greedy(model, tok, max_tokens=8) == base
+    assert greedy(model, tok, max_tokens=6) == answers["adapters.safetensors"]
