@@ -166,6 +166,8 @@ def test_cli_eval_and_bench(
     assert "no adapter weights at /no/such/adapter" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.demo
 def test_demo_model_before_after(demo_model_dir: Path, tmp_path: Path) -> None:
     from mlxtui.core.generation import load_adapter_file
     from mlxtui.core.models import dequantize_model

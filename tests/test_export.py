@@ -279,6 +279,8 @@ def test_cli_fuse_and_export(
 # ------------------------------------------------------------------ the real demo model
 
 
+@pytest.mark.slow
+@pytest.mark.demo
 def test_fused_demo_answers_like_base_plus_adapter(demo_model_dir: Path, tmp_path: Path) -> None:
     from mlxtui.core.models import dequantize_model
 
@@ -298,6 +300,8 @@ def test_fused_demo_answers_like_base_plus_adapter(demo_model_dir: Path, tmp_pat
     assert greedy(fused, ftok, COLOURS, max_tokens=20) == adapted
 
 
+@pytest.mark.slow
+@pytest.mark.demo
 def test_demo_gguf_matches_the_original_gguf(demo_model_dir: Path, tmp_path: Path) -> None:
     """Export the demo model and compare with the GGUF it came from (an independent reference).
 

@@ -290,6 +290,8 @@ def test_full_finetune_keeps_base(
 # ------------------------------------------------------------------ the real demo model
 
 
+@pytest.mark.slow
+@pytest.mark.demo
 def test_demo_model_chat_with_each_choice(demo_model_dir: Path, tmp_path: Path) -> None:
     from mlxtui.core.models import dequantize_model
 
