@@ -93,7 +93,7 @@ class TrainConfig:
     swap_growth_mb_per_min: float = 512.0
     memory_limit: str | None = None
     cache_limit: str | None = None
-    sample_prompts: int = 3
+    sample_prompts: int = 0
     run_name: str | None = None
     runs_dir: str = "runs"
     resume_run: str | None = None
@@ -108,11 +108,12 @@ class TrainConfig:
             learning_rate=2e-4,
             grad_checkpoint=True,
             num_layers=8,
-            iters=150,
+            iters=80,
             steps_per_report=5,
-            steps_per_eval=25,
-            save_every=25,
-            val_batches=8,
+            steps_per_eval=20,
+            save_every=20,
+            val_batches=4,
+            sample_prompts=2,
             max_seq_length=512,
             adapter_path="adapters",
         )
@@ -161,7 +162,9 @@ class TrainConfig:
         for key in lp:
             if key not in ("rank", "scale", "dropout", "keys", "alpha"):
                 raise ConfigError(
-                    _unknown_key_message(key, "lora_parameters", ("rank", "scale", "dropout", "keys"))
+                    _unknown_key_message(
+                        key, "lora_parameters", ("rank", "scale", "dropout", "keys")
+                    )
                 )
         if self.lr_schedule is not None:
             validate_schedule(self.lr_schedule)
@@ -248,7 +251,9 @@ def validate_schedule(schedule: Any) -> None:
     for key in schedule:
         if key not in ("name", "arguments", "warmup", "warmup_init"):
             raise ConfigError(
-                _unknown_key_message(key, "lr_schedule", ("name", "arguments", "warmup", "warmup_init"))
+                _unknown_key_message(
+                    key, "lr_schedule", ("name", "arguments", "warmup", "warmup_init")
+                )
             )
     name = schedule.get("name")
     if name not in SCHEDULE_NAMES:
@@ -293,11 +298,18 @@ def materialized_schedule(config: TrainConfig, total_iters: int) -> dict[str, An
         return schedule
     if config.warmup:
         lr = config.learning_rate
-        return {"name": "linear_schedule", "arguments": [lr, lr, max(1, total_iters)], "warmup": config.warmup, "warmup_init": 0.0}
+        return {
+            "name": "linear_schedule",
+            "arguments": [lr, lr, max(1, total_iters)],
+            "warmup": config.warmup,
+            "warmup_init": 0.0,
+        }
     return None
 
 
-def schedule_preview(config: TrainConfig, total_iters: int, points: int = 200) -> list[tuple[int, float]]:
+def schedule_preview(
+    config: TrainConfig, total_iters: int, points: int = 200
+) -> list[tuple[int, float]]:
     """(iteration, learning rate) pairs over the whole run, for the preview plot."""
     sched = build_lr_schedule(config, total_iters)
     if total_iters <= 0:
@@ -320,7 +332,9 @@ def parse_size(value: Any, name: str = "size") -> int:
         return int(value)
     m = _SIZE_RE.match(str(value))
     if not m:
-        raise ConfigError(f"{name}: '{value}' is not a size (write e.g. 8GB, 512MB or a number of bytes)")
+        raise ConfigError(
+            f"{name}: '{value}' is not a size (write e.g. 8GB, 512MB or a number of bytes)"
+        )
     unit = (m.group(2) or "").upper().rstrip("B").rstrip("I")
     mult = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
     return int(float(m.group(1)) * mult)
@@ -347,35 +361,143 @@ class FieldSpec:
 
 
 FORM_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("model", "Model", "optional_str", "local MLX folder, .gguf file, Hugging Face id, or empty for the demo model"),
-    FieldSpec("data", "Data folder", "optional_str", "folder with train.jsonl/valid.jsonl/test.jsonl, or empty for the demo dataset"),
-    FieldSpec("fine_tune_type", "Method", "choice", "lora, dora or full (QLoRA = LoRA on a quantized base)", FINE_TUNE_TYPES),
-    FieldSpec("dequantize", "Dequantize base", "choice", "train a float copy of a quantized base: auto = yes on the CPU back-end (about 20x faster there)", DEQUANTIZE_CHOICES),
-    FieldSpec("optimizer", "Optimizer", "choice", "adam, adamw, muon, sgd or adafactor", OPTIMIZERS),
+    FieldSpec(
+        "model",
+        "Model",
+        "optional_str",
+        "local MLX folder, .gguf file, Hugging Face id, or empty for the demo model",
+    ),
+    FieldSpec(
+        "data",
+        "Data folder",
+        "optional_str",
+        "folder with train.jsonl/valid.jsonl/test.jsonl, or empty for the demo dataset",
+    ),
+    FieldSpec(
+        "fine_tune_type",
+        "Method",
+        "choice",
+        "lora, dora or full (QLoRA = LoRA on a quantized base)",
+        FINE_TUNE_TYPES,
+    ),
+    FieldSpec(
+        "dequantize",
+        "Dequantize base",
+        "choice",
+        "train a float copy of a quantized base: auto = yes on the CPU back-end (about 20x faster there)",
+        DEQUANTIZE_CHOICES,
+    ),
+    FieldSpec(
+        "optimizer", "Optimizer", "choice", "adam, adamw, muon, sgd or adafactor", OPTIMIZERS
+    ),
     FieldSpec("batch_size", "Batch size", "int", "examples per step", minimum=1, maximum=4096),
-    FieldSpec("iters", "Iterations", "int", "optimizer steps (ignored when epochs is set)", minimum=1),
-    FieldSpec("epochs", "Epochs", "optional_int", "passes over the training set: iterations = ceil(epochs x examples / batch)", minimum=1),
-    FieldSpec("learning_rate", "Learning rate", "float", "Adam step size", minimum=0.0, maximum=1.0),
-    FieldSpec("lr_phases", "LR phases", "optional_str", "ITERS:LR,... e.g. 400:2e-5,400:1e-5,200:2e-6"),
-    FieldSpec("num_layers", "Layers to tune", "int", "last N transformer blocks; -1 = all", minimum=-1),
-    FieldSpec("lora_rank", "LoRA rank", "int", "rank r of the adapter matrices", minimum=1, maximum=1024),
-    FieldSpec("lora_scale", "LoRA scale", "float", "mlx-lm's scale; PEFT's alpha = scale x rank", minimum=0.0),
-    FieldSpec("lora_dropout", "LoRA dropout", "float", "dropout on the adapter input", minimum=0.0, maximum=0.99),
-    FieldSpec("grad_checkpoint", "Grad checkpointing", "bool", "recompute activations: less memory, ~30% slower"),
-    FieldSpec("grad_accumulation_steps", "Grad accumulation", "int", "steps per optimizer update", minimum=1),
-    FieldSpec("mask_prompt", "Mask prompt", "bool", "train only on the completion / last assistant turn"),
-    FieldSpec("steps_per_report", "Steps per report", "int", "training loss reported every N steps", minimum=1),
-    FieldSpec("steps_per_eval", "Steps per eval", "int", "validation loss every N steps", minimum=1),
+    FieldSpec(
+        "iters", "Iterations", "int", "optimizer steps (ignored when epochs is set)", minimum=1
+    ),
+    FieldSpec(
+        "epochs",
+        "Epochs",
+        "optional_int",
+        "passes over the training set: iterations = ceil(epochs x examples / batch)",
+        minimum=1,
+    ),
+    FieldSpec(
+        "learning_rate", "Learning rate", "float", "Adam step size", minimum=0.0, maximum=1.0
+    ),
+    FieldSpec(
+        "lr_phases", "LR phases", "optional_str", "ITERS:LR,... e.g. 400:2e-5,400:1e-5,200:2e-6"
+    ),
+    FieldSpec(
+        "num_layers", "Layers to tune", "int", "last N transformer blocks; -1 = all", minimum=-1
+    ),
+    FieldSpec(
+        "lora_rank", "LoRA rank", "int", "rank r of the adapter matrices", minimum=1, maximum=1024
+    ),
+    FieldSpec(
+        "lora_scale",
+        "LoRA scale",
+        "float",
+        "mlx-lm's scale; PEFT's alpha = scale x rank",
+        minimum=0.0,
+    ),
+    FieldSpec(
+        "lora_dropout",
+        "LoRA dropout",
+        "float",
+        "dropout on the adapter input",
+        minimum=0.0,
+        maximum=0.99,
+    ),
+    FieldSpec(
+        "grad_checkpoint",
+        "Grad checkpointing",
+        "bool",
+        "recompute activations: less memory, ~30% slower",
+    ),
+    FieldSpec(
+        "grad_accumulation_steps",
+        "Grad accumulation",
+        "int",
+        "steps per optimizer update",
+        minimum=1,
+    ),
+    FieldSpec(
+        "mask_prompt", "Mask prompt", "bool", "train only on the completion / last assistant turn"
+    ),
+    FieldSpec(
+        "steps_per_report",
+        "Steps per report",
+        "int",
+        "training loss reported every N steps",
+        minimum=1,
+    ),
+    FieldSpec(
+        "steps_per_eval", "Steps per eval", "int", "validation loss every N steps", minimum=1
+    ),
     FieldSpec("save_every", "Save every", "int", "checkpoint every N steps", minimum=1),
-    FieldSpec("val_batches", "Validation batches", "int", "-1 = the whole validation set", minimum=-1),
-    FieldSpec("max_seq_length", "Max sequence length", "int", "longer examples are truncated", minimum=8),
-    FieldSpec("adapter_path", "Adapter folder", "str", "where mlx_lm-compatible adapters are written"),
+    FieldSpec(
+        "val_batches", "Validation batches", "int", "-1 = the whole validation set", minimum=-1
+    ),
+    FieldSpec(
+        "max_seq_length", "Max sequence length", "int", "longer examples are truncated", minimum=8
+    ),
+    FieldSpec(
+        "adapter_path", "Adapter folder", "str", "where mlx_lm-compatible adapters are written"
+    ),
     FieldSpec("seed", "Seed", "int", "random seed (data order, init, dropout)", minimum=0),
-    FieldSpec("early_stopping_patience", "Early stop patience", "int", "evaluations without improvement before stopping; 0 = off", minimum=0),
-    FieldSpec("early_stopping_min_delta", "Early stop min delta", "float", "smallest val-loss drop that counts as improvement", minimum=0.0),
-    FieldSpec("memory_guard", "Memory guard", "choice", "when swap grows or pressure turns red: pause, warn, or off", MEMORY_GUARD_POLICIES),
-    FieldSpec("memory_limit", "MLX memory limit", "optional_str", "mx.set_memory_limit, e.g. 12GB; empty = MLX default"),
-    FieldSpec("cache_limit", "MLX cache limit", "optional_str", "mx.set_cache_limit, e.g. 2GB; empty = MLX default"),
+    FieldSpec(
+        "early_stopping_patience",
+        "Early stop patience",
+        "int",
+        "evaluations without improvement before stopping; 0 = off",
+        minimum=0,
+    ),
+    FieldSpec(
+        "early_stopping_min_delta",
+        "Early stop min delta",
+        "float",
+        "smallest val-loss drop that counts as improvement",
+        minimum=0.0,
+    ),
+    FieldSpec(
+        "memory_guard",
+        "Memory guard",
+        "choice",
+        "when swap grows or pressure turns red: pause, warn, or off",
+        MEMORY_GUARD_POLICIES,
+    ),
+    FieldSpec(
+        "memory_limit",
+        "MLX memory limit",
+        "optional_str",
+        "mx.set_memory_limit, e.g. 12GB; empty = MLX default",
+    ),
+    FieldSpec(
+        "cache_limit",
+        "MLX cache limit",
+        "optional_str",
+        "mx.set_cache_limit, e.g. 2GB; empty = MLX default",
+    ),
 )
 FORM_FIELD_NAMES = tuple(s.name for s in FORM_FIELDS)
 _LORA_FORM_KEYS = {"lora_rank": "rank", "lora_scale": "scale", "lora_dropout": "dropout"}
@@ -383,7 +505,9 @@ _LORA_FORM_KEYS = {"lora_rank": "rank", "lora_scale": "scale", "lora_dropout": "
 
 def get_field(config: TrainConfig, name: str) -> Any:
     if name in _LORA_FORM_KEYS:
-        return config.lora_parameters.get(_LORA_FORM_KEYS[name], DEFAULT_LORA_PARAMETERS[_LORA_FORM_KEYS[name]])
+        return config.lora_parameters.get(
+            _LORA_FORM_KEYS[name], DEFAULT_LORA_PARAMETERS[_LORA_FORM_KEYS[name]]
+        )
     return getattr(config, name)
 
 
@@ -494,11 +618,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping of option: value, not {type(data).__name__}")
+        raise ConfigError(
+            f"{p}: the top level must be a mapping of option: value, not {type(data).__name__}"
+        )
     return data
 
 
-def from_dict(values: dict[str, Any], base: TrainConfig | None = None, where: str = "config") -> TrainConfig:
+def from_dict(
+    values: dict[str, Any], base: TrainConfig | None = None, where: str = "config"
+) -> TrainConfig:
     """Overlay a dict (YAML or flags) on `base`; unknown keys are an error naming the nearest one."""
     base = base or TrainConfig()
     changes: dict[str, Any] = {}
@@ -512,11 +640,15 @@ def from_dict(values: dict[str, Any], base: TrainConfig | None = None, where: st
         lp = dict(base.lora_parameters)
         given = changes["lora_parameters"] or {}
         if not isinstance(given, dict):
-            raise ConfigError(f"lora_parameters in {where}: must be a mapping (rank, scale, dropout, keys)")
+            raise ConfigError(
+                f"lora_parameters in {where}: must be a mapping (rank, scale, dropout, keys)"
+            )
         lp.update(given)
         if "alpha" in lp:
             # PEFT-style alpha given: mlx-lm needs scale = alpha / rank.
-            lp["scale"] = float(lp.pop("alpha")) / float(lp.get("rank", DEFAULT_LORA_PARAMETERS["rank"]))
+            lp["scale"] = float(lp.pop("alpha")) / float(
+                lp.get("rank", DEFAULT_LORA_PARAMETERS["rank"])
+            )
         changes["lora_parameters"] = lp
     if "optimizer_config" in changes:
         oc = _default_optimizer_config()
@@ -529,7 +661,9 @@ def from_dict(values: dict[str, Any], base: TrainConfig | None = None, where: st
             except ValueError:
                 raise ConfigError(f"{key} in {where}: '{changes[key]}' is not a number") from None
     if "clear_cache_threshold" in changes and isinstance(changes["clear_cache_threshold"], str):
-        changes["clear_cache_threshold"] = parse_size(changes["clear_cache_threshold"], "clear_cache_threshold")
+        changes["clear_cache_threshold"] = parse_size(
+            changes["clear_cache_threshold"], "clear_cache_threshold"
+        )
     for key in ("model", "data", "adapter_path", "resume_adapter_file"):
         if key in changes and changes[key] is not None:
             changes[key] = str(changes[key])

@@ -223,9 +223,23 @@ class Engine:
         except EngineError as e:
             self.emit(ev.JobFailed(job_id, job.kind, str(e), e.hint))
         except ConfigError as e:
-            self.emit(ev.JobFailed(job_id, job.kind, str(e), "fix that value (the flag, the Config pane field or the YAML key of that name)"))
+            self.emit(
+                ev.JobFailed(
+                    job_id,
+                    job.kind,
+                    str(e),
+                    "fix that value (the flag, the Config pane field or the YAML key of that name)",
+                )
+            )
         except DiskFullError as e:
-            self.emit(ev.JobFailed(job_id, job.kind, str(e.strerror), "free disk space; nothing saved before was lost"))
+            self.emit(
+                ev.JobFailed(
+                    job_id,
+                    job.kind,
+                    str(e.strerror),
+                    "free disk space; nothing saved before was lost",
+                )
+            )
         except Exception as e:  # noqa: BLE001 - reported, never fatal to the engine
             hint = _hint_for(e)
             self.emit(ev.JobFailed(job_id, job.kind, f"{type(e).__name__}: {e}", hint))
@@ -319,7 +333,9 @@ class Engine:
 
     # -------------------------------------------------------------- jobs
 
-    def _load(self, job_id: int, spec: str | None, dequantize: bool | None, adapter_path: str | None) -> Any:
+    def _load(
+        self, job_id: int, spec: str | None, dequantize: bool | None, adapter_path: str | None
+    ) -> Any:
         from mlxtui.core import models
 
         def progress(message: str, done: int = 0, total: int = 0) -> None:
@@ -333,9 +349,14 @@ class Engine:
 
             dequantize = mx.default_device() == mx.cpu
         try:
-            model, tokenizer, info = models.load_model(spec, dequantize=bool(dequantize), adapter_path=adapter_path)
+            model, tokenizer, info = models.load_model(
+                spec, dequantize=bool(dequantize), adapter_path=adapter_path
+            )
         except models.ModelError as e:
-            raise EngineError(str(e), "check the model field: a local MLX folder, a .gguf file, a Hugging Face id, or empty for the demo") from None
+            raise EngineError(
+                str(e),
+                "check the model field: a local MLX folder, a .gguf file, a Hugging Face id, or empty for the demo",
+            ) from None
         self.model, self.tokenizer, self.model_info = model, tokenizer, info
         self.model_spec = spec
         self.adapter_path = adapter_path
@@ -356,14 +377,23 @@ class Engine:
         )
 
         config.validate()
+        if config.model not in (None, "", "demo"):
+            try:  # cheap for local paths: a wrong model path is reported before the data is read
+                models.resolve_model(config.model)
+            except models.ModelError as e:
+                raise EngineError(str(e), "check the model field") from None
         data_dir = _resolve_data(config.data)
         self._validate_data(job_id, data_dir, config)
-        deq = config.fine_tune_type == "full" or config.dequantize == "yes" or (
-            config.dequantize == "auto" and mx.default_device() == mx.cpu
+        deq = (
+            config.fine_tune_type == "full"
+            or config.dequantize == "yes"
+            or (config.dequantize == "auto" and mx.default_device() == mx.cpu)
         )
         self.emit(ev.JobProgress(job_id, "train", "loading the model"))
         if config.model in (None, "", "demo"):
-            models.demo_model_dir(progress=lambda m, d=0, t=0: self.emit(ev.JobProgress(job_id, "train", m, d, t)))
+            models.demo_model_dir(
+                progress=lambda m, d=0, t=0: self.emit(ev.JobProgress(job_id, "train", m, d, t))
+            )
         try:
             model, tokenizer, info = models.load_model(config.model, dequantize=deq)
         except models.ModelError as e:
@@ -398,7 +428,9 @@ class Engine:
             prepared,
             self.emit,
             control=self.control,
-            memory_check=self._memory_check(config) if config.memory_guard != "off" else self._sample_only,
+            memory_check=self._memory_check(config)
+            if config.memory_guard != "off"
+            else self._sample_only,
             poll_while_paused=self._poll_while_paused,
             estimated_peak_bytes=estimated,
         )
@@ -425,12 +457,16 @@ class Engine:
             return None
 
     def _validate_data(self, job_id: int, data_dir: Path, config: TrainConfig) -> None:
-        try:
-            from mlxtui.core.data import validate_dataset
-        except ImportError:
-            return
+        from mlxtui.core.data import keys_from, validate_dataset
+
         self.emit(ev.JobProgress(job_id, "train", f"validating {data_dir}"))
-        report = validate_dataset(data_dir, tokenizer=None, max_seq_length=config.max_seq_length)
+        report = validate_dataset(
+            data_dir,
+            tokenizer=None,
+            max_seq_length=config.max_seq_length,
+            keys=keys_from(config),
+            batch_size=config.batch_size,
+        )
         if report.errors:
             first = report.errors[:5]
             lines = "\n".join(f"{f.file}:{f.line}: {f.message}" for f in first)
@@ -445,9 +481,16 @@ class Engine:
     def _poll_while_paused(self) -> None:
         """While training is paused: keep sampling memory and answer chat jobs."""
         self.sample_memory()
-        if self.guard is not None and self.control is not None and self.control.pause_reason == "memory":
+        if (
+            self.guard is not None
+            and self.control is not None
+            and self.control.pause_reason == "memory"
+        ):
             sample = self.memory_history.latest() if self.memory_history is not None else None
-            if sample is not None and self.guard.check(sample, self.memory_history).action == "resume":
+            if (
+                sample is not None
+                and self.guard.check(sample, self.memory_history).action == "resume"
+            ):
                 self.emit(ev.Log("info", "memory pressure is back to normal: continuing"))
                 self.control.request_resume()
                 return
@@ -497,12 +540,21 @@ class Engine:
         self._ensure_model()
         self._cancel_generation.clear()
         if not generation.has_adapter(self.model):
-            raise EngineError("there is no adapter to compare with", "train first, or pick a run's adapter in the chat")
+            raise EngineError(
+                "there is no adapter to compare with",
+                "train first, or pick a run's adapter in the chat",
+            )
         a = self._stream(job.messages, job, "A", base=True)
-        b = self._stream(job.messages, job, "B", base=False) if not self._cancel_generation.is_set() else {}
+        b = (
+            self._stream(job.messages, job, "B", base=False)
+            if not self._cancel_generation.is_set()
+            else {}
+        )
         return {"A": a, "B": b}
 
-    def _stream(self, messages: list[dict[str, str]], job: Any, slot: str, base: bool) -> dict[str, Any]:
+    def _stream(
+        self, messages: list[dict[str, str]], job: Any, slot: str, base: bool
+    ) -> dict[str, Any]:
         import contextlib
 
         from mlxtui.core import generation

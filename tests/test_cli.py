@@ -1,0 +1,105 @@
+"""`mlxtui train` parses mlx_lm.lora's flags and the seeds' aliases, and trains headless."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mlxtui.cli import ProgressPrinter, build_parser, config_from_args, main
+from mlxtui.core.config import TrainConfig, epochs_to_iters
+
+
+def parse(*argv: str) -> TrainConfig:
+    return config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+def test_mlx_lm_flags_keep_their_names_and_defaults():
+    cfg = parse("--model", "m", "--train", "--data", "d", "--iters", "600", "--fine-tune-type", "dora", "--mask-prompt")
+    assert (cfg.model, cfg.data, cfg.iters, cfg.fine_tune_type, cfg.mask_prompt) == ("m", "d", 600, "dora", True)
+    # unspecified values are mlx_lm.lora's defaults once a model is named
+    assert cfg.learning_rate == 1e-5 and cfg.num_layers == 16 and cfg.batch_size == 4 and cfg.save_every == 100
+    assert cfg.lora_parameters == {"rank": 8, "dropout": 0.0, "scale": 20.0}
+    assert not cfg.grad_checkpoint
+
+
+def test_no_model_no_data_is_the_quick_start_on_the_demo():
+    cfg = parse()
+    assert cfg.model is None and cfg.data is None
+    assert cfg == TrainConfig.quick_start()
+    assert cfg.grad_checkpoint and cfg.learning_rate == 2e-4 and cfg.batch_size == 4
+
+
+def test_the_seeds_aliases():
+    cfg = parse("--model", "m", "--lora-rank", "16", "--lora-alpha", "32", "--lora-dropout", "0.05", "--lora-layers", "4", "--warmup", "10")
+    assert cfg.lora_parameters["rank"] == 16
+    assert cfg.lora_parameters["scale"] == pytest.approx(2.0)  # scale = alpha / rank
+    assert cfg.lora_alpha == pytest.approx(32)
+    assert cfg.lora_parameters["dropout"] == 0.05
+    assert cfg.num_layers == 4 and cfg.warmup == 10
+    cfg = parse("--model", "m", "--epochs", "3")
+    assert cfg.epochs == 3 and cfg.resolved_iters(300) == 225 and cfg.resolved_iters(1000) == 750
+    assert epochs_to_iters(3, 300, 4) == 225
+
+
+def test_flags_override_yaml_which_overrides_defaults(tmp_path):
+    y = tmp_path / "run.yaml"
+    y.write_text("model: m\nbatch_size: 2\nlearning_rate: 3e-4\nlora_parameters:\n  rank: 4\n  scale: 10.0\n")
+    cfg = parse("--config", str(y), "--batch-size", "8")
+    assert cfg.batch_size == 8 and cfg.learning_rate == 3e-4 and cfg.lora_rank == 4 and cfg.iters == 1000
+
+
+def test_bad_config_exits_2_with_the_key_named(tmp_path, capsys):
+    y = tmp_path / "run.yaml"
+    y.write_text("model: m\nbatchsize: 2\n")
+    assert main(["train", "--config", str(y)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'batchsize'" in err and "batch_size" in err
+
+
+def test_headless_train_writes_a_run_and_prints_progress(tiny_model_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    from mlxtui.demo_data import demo_data_dir
+
+    for name, n in (("train", 16), ("valid", 4)):
+        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
+        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlxtui", "train", "--model", str(tiny_model_dir), "--data", str(data),
+         "--iters", "6", "--num-layers", "2", "--steps-per-report", "2", "--steps-per-eval", "3",
+         "--val-batches", "1", "--runs-dir", str(tmp_path / "runs"), "--memory-guard", "off"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "step 2/6: train loss" in proc.stdout and "val loss" in proc.stdout
+    assert "done: 6/6 steps" in proc.stdout
+    run = next((tmp_path / "runs").iterdir())
+    assert (run / "adapters" / "adapters.safetensors").is_file()
+    cfg = json.loads((run / "adapters" / "adapter_config.json").read_text())
+    assert cfg["num_layers"] == 2
+
+
+def test_failure_exits_non_zero_with_a_clear_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlxtui", "train", "--model", str(tmp_path / "nope"), "--data", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "mlxtui train:" in proc.stderr and "nope" in proc.stderr
+
+
+def test_progress_bar_line_on_a_tty():
+    from mlxtui.core import events as ev
+
+    out = io.StringIO()
+    p = ProgressPrinter(out, tty=True)
+    p(ev.TrainStarted("run", 10, 0, 5, 100, "lora"))
+    p(ev.TrainStep(10, 10, 1.234, 1e-4, 321.0, 2.0, 1000, 0.5, 12.0))
+    text = out.getvalue()
+    assert "10/10 loss 1.234" in text and "321 tok/s" in text and "ETA 00:12" in text and "peak 0.50 GB" in text
