@@ -1,5 +1,6 @@
 """Snapshots of the dashboard at 120x40 and 80x24 (fake engine emitting inline: deterministic).
 
+The Config pane is built from `FORM_FIELDS`, so a new field there changes these pictures too.
 Regenerate after an intended change with
 `uv run pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs.
 """
@@ -14,9 +15,24 @@ from mlxtui.core.config import TrainConfig
 from mlxtui.tui.app import MlxtuiApp
 
 
+# Spelled out (not quick_start()) so a change of the profile's defaults does not move the pixels.
+SNAPSHOT_CONFIG = TrainConfig(
+    batch_size=4,
+    iters=100,
+    learning_rate=2e-4,
+    num_layers=8,
+    grad_checkpoint=True,
+    steps_per_report=5,
+    steps_per_eval=25,
+    save_every=25,
+    val_batches=8,
+    max_seq_length=512,
+)
+
+
 def make_app() -> MlxtuiApp:
     return MlxtuiApp(
-        TrainConfig.quick_start(),
+        SNAPSHOT_CONFIG,
         engine_factory=lambda on_event: FakeEngine(on_event, threaded=False),
     )
 

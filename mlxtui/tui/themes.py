@@ -58,7 +58,10 @@ class _Invalid(Exception):
 
 
 def bundled_themes_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "themes"
+    """`themes/` beside the package in a wheel (if packaged there), else the repository's."""
+    here = Path(__file__).resolve()
+    packaged = here.parent / "themes"
+    return packaged if packaged.is_dir() else here.parents[2] / "themes"
 
 
 def user_themes_dir() -> Path:

@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static, Switch
 
@@ -46,7 +46,6 @@ class ConfigForm(VerticalScroll):
 
     DEFAULT_CSS = """
     ConfigForm { height: 1fr; }
-    ConfigForm .field-row { height: auto; }
     ConfigForm .field-line { height: auto; }
     ConfigForm .field-label { width: 21; color: $text-muted; padding: 0 1 0 0; }
     ConfigForm .field-note { height: auto; color: $text-muted; text-style: italic; padding-left: 2; }
@@ -86,13 +85,12 @@ class ConfigForm(VerticalScroll):
     def compose(self) -> ComposeResult:
         for spec in self.fields:
             wid = widget_id(spec.name)
-            with Vertical(classes="field-row"):
-                with Horizontal(classes="field-line"):
-                    label = Label(spec.label or spec.name, classes="field-label")
-                    label.tooltip = spec.help or None
-                    yield label
-                    yield self._editor(spec, self.states[spec.name].value, wid)
-                yield Static("", classes="field-note", id=f"{wid}-note")
+            with Horizontal(classes="field-line"):
+                label = Label(spec.label or spec.name, classes="field-label")
+                label.tooltip = spec.help or None
+                yield label
+                yield self._editor(spec, self.states[spec.name].value, wid)
+            yield Static("", classes="field-note", id=f"{wid}-note")
 
     @staticmethod
     def _editor(spec: FieldSpec, value: Any, wid: str) -> Input | Select[str] | Switch:

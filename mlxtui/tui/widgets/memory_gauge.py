@@ -15,17 +15,13 @@ _GIB = 1024**3
 
 
 def format_bytes(n: int | float | None) -> str:
-    try:
-        from mlxtui.core.memory import format_bytes as core_format_bytes
-
-        return core_format_bytes(int(n or 0))
-    except (ImportError, AttributeError):
-        value = float(n or 0)
-        for unit in ("B", "KB", "MB", "GB"):
-            if abs(value) < 1024:
-                return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-            value /= 1024
-        return f"{value:.1f} TB"
+    """1024-based, one decimal: short enough for the narrow gauge (kept here so it never shifts)."""
+    value = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
 
 
 def swap_growth_per_minute(points: deque[tuple[float, int]]) -> float | None:
