@@ -14,7 +14,6 @@ from test_tui_fakes import FakeEngine
 from mlxtui.core.config import TrainConfig
 from mlxtui.tui.app import MlxtuiApp
 
-
 # Spelled out (not quick_start()) so a change of the profile's defaults does not move the pixels.
 SNAPSHOT_CONFIG = TrainConfig(
     batch_size=4,
