@@ -137,7 +137,7 @@ class CompareReport:
 
 
 def rouge_l(reference: str, answer: str) -> float:
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # type: ignore[import-untyped]
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return float(scorer.score(reference, answer)["rougeL"].fmeasure)
@@ -153,7 +153,7 @@ def before_after(
     progress: Progress | None = None,
 ) -> CompareReport:
     """Greedy answers of the base and of the adapter to the first `n` usable records, scored."""
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # type: ignore[import-untyped]
 
     if not has_adapter(model):
         raise EvalError(

@@ -75,7 +75,7 @@ def _load(model_spec: str | os.PathLike[str] | None, adapter_path: Path | str | 
 
     source = _source_folder(model_spec)
     try:
-        model, tokenizer, config = load(str(source), return_config=True)
+        model, tokenizer, config = load(str(source), return_config=True)  # type: ignore[misc]
     except Exception as e:  # noqa: BLE001 - mlx-lm raises many types for a bad folder
         raise ExportError(f"cannot load {source}: {e}") from e
     if adapter_path is not None:

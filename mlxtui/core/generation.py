@@ -351,13 +351,19 @@ def _layer_layout(model: Any) -> tuple[str | None, int | None, frozenset[int], f
     from mlx_lm.tuner.dora import DoRAEmbedding, DoRALinear
 
     classes = _adapter_classes()
-    kinds, ranks, blocks, keys = set(), set(), set(), set()
+    kinds: set[str] = set()
+    ranks: set[int] = set()
+    blocks: set[int] = set()
+    keys: set[str] = set()
     for i, layer in enumerate(getattr(model, "layers", [])):
-        for name, m in layer.named_modules():
-            if isinstance(m, classes):
+        mod: Any
+        for name, mod in layer.named_modules():
+            if isinstance(mod, classes):
+                m: Any = mod
                 kinds.add("dora" if isinstance(m, DoRALinear | DoRAEmbedding) else "lora")
                 # lora_b is (r, out) except in LoRASwitchLinear, where it is (experts, out, r)
-                ranks.add(int(m.lora_b.shape[-1] if m.lora_b.ndim == 3 else m.lora_b.shape[0]))
+                b = m.lora_b
+                ranks.add(int(b.shape[-1] if b.ndim == 3 else b.shape[0]))
                 blocks.add(i)
                 keys.add(name)
     kind = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else None)
@@ -438,7 +444,7 @@ def load_adapter_file(model: Any, path: Path | str) -> dict[str, Any]:
     cfg = read_adapter_config(file)
     ftype = cfg.get("fine_tune_type", "lora")
     try:
-        weights = mx.load(str(file))
+        weights: dict[str, Any] = mx.load(str(file))  # type: ignore[assignment]  # a dict for .safetensors
     except Exception as e:  # noqa: BLE001 - mlx raises plain RuntimeError/ValueError on bad files
         raise ValueError(f"{file}: not a readable safetensors file ({e})") from None
     if ftype == "full":
