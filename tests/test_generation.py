@@ -322,3 +322,47 @@ def test_demo_model_chat_with_each_choice(demo_model_dir: Path, tmp_path: Path) 
     with adapter_disabled(model):
         assert greedy(model, tok, max_tokens=8) == base
     assert greedy(model, tok, max_tokens=6) == answers["adapters.safetensors"]
+
+
+# ------------------------------------------------------------------ a real run of the trainer
+
+
+@pytest.mark.parametrize("fine_tune_type", ["lora", "full"])
+def test_every_checkpoint_of_a_trained_run_loads_in_place(
+    tiny_model_dir: Path, tmp_path: Path, tiny_base_answer: str, fine_tune_type: str
+) -> None:
+    from mlxtui.core.config import TrainConfig
+    from mlxtui.core.engine import Engine, Train
+    from mlxtui.core.runs import adapter_choices
+    from mlxtui.demo_data import demo_data_dir
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, n in (("train", 16), ("valid", 4)):
+        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = TrainConfig().with_values(
+        model=str(tiny_model_dir), data=str(data), runs_dir=str(tmp_path / "runs"), fine_tune_type=fine_tune_type,
+        num_layers=2, batch_size=4, iters=6, learning_rate=5e-3, steps_per_report=3, steps_per_eval=3,
+        save_every=3, val_batches=1, max_seq_length=128, sample_prompts=0, memory_guard="off",
+    )  # fmt: skip
+    engine = Engine(lambda e: None)
+    engine.start()
+    try:
+        engine.run_sync(Train(cfg), timeout=300)
+    finally:
+        engine.shutdown()
+    choices = adapter_choices(tmp_path / "runs")
+    labels = [label.rsplit(" ", 1)[-1] if "step" not in label else "step" for label, _ in choices]
+    assert {"final", "best", "step"} <= set(labels), choices
+
+    model, tok = mlx_load(str(tiny_model_dir))
+    for _, path in choices:
+        select_weights(model, WeightsChoice.parse(str(path)))
+        greedy(model, tok, max_tokens=6)
+    final = next(p for label, p in choices if label.endswith("final"))
+    select_weights(model, str(final))
+    fresh, _ = mlx_load(str(tiny_model_dir), adapter_path=str(final.parent))
+    assert greedy(model, tok) == greedy(fresh, tok)
+    select_weights(model, "base")
+    assert greedy(model, tok) == tiny_base_answer
