@@ -27,6 +27,7 @@ OPTIMIZERS = ("adam", "adamw", "muon", "sgd", "adafactor")
 MEMORY_GUARD_POLICIES = ("pause", "warn", "off")
 DEQUANTIZE_CHOICES = ("auto", "yes", "no")
 SCHEDULE_NAMES = ("cosine_decay", "linear_schedule", "exponential_decay", "step_decay")
+SCHEDULE_CHOICES = ("constant", "cosine_decay", "linear_decay")
 
 # mlx-lm's default LoRA parameters (mlx_lm/lora.py CONFIG_DEFAULTS).
 DEFAULT_LORA_PARAMETERS: dict[str, Any] = {"rank": 8, "dropout": 0.0, "scale": 20.0}
@@ -259,6 +260,8 @@ def validate_schedule(schedule: Any) -> None:
     if name not in SCHEDULE_NAMES:
         raise ConfigError(f"lr_schedule.name: '{name}' is not one of {', '.join(SCHEDULE_NAMES)}")
     args = schedule.get("arguments")
+    if args is None and name in ("cosine_decay", "linear_schedule"):
+        return  # filled in from learning_rate and the run length (the dashboard's choice)
     if not isinstance(args, list | tuple) or not args:
         raise ConfigError("lr_schedule.arguments: give a list, e.g. [1e-5, 1000] for cosine_decay")
 
@@ -293,6 +296,9 @@ def materialized_schedule(config: TrainConfig, total_iters: int) -> dict[str, An
     """
     if config.lr_schedule:
         schedule = dict(config.lr_schedule)
+        if schedule.get("arguments") is None:
+            lr, n = config.learning_rate, max(1, total_iters - int(config.warmup or 0))
+            schedule["arguments"] = [lr, n] if schedule["name"] == "cosine_decay" else [lr, 0.0, n]
         if config.warmup and not schedule.get("warmup"):
             schedule["warmup"] = config.warmup
         return schedule
@@ -360,162 +366,90 @@ class FieldSpec:
     maximum: float | None = None
 
 
+# fmt: off
 FORM_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec(
-        "model",
-        "Model",
-        "optional_str",
-        "local MLX folder, .gguf file, Hugging Face id, or empty for the demo model",
-    ),
-    FieldSpec(
-        "data",
-        "Data folder",
-        "optional_str",
-        "folder with train.jsonl/valid.jsonl/test.jsonl, or empty for the demo dataset",
-    ),
-    FieldSpec(
-        "fine_tune_type",
-        "Method",
-        "choice",
-        "lora, dora or full (QLoRA = LoRA on a quantized base)",
-        FINE_TUNE_TYPES,
-    ),
-    FieldSpec(
-        "dequantize",
-        "Dequantize base",
-        "choice",
-        "train a float copy of a quantized base: auto = yes on the CPU back-end (about 20x faster there)",
-        DEQUANTIZE_CHOICES,
-    ),
-    FieldSpec(
-        "optimizer", "Optimizer", "choice", "adam, adamw, muon, sgd or adafactor", OPTIMIZERS
-    ),
+    FieldSpec("model", "Model", "optional_str", "local MLX folder, .gguf file, Hugging Face id, or empty for the demo model"),
+    FieldSpec("data", "Data folder", "optional_str", "folder with train.jsonl/valid.jsonl/test.jsonl, or empty for the demo dataset"),
+    FieldSpec("fine_tune_type", "Method", "choice", "lora, dora or full (QLoRA = LoRA on a quantized base)", FINE_TUNE_TYPES),
+    FieldSpec("dequantize", "Dequantize base", "choice", "train a float copy of a quantized base: auto = yes on the CPU back-end (about 20x faster there)", DEQUANTIZE_CHOICES),
+    FieldSpec("optimizer", "Optimizer", "choice", "adam, adamw, muon, sgd or adafactor", OPTIMIZERS),
     FieldSpec("batch_size", "Batch size", "int", "examples per step", minimum=1, maximum=4096),
-    FieldSpec(
-        "iters", "Iterations", "int", "optimizer steps (ignored when epochs is set)", minimum=1
-    ),
-    FieldSpec(
-        "epochs",
-        "Epochs",
-        "optional_int",
-        "passes over the training set: iterations = ceil(epochs x examples / batch)",
-        minimum=1,
-    ),
-    FieldSpec(
-        "learning_rate", "Learning rate", "float", "Adam step size", minimum=0.0, maximum=1.0
-    ),
-    FieldSpec(
-        "lr_phases", "LR phases", "optional_str", "ITERS:LR,... e.g. 400:2e-5,400:1e-5,200:2e-6"
-    ),
-    FieldSpec(
-        "num_layers", "Layers to tune", "int", "last N transformer blocks; -1 = all", minimum=-1
-    ),
-    FieldSpec(
-        "lora_rank", "LoRA rank", "int", "rank r of the adapter matrices", minimum=1, maximum=1024
-    ),
-    FieldSpec(
-        "lora_scale",
-        "LoRA scale",
-        "float",
-        "mlx-lm's scale; PEFT's alpha = scale x rank",
-        minimum=0.0,
-    ),
-    FieldSpec(
-        "lora_dropout",
-        "LoRA dropout",
-        "float",
-        "dropout on the adapter input",
-        minimum=0.0,
-        maximum=0.99,
-    ),
-    FieldSpec(
-        "grad_checkpoint",
-        "Grad checkpointing",
-        "bool",
-        "recompute activations: less memory, ~30% slower",
-    ),
-    FieldSpec(
-        "grad_accumulation_steps",
-        "Grad accumulation",
-        "int",
-        "steps per optimizer update",
-        minimum=1,
-    ),
-    FieldSpec(
-        "mask_prompt", "Mask prompt", "bool", "train only on the completion / last assistant turn"
-    ),
-    FieldSpec(
-        "steps_per_report",
-        "Steps per report",
-        "int",
-        "training loss reported every N steps",
-        minimum=1,
-    ),
-    FieldSpec(
-        "steps_per_eval", "Steps per eval", "int", "validation loss every N steps", minimum=1
-    ),
+    FieldSpec("iters", "Iterations", "int", "optimizer steps (ignored when epochs is set)", minimum=1),
+    FieldSpec("epochs", "Epochs", "optional_int", "passes over the training set: iterations = ceil(epochs x examples / batch)", minimum=1),
+    FieldSpec("learning_rate", "Learning rate", "float", "Adam step size", minimum=0.0, maximum=1.0),
+    FieldSpec("lr_schedule_name", "LR schedule", "choice", "constant, cosine_decay (to 0 over the run) or linear_decay; a YAML lr_schedule gives full control", SCHEDULE_CHOICES),
+    FieldSpec("warmup", "Warmup steps", "int", "linear warmup from 0 to the learning rate", minimum=0),
+    FieldSpec("lr_phases", "LR phases", "optional_str", "ITERS:LR,... e.g. 400:2e-5,400:1e-5,200:2e-6 (overrides the schedule)"),
+    FieldSpec("num_layers", "Layers to tune", "int", "last N transformer blocks; -1 = all", minimum=-1),
+    FieldSpec("lora_rank", "LoRA rank", "int", "rank r of the adapter matrices", minimum=1, maximum=1024),
+    FieldSpec("lora_scale", "LoRA scale", "float", "mlx-lm's scale; PEFT's alpha = scale x rank", minimum=0.0),
+    FieldSpec("lora_dropout", "LoRA dropout", "float", "dropout on the adapter input", minimum=0.0, maximum=0.99),
+    FieldSpec("lora_keys", "LoRA keys", "optional_str", "comma-separated modules, e.g. self_attn.q_proj,self_attn.v_proj; empty = mlx-lm's default"),
+    FieldSpec("grad_checkpoint", "Grad checkpointing", "bool", "recompute activations: less memory, ~30% slower"),
+    FieldSpec("grad_accumulation_steps", "Grad accumulation", "int", "steps per optimizer update", minimum=1),
+    FieldSpec("mask_prompt", "Mask prompt", "bool", "train only on the completion / last assistant turn"),
+    FieldSpec("steps_per_report", "Steps per report", "int", "training loss reported every N steps", minimum=1),
+    FieldSpec("steps_per_eval", "Steps per eval", "int", "validation loss every N steps", minimum=1),
     FieldSpec("save_every", "Save every", "int", "checkpoint every N steps", minimum=1),
-    FieldSpec(
-        "val_batches", "Validation batches", "int", "-1 = the whole validation set", minimum=-1
-    ),
-    FieldSpec(
-        "max_seq_length", "Max sequence length", "int", "longer examples are truncated", minimum=8
-    ),
-    FieldSpec(
-        "adapter_path", "Adapter folder", "str", "where mlx_lm-compatible adapters are written"
-    ),
+    FieldSpec("val_batches", "Validation batches", "int", "-1 = the whole validation set", minimum=-1),
+    FieldSpec("max_seq_length", "Max sequence length", "int", "longer examples are truncated", minimum=8),
+    FieldSpec("sample_prompts", "Sample prompts", "int", "held-out prompts answered at each evaluation (0 = off)", minimum=0, maximum=16),
+    FieldSpec("test", "Test after training", "bool", "evaluate test.jsonl: loss and perplexity"),
+    FieldSpec("test_batches", "Test batches", "int", "-1 = the whole test set", minimum=-1),
     FieldSpec("seed", "Seed", "int", "random seed (data order, init, dropout)", minimum=0),
-    FieldSpec(
-        "early_stopping_patience",
-        "Early stop patience",
-        "int",
-        "evaluations without improvement before stopping; 0 = off",
-        minimum=0,
-    ),
-    FieldSpec(
-        "early_stopping_min_delta",
-        "Early stop min delta",
-        "float",
-        "smallest val-loss drop that counts as improvement",
-        minimum=0.0,
-    ),
-    FieldSpec(
-        "memory_guard",
-        "Memory guard",
-        "choice",
-        "when swap grows or pressure turns red: pause, warn, or off",
-        MEMORY_GUARD_POLICIES,
-    ),
-    FieldSpec(
-        "memory_limit",
-        "MLX memory limit",
-        "optional_str",
-        "mx.set_memory_limit, e.g. 12GB; empty = MLX default",
-    ),
-    FieldSpec(
-        "cache_limit",
-        "MLX cache limit",
-        "optional_str",
-        "mx.set_cache_limit, e.g. 2GB; empty = MLX default",
-    ),
+    FieldSpec("early_stopping_patience", "Early stop patience", "int", "evaluations without improvement before stopping; 0 = off", minimum=0),
+    FieldSpec("early_stopping_min_delta", "Early stop min delta", "float", "smallest val-loss drop that counts as improvement", minimum=0.0),
+    FieldSpec("resume_adapter_file", "Resume adapter file", "optional_str", "start from these adapter weights (.safetensors)"),
+    FieldSpec("adapter_path", "Adapter folder", "str", "the final adapter is also copied here (runs/<run>/adapters always has it)"),
+    FieldSpec("run_name", "Run name", "optional_str", "runs/<timestamp>-<name>; empty = the model's name"),
+    FieldSpec("runs_dir", "Runs folder", "str", "where run folders are created"),
+    FieldSpec("memory_guard", "Memory guard", "choice", "when swap grows or pressure turns red: pause, warn, or off", MEMORY_GUARD_POLICIES),
+    FieldSpec("swap_growth_mb_per_min", "Swap growth limit", "float", "MB per minute of swap growth that trips the guard", minimum=1.0),
+    FieldSpec("memory_limit", "MLX memory limit", "optional_str", "mx.set_memory_limit, e.g. 12GB; empty = MLX default"),
+    FieldSpec("cache_limit", "MLX cache limit", "optional_str", "mx.set_cache_limit, e.g. 2GB; empty = MLX default"),
+    FieldSpec("clear_cache_threshold", "Clear-cache threshold", "str", "clear MLX's cache between steps above this size, e.g. 1GB; 0 = never"),
 )
+# fmt: on
 FORM_FIELD_NAMES = tuple(s.name for s in FORM_FIELDS)
 _LORA_FORM_KEYS = {"lora_rank": "rank", "lora_scale": "scale", "lora_dropout": "dropout"}
 
 
 def get_field(config: TrainConfig, name: str) -> Any:
+    """A form field's value; a few fields are views on nested mlx-lm keys."""
     if name in _LORA_FORM_KEYS:
-        return config.lora_parameters.get(
-            _LORA_FORM_KEYS[name], DEFAULT_LORA_PARAMETERS[_LORA_FORM_KEYS[name]]
-        )
+        key = _LORA_FORM_KEYS[name]
+        return config.lora_parameters.get(key, DEFAULT_LORA_PARAMETERS[key])
+    if name == "lora_keys":
+        keys = config.lora_parameters.get("keys")
+        return ",".join(keys) if keys else None
+    if name == "lr_schedule_name":
+        sched = config.lr_schedule or {}
+        name_ = sched.get("name", "constant")
+        return "linear_decay" if name_ == "linear_schedule" else name_
+    if name == "clear_cache_threshold":
+        return str(config.clear_cache_threshold)
     return getattr(config, name)
 
 
 def set_field(config: TrainConfig, name: str, value: Any) -> TrainConfig:
-    if name in _LORA_FORM_KEYS:
+    if name in _LORA_FORM_KEYS or name == "lora_keys":
         lp = dict(config.lora_parameters)
-        lp[_LORA_FORM_KEYS[name]] = value
+        if name == "lora_keys":
+            if value:
+                lp["keys"] = [k.strip() for k in str(value).split(",") if k.strip()]
+            else:
+                lp.pop("keys", None)
+        else:
+            lp[_LORA_FORM_KEYS[name]] = value
         return config.with_values(lora_parameters=lp)
+    if name == "lr_schedule_name":
+        if value in (None, "constant"):
+            return config.with_values(lr_schedule=None)
+        # arguments are filled in from the learning rate and the run length at training time
+        sched = "linear_schedule" if value == "linear_decay" else value
+        return config.with_values(lr_schedule={"name": sched})
+    if name == "clear_cache_threshold":
+        return config.with_values(clear_cache_threshold=parse_size(value, name))
     return config.with_values(**{name: value})
 
 
@@ -534,9 +468,11 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
         if spec.kind in ("optional_str", "optional_int") and (text is None or text == ""):
             return None, None
         if spec.kind in ("str", "optional_str"):
+            if isinstance(text, int | float) and not isinstance(text, bool):
+                text = str(text)
             if not isinstance(text, str) or (spec.kind == "str" and not text):
                 return None, "must not be empty"
-            if name in ("memory_limit", "cache_limit"):
+            if name in ("memory_limit", "cache_limit", "clear_cache_threshold"):
                 parse_size(text, name)
             if name == "lr_phases":
                 parse_phases(text)
@@ -689,11 +625,19 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
 
 
 def suggestions(
-    config: TrainConfig, quantization_bits: int | None = None, n_train: int | None = None
+    config: TrainConfig,
+    quantization_bits: int | None = None,
+    n_train: int | None = None,
+    num_parameters: int | None = None,
 ) -> dict[str, str]:
-    """Hints shown next to fields: never applied silently."""
+    """Hints shown next to fields: never applied silently.
+
+    quantization_bits are those of the base as stored (a dequantized 4-bit base is 4-bit).
+    """
     out: dict[str, str] = {}
-    if quantization_bits == 4:
+    if config.fine_tune_type == "full":
+        lr_hint, lo, hi = "full fine-tune: try 1e-5 to 5e-5", 1e-5, 5e-5
+    elif quantization_bits == 4:
         lr_hint, lo, hi = "4-bit base: try 2e-4", 1e-4, 3e-4
     elif quantization_bits == 8:
         lr_hint, lo, hi = "8-bit base: try 1e-4", 5e-5, 2e-4
@@ -701,8 +645,6 @@ def suggestions(
         lr_hint, lo, hi = "full-precision base: try 5e-5 to 1e-4", 5e-5, 1e-4
     else:
         lr_hint, lo, hi = "", 0.0, 1.0
-    if config.fine_tune_type == "full":
-        lr_hint, lo, hi = "full fine-tune: try 1e-5 to 5e-5", 1e-5, 5e-5
     if lr_hint and not (lo <= config.learning_rate <= hi):
         out["learning_rate"] = lr_hint
     if n_train is not None:
@@ -716,6 +658,13 @@ def suggestions(
         out["iters"] = it_hint
         if config.num_layers != layers:
             out["num_layers"] = f"for this size try {layers if layers > 0 else 'all (-1)'} layers"
+    if quantization_bits and num_parameters:
+        quant_mb = num_parameters * (quantization_bits + 1) / 8 / 2**20  # + scales and biases
+        float_mb = num_parameters * 4 / 2**20
+        out["dequantize"] = (
+            f"float32 copy: {float_mb:,.0f} MB vs {quant_mb:,.0f} MB at {quantization_bits}-bit "
+            "(about 20x faster to train on CPU)"
+        )
     out["lora_scale"] = (
         f"alpha = scale x rank = {config.lora_scale:g} x {config.lora_rank} = {config.lora_alpha:g}"
     )

@@ -620,6 +620,8 @@ def _model_loaded(info: Any, adapter: str | None) -> ev.ModelLoaded:
         dequantized=bool(getattr(info, "dequantized", False)),
         adapter=adapter,
         chat_template=bool(getattr(info, "has_chat_template", True)),
+        source_quantization_bits=getattr(info, "source_quantization_bits", info.quantization_bits),
+        size_bytes=int(getattr(info, "size_bytes", 0)),
     )
 
 

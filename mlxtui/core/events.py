@@ -77,6 +77,8 @@ class ModelLoaded(Event):
     dequantized: bool = False
     adapter: str | None = None
     chat_template: bool = True
+    source_quantization_bits: int | None = None
+    size_bytes: int = 0
 
 
 # ---------------------------------------------------------------- training

@@ -19,7 +19,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,9 @@ class ModelInfo:
     size_bytes: int  # bytes of the weights in memory now
     dequantized: bool = False
     has_chat_template: bool = False
+    # the bits of the weights as stored on disk: a dequantized 4-bit base still says 4 here,
+    # which is what learning-rate advice and memory estimates of the alternatives need
+    source_quantization_bits: int | None = None
 
 
 # ---------------------------------------------------------------- cache and demo
@@ -247,10 +250,14 @@ def load_model(
     except Exception as e:  # hub errors (offline, gated, missing repo) have their own types
         raise ModelError(f"cannot load {resolved}: {type(e).__name__}: {e}") from e
     done = False
+    name = resolved if isinstance(resolved, str) else _display_name(resolved)
+    stored = model_info(model, tokenizer, source, name=name)
     if dequantize:
         done = dequantize_model(model)
-    name = resolved if isinstance(resolved, str) else _display_name(resolved)
-    return model, tokenizer, model_info(model, tokenizer, source, name=name, dequantized=done)
+    if not done:
+        return model, tokenizer, replace(stored, source_quantization_bits=stored.quantization_bits)
+    info = model_info(model, tokenizer, source, name=name, dequantized=True)
+    return model, tokenizer, replace(info, source_quantization_bits=stored.quantization_bits)
 
 
 def dequantize_model(model: Any, dtype: Any = None) -> bool:

@@ -1,0 +1,82 @@
+"""TrainConfig: form validation, suggestions, schedules and sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlxtui.core.config import (
+    FORM_FIELDS,
+    ConfigError,
+    TrainConfig,
+    get_field,
+    materialized_schedule,
+    parse_phases,
+    parse_size,
+    schedule_preview,
+    set_field,
+    suggestions,
+    validate_field,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "reason"),
+    [
+        ("batch_size", "abc", "not a whole number"),
+        ("batch_size", "0", "at least 1"),
+        ("learning_rate", "fast", "not a number"),
+        ("learning_rate", "nan", "finite"),
+        ("num_layers", "0", "trains nothing"),
+        ("fine_tune_type", "qlora", "one of lora, dora, full"),
+        ("lr_phases", "400-2e-5", "ITERATIONS:LEARNING_RATE"),
+        ("memory_limit", "lots", "not a size"),
+        ("adapter_path", "", "must not be empty"),
+        ("lora_dropout", "1.5", "at most"),
+    ],
+)
+def test_invalid_form_values_are_refused_with_the_reason(name, raw, reason):
+    value, error = validate_field(name, raw)
+    assert value is None and error and reason in error
+
+
+def test_every_form_field_round_trips_through_the_config():
+    cfg = TrainConfig.quick_start()
+    for spec in FORM_FIELDS:
+        value = get_field(cfg, spec.name)
+        parsed, error = validate_field(spec.name, "" if value is None else str(value) if spec.kind != "bool" else value)
+        assert error is None, (spec.name, error)
+        assert set_field(cfg, spec.name, parsed) == cfg or spec.name in ("lr_schedule_name",), spec.name
+
+
+def test_form_views_on_nested_keys():
+    cfg = set_field(TrainConfig(), "lora_rank", 16)
+    cfg = set_field(cfg, "lora_keys", "self_attn.q_proj, self_attn.v_proj")
+    assert cfg.lora_parameters == {"rank": 16, "dropout": 0.0, "scale": 20.0, "keys": ["self_attn.q_proj", "self_attn.v_proj"]}
+    cfg = set_field(cfg, "lr_schedule_name", "cosine_decay")
+    cfg = set_field(cfg, "warmup", 10)
+    assert materialized_schedule(cfg, 110) == {"name": "cosine_decay", "arguments": [1e-5, 100], "warmup": 10}
+    preview = schedule_preview(cfg, 110)
+    assert preview[0][1] == 0.0 and max(lr for _, lr in preview) == pytest.approx(1e-5, rel=1e-3)
+    assert preview[-1][1] < 1e-6
+
+
+def test_phases_and_sizes():
+    assert parse_phases("400:2e-5,400:1e-5,200:2e-6") == [(400, 2e-5), (400, 1e-5), (200, 2e-6)]
+    with pytest.raises(ConfigError, match="phase 2"):
+        parse_phases("10:1e-4,x")
+    assert TrainConfig(lr_phases="400:2e-5,400:1e-5,200:2e-6").resolved_iters(None) == 1000
+    assert parse_size("8GB") == 8 << 30 and parse_size("512MB") == 512 << 20 and parse_size(1024) == 1024
+
+
+def test_suggestions_follow_precision_and_dataset_size():
+    q = TrainConfig.quick_start(model="m", learning_rate=1e-5)
+    assert "2e-4" in suggestions(q, 4, 300)["learning_rate"]
+    assert "1e-4" in suggestions(q, 8, 300)["learning_rate"]
+    assert "5e-5" in suggestions(q, None, 300)["learning_rate"]
+    assert "<1k" in suggestions(q, 4, 300)["iters"]
+    assert "1k-10k" in suggestions(q, 4, 5000)["iters"]
+    assert ">10k" in suggestions(q, 4, 50000)["iters"]
+    assert "alpha = scale x rank = 20 x 8 = 160" == suggestions(q)["lora_scale"]
+    assert "float32 copy" in suggestions(q, 4, 300, 135_000_000)["dequantize"]
+    # a suggestion is only a hint: the config is unchanged
+    assert q.learning_rate == 1e-5
