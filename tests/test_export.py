@@ -124,6 +124,16 @@ def test_fuse_never_overwrites_without_force(
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_fuse_needs_a_model_when_the_adapter_names_none(tiny_adapter: Path, tmp_path: Path) -> None:
+    ad = tmp_path / "ad"
+    shutil.copytree(tiny_adapter, ad)
+    cfg = json.loads((ad / "adapter_config.json").read_text())
+    del cfg["model"]
+    (ad / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ExportError, match="names no base model.*--model"):
+        fuse_adapter(None, ad, tmp_path / "out")
+
+
 # ------------------------------------------------------------------ GGUF
 
 

@@ -65,9 +65,15 @@ def _source_folder(model_spec: str | os.PathLike[str] | None) -> Path:
 
 
 def _model_spec_from_adapter(adapter_path: Path | str | None) -> str | None:
+    """The base named in the adapter's adapter_config.json ("model"); None without an adapter."""
     if adapter_path is None:
         return None
-    return read_adapter_config(Path(adapter_path)).get("model")
+    model = read_adapter_config(Path(adapter_path)).get("model")
+    if not model:
+        raise ExportError(
+            f"{adapter_path}: adapter_config.json names no base model ('model'); pass --model"
+        )
+    return str(model)
 
 
 def _load(model_spec: str | os.PathLike[str] | None, adapter_path: Path | str | None) -> _Loaded:
