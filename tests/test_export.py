@@ -180,6 +180,24 @@ def test_gguf_round_trip_tiny(tiny_model_dir: Path, tiny_adapter: Path, tmp_path
     assert int(field("llama.block_count")[0]) == config["num_hidden_layers"]
 
 
+def test_gguf_keeps_qk_order_of_a_traditional_rope_model(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    trad = tmp_path / "trad"
+    shutil.copytree(tiny_model_dir, trad)
+    cfg = json.loads((trad / "config.json").read_text())
+    cfg["rope_traditional"] = True  # weights already in GGUF's interleaved order (a GGUF import)
+    (trad / "config.json").write_text(json.dumps(cfg))
+    reader = GGUFReader(str(export_gguf(trad, None, tmp_path / "t.gguf")))
+    q = next(t for t in reader.tensors if t.name == "blk.0.attn_q.weight")
+    want = np.array(
+        mx.load(str(trad / "model.safetensors"))["model.layers.0.self_attn.q_proj.weight"]
+    )
+    np.testing.assert_allclose(
+        np.asarray(q.data, dtype=np.float32).reshape(want.shape), want, atol=2e-3
+    )
+
+
 def test_gguf_refusals(tiny_model_dir: Path, tmp_path: Path) -> None:
     other = tmp_path / "gemma"
     shutil.copytree(tiny_model_dir, other)
