@@ -70,6 +70,14 @@ class Compare(Job):
 
 
 @dataclass
+class Estimate(Job):
+    """Estimate the peak memory of training `config` on the loaded model (emits MemoryEstimated)."""
+
+    config: TrainConfig = field(default_factory=TrainConfig.quick_start)
+    kind: str = field(init=False, default="estimate")
+
+
+@dataclass
 class Call(Job):
     """Run `fn(engine)` on the MLX thread; its return value is the job's result."""
 
@@ -135,6 +143,8 @@ class Engine:
 
     def resume(self) -> None:
         if self.control is not None:
+            if self.guard is not None:
+                self.guard.reset()  # a person chose to continue: watch afresh
             self.control.request_resume()
 
     def stop(self) -> None:
@@ -209,7 +219,7 @@ class Engine:
         if self._deferred:
             return self._deferred.pop(0)
         try:
-            return self._queue.get(timeout=self.memory_interval)
+            return self._queue.get(timeout=max(self.memory_interval, 0.05))
         except queue.Empty:
             return None
 
@@ -259,6 +269,8 @@ class Engine:
             return self._generate(job)
         if isinstance(job, Compare):
             return self._compare(job)
+        if isinstance(job, Estimate):
+            return self.estimate(job.config)
         if isinstance(job, Call):
             return job.fn(self)
         raise EngineError(f"unknown job {job!r}")
@@ -310,26 +322,71 @@ class Engine:
         return check
 
     def _suggestions(self, config: TrainConfig) -> list[str]:
-        try:
-            from mlxtui.core import estimate
-            from mlxtui.core.memory import format_bytes
+        from mlxtui.core.memory import format_bytes
 
-            opts = estimate.suggest_options(self._estimate_inputs(config))
-            return [f"{o.label}: about {format_bytes(o.estimate_bytes)} peak" for o in opts]
-        except Exception:  # noqa: BLE001
+        try:
+            est = self.estimate(config, emit=False)
+        except Exception:  # noqa: BLE001 - advice only
             return [
                 "halve the batch size",
                 "train fewer layers",
                 "turn gradient checkpointing on",
                 "lower max_seq_length",
             ]
+        return [f"{label}: about {format_bytes(b)} peak" for label, b in est.options]
 
     def _estimate_inputs(self, config: TrainConfig) -> Any:
         from mlxtui.core import estimate
 
-        return estimate.inputs_from(self.model, config, self._train_lengths)
+        keys = config.lora_parameters.get("keys")
+        return estimate.EstimateInputs(
+            fine_tune_type=config.fine_tune_type,  # type: ignore[arg-type]
+            num_layers=config.num_layers,
+            lora_rank=config.lora_rank,
+            lora_keys=tuple(keys) if keys else None,
+            optimizer=config.optimizer,
+            batch_size=config.batch_size,
+            token_lengths=tuple(self._token_lengths(config)),
+            max_seq_length=config.max_seq_length,
+            grad_checkpoint=config.grad_checkpoint,
+        )
+
+    def _token_lengths(self, config: TrainConfig) -> list[int]:
+        """Real token lengths of the training set (cached per data folder and tokenizer)."""
+        if self._train_lengths_for == (str(config.data), id(self.tokenizer)) and self._train_lengths:
+            return self._train_lengths
+        from mlxtui.core.training import load_datasets
+
+        train, _, _ = load_datasets(config, _resolve_data(config.data), self.tokenizer)
+        n = min(len(train), 5000)  # the longest batches of a big set show up in a sample
+        self._train_lengths = [len(train[i][0]) for i in range(n)]
+        self._train_lengths_for = (str(config.data), id(self.tokenizer))
+        return self._train_lengths
+
+    def estimate(self, config: TrainConfig, emit: bool = True) -> ev.MemoryEstimated:
+        from mlxtui.core import estimate
+
+        self._ensure_model()
+        profile = estimate.profile_model(self.model)
+        inputs = self._estimate_inputs(config)
+        sample = self.sample_memory(force=True)
+        available = int(sample.system_available) if sample is not None else None
+        est = estimate.estimate_peak(profile, inputs, available_bytes=available)
+        options = tuple((o.label, int(o.estimate_bytes)) for o in estimate.suggest_options(profile, inputs, available))
+        event = ev.MemoryEstimated(
+            total_bytes=int(est.total_bytes),
+            breakdown={k: int(v) for k, v in est.breakdown.items()},
+            verdict=est.verdict,
+            available_bytes=est.available_bytes,
+            note=est.note,
+            options=options,
+        )
+        if emit:
+            self.emit(event)
+        return event
 
     _train_lengths: list[int] = []
+    _train_lengths_for: tuple[str, int] | None = None
 
     # -------------------------------------------------------------- jobs
 
@@ -410,7 +467,8 @@ class Engine:
         except TrainingError as e:
             raise EngineError(str(e), f"run `mlxtui data validate {data_dir}`") from None
         self._train_lengths = [len(train_set[i][0]) for i in range(len(train_set))]
-        estimated = self._estimate_bytes(config)
+        self._train_lengths_for = (str(data_dir), id(tokenizer))
+        estimated = self._estimate_bytes(config.with_values(data=str(data_dir)))
         prepared = Prepared(
             model=model,
             tokenizer=tokenizer,
@@ -450,10 +508,9 @@ class Engine:
 
     def _estimate_bytes(self, config: TrainConfig) -> int | None:
         try:
-            from mlxtui.core import estimate
-
-            return int(estimate.estimate_peak(self._estimate_inputs(config)).total_bytes)
+            return self.estimate(config).total_bytes
         except Exception:  # noqa: BLE001 - an estimate is advice, never a blocker
+            traceback.print_exc()
             return None
 
     def _validate_data(self, job_id: int, data_dir: Path, config: TrainConfig) -> None:
@@ -480,19 +537,13 @@ class Engine:
 
     def _poll_while_paused(self) -> None:
         """While training is paused: keep sampling memory and answer chat jobs."""
-        self.sample_memory()
-        if (
-            self.guard is not None
-            and self.control is not None
-            and self.control.pause_reason == "memory"
-        ):
-            sample = self.memory_history.latest() if self.memory_history is not None else None
-            if (
-                sample is not None
-                and self.guard.check(sample, self.memory_history).action == "resume"
-            ):
-                self.emit(ev.Log("info", "memory pressure is back to normal: continuing"))
-                self.control.request_resume()
+        sample = self.sample_memory()
+        control = self.control
+        if sample is not None and self.guard is not None and control is not None and control.pause_reason == "memory":
+            decision = self.guard.check(sample, self.memory_history)
+            if decision.action == "resume":
+                self.emit(ev.Log("info", f"memory recovered ({decision.reason}): continuing"))
+                control.request_resume()
                 return
         try:
             item = self._queue.get_nowait()

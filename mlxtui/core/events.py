@@ -197,6 +197,18 @@ class MemorySampled(Event):
 
 
 @dataclass(frozen=True)
+class MemoryEstimated(Event):
+    """The pre-flight estimate of a run's peak memory, for the Config pane's current values."""
+
+    total_bytes: int
+    breakdown: dict[str, int]
+    verdict: str | None  # "fits" | "tight" | "will swap" | None when availability is unknown
+    available_bytes: int | None
+    note: str = ""
+    options: tuple[tuple[str, int], ...] = ()  # (what to change, estimated peak)
+
+
+@dataclass(frozen=True)
 class MemoryAlert(Event):
     level: str  # "yellow" | "red"
     action: str  # "warn" | "pause"

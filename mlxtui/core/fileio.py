@@ -34,7 +34,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -61,8 +63,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def atomic_save_safetensors(path: Path, arrays: dict, metadata: dict[str, str] | None = None) -> None:
+def atomic_save_safetensors(
+    path: Path, arrays: dict, metadata: dict[str, str] | None = None
+) -> None:
     import mlx.core as mx
 
     # mx.save_safetensors appends ".safetensors" when missing, so the temp name must end with it.
-    atomic_write(Path(path), lambda tmp: mx.save_safetensors(str(tmp), arrays, metadata=metadata or {}))
+    atomic_write(
+        Path(path), lambda tmp: mx.save_safetensors(str(tmp), arrays, metadata=metadata or {})
+    )

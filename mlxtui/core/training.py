@@ -76,7 +76,9 @@ class TrainControl:
     def pause_requested(self) -> bool:
         return not self._resume.is_set()
 
-    def wait_while_paused(self, poll: Callable[[], None] | None = None, interval: float = 0.2) -> None:
+    def wait_while_paused(
+        self, poll: Callable[[], None] | None = None, interval: float = 0.2
+    ) -> None:
         while not self._resume.wait(interval):
             if poll is not None:
                 poll()
@@ -150,7 +152,9 @@ def eval_batches(dataset: Any, batch_size: int, max_seq_length: int) -> Iterator
         yield collate([dataset[j] for j in order[i : i + batch_size]], max_seq_length)
 
 
-def evaluate_loss(model: Any, dataset: Any, batch_size: int, num_batches: int, max_seq_length: int) -> float:
+def evaluate_loss(
+    model: Any, dataset: Any, batch_size: int, num_batches: int, max_seq_length: int
+) -> float:
     """Mean token loss over `num_batches` batches (-1 = all), as mlx-lm's evaluate computes it."""
     import mlx.core as mx
     from mlx_lm.tuner.trainer import default_loss
@@ -329,7 +333,9 @@ def apply_adapters(model: Any, config: TrainConfig) -> None:
     else:
         params = dict(config.lora_parameters)
         params.pop("alpha", None)
-        linear_to_lora_layers(model, config.num_layers, params, use_dora=config.fine_tune_type == "dora")
+        linear_to_lora_layers(
+            model, config.num_layers, params, use_dora=config.fine_tune_type == "dora"
+        )
 
 
 def adapter_config_dict(config: TrainConfig, model_path: str) -> dict[str, Any]:
@@ -404,7 +410,8 @@ class TrainRun:
         opt_state = dict(tree_flatten(optimizer.state))
         atomic_save_safetensors(state_dir / "optimizer.safetensors", opt_state)
         atomic_save_safetensors(
-            state_dir / "adapters.safetensors", dict(tree_flatten(self.p.model.trainable_parameters()))
+            state_dir / "adapters.safetensors",
+            dict(tree_flatten(self.p.model.trainable_parameters())),
         )
         atomic_write_text(
             state_dir / "state.json",
@@ -457,12 +464,18 @@ class TrainRun:
     def _save_adapter(self, name: str, iteration: int, kind: str) -> Path | None:
         weights = self._adapter_weights()
         if self.nan_seen or not self._weights_finite(weights):
-            self.emit(ev.Log("warning", f"not saving {name} at step {iteration}: the weights are not finite"))
+            self.emit(
+                ev.Log(
+                    "warning", f"not saving {name} at step {iteration}: the weights are not finite"
+                )
+            )
             return None
         path = self.adapter_dir / name
         atomic_save_safetensors(path, weights)
         self.emit(ev.CheckpointSaved(iteration, str(path), kind))
-        self._metric({"event": "checkpoint", "iteration": iteration, "path": str(path), "kind": kind})
+        self._metric(
+            {"event": "checkpoint", "iteration": iteration, "path": str(path), "kind": kind}
+        )
         return path
 
     def _metric(self, record: dict[str, Any]) -> None:
@@ -485,14 +498,19 @@ class TrainRun:
         val_time = time.perf_counter() - tic
         self.val_losses.append((iteration, val_loss))
         improved = _finite(val_loss) and (
-            self.best_val_loss is None or val_loss < self.best_val_loss - cfg.early_stopping_min_delta
+            self.best_val_loss is None
+            or val_loss < self.best_val_loss - cfg.early_stopping_min_delta
         )
-        is_best = _finite(val_loss) and (self.best_val_loss is None or val_loss < self.best_val_loss)
+        is_best = _finite(val_loss) and (
+            self.best_val_loss is None or val_loss < self.best_val_loss
+        )
         if is_best:
             self.best_val_loss = val_loss
             self.best_iteration = iteration
         self.emit(ev.ValReport(iteration, val_loss, val_time, is_best))
-        self._metric({"event": "val", "iteration": iteration, "val_loss": val_loss, "val_time": val_time})
+        self._metric(
+            {"event": "val", "iteration": iteration, "val_loss": val_loss, "val_time": val_time}
+        )
         if is_best and iteration > 0:
             self._save_adapter(BEST_FILE, iteration, "best")
         if iteration > self.start_iter:
@@ -513,7 +531,12 @@ class TrainRun:
                 prompt_messages, tokenize=False, add_generation_prompt=True
             )
             answer = generate(
-                self.p.model, self.p.tokenizer, prompt, max_tokens=64, sampler=make_sampler(0.0), verbose=False
+                self.p.model,
+                self.p.tokenizer,
+                prompt,
+                max_tokens=64,
+                sampler=make_sampler(0.0),
+                verbose=False,
             )
             items.append(ev.SamplePrediction(prompt_text, reference, answer.strip()))
         if items:
@@ -538,11 +561,23 @@ class TrainRun:
                 except json.JSONDecodeError:
                     continue
                 msgs = rec.get("messages") if isinstance(rec, dict) else None
-                if isinstance(msgs, list) and len(msgs) >= 2 and msgs[-1].get("role") == "assistant":
+                if (
+                    isinstance(msgs, list)
+                    and len(msgs) >= 2
+                    and msgs[-1].get("role") == "assistant"
+                ):
                     user = [m for m in msgs[:-1] if m.get("role") == "user"]
-                    out.append((msgs[:-1], user[-1]["content"] if user else "", msgs[-1]["content"]))
+                    out.append(
+                        (msgs[:-1], user[-1]["content"] if user else "", msgs[-1]["content"])
+                    )
                 elif isinstance(rec, dict) and "prompt" in rec and "completion" in rec:
-                    out.append(([{"role": "user", "content": rec["prompt"]}], rec["prompt"], rec["completion"]))
+                    out.append(
+                        (
+                            [{"role": "user", "content": rec["prompt"]}],
+                            rec["prompt"],
+                            rec["completion"],
+                        )
+                    )
         return out
 
     # -------------------------------------------------------------- the loop
@@ -563,8 +598,13 @@ class TrainRun:
                         self._save_state(self.run_dir, self.optimizer, step, "running")
                         self.good_iteration = step
                         self._snapshot_good()
-            if self.has_val and at_boundary and (
-                (step == self.start_iter and step == 0) or (step > self.start_iter and step % cfg.steps_per_eval == 0)
+            if (
+                self.has_val
+                and at_boundary
+                and (
+                    (step == self.start_iter and step == 0)
+                    or (step > self.start_iter and step % cfg.steps_per_eval == 0)
+                )
             ):
                 self.last_eval_iter = step
                 if self._evaluate(step):
@@ -578,7 +618,14 @@ class TrainRun:
                     return
             if self.memory_check is not None:
                 alert = self.memory_check()
-                if alert is not None and alert.action == "pause" and not self.control.pause_requested:
+                if (
+                    alert is not None
+                    and alert.action == "pause"
+                    and not self.control.pause_requested
+                ):
+                    self.memory_message = alert.message
+                    if alert.suggestions:
+                        self.memory_message += "; to use less memory: " + "; ".join(alert.suggestions)
                     self.control.request_pause("memory")
             if self.control.pause_requested:
                 self._pause(step)
@@ -596,7 +643,9 @@ class TrainRun:
         reason = self.control.pause_reason or "user"
         messages = {
             "user": "paused; press p to continue or s to stop (the adapter is saved on stop)",
-            "memory": "paused by the memory guard: swap is growing or memory pressure is red",
+            "memory": "paused by the memory guard: "
+            + (self.memory_message or "swap is growing or memory pressure is red")
+            + " (it continues by itself when memory recovers; p continues now)",
             "nan": self.nan_message,
         }
         self.emit(ev.TrainPaused(step, reason, messages.get(reason, reason)))
@@ -617,14 +666,19 @@ class TrainRun:
         weights = self._adapter_weights()
         opt = dict(tree_flatten(self.optimizer.state))
         mx.eval(weights, opt)
-        self.good = ({k: mx.array(v) for k, v in weights.items()}, {k: mx.array(v) for k, v in opt.items()})
+        self.good = (
+            {k: mx.array(v) for k, v in weights.items()},
+            {k: mx.array(v) for k, v in opt.items()},
+        )
 
     def _roll_back_to_good(self) -> None:
         weights, opt = self.good
         self.p.model.load_weights(list(weights.items()), strict=False)
         _set_leaves(self.optimizer.state, opt)
         self.nan_seen = False
-        self.emit(ev.Log("info", f"rolled back to the last good weights (step {self.good_iteration})"))
+        self.emit(
+            ev.Log("info", f"rolled back to the last good weights (step {self.good_iteration})")
+        )
 
     def on_train_loss_report(self, info: dict[str, Any]) -> None:
         it = self.start_iter + int(info["iteration"])
@@ -666,8 +720,14 @@ class TrainRun:
             w = self.window
             finite = [x["train_loss"] for x in w if _finite(x["train_loss"])]
             mean_loss = sum(finite) / len(finite) if finite else float("nan")
-            total_time = sum(1.0 / x["iterations_per_second"] for x in w if x["iterations_per_second"] > 0)
-            toks = sum(x["tokens_per_second"] / x["iterations_per_second"] for x in w if x["iterations_per_second"] > 0)
+            total_time = sum(
+                1.0 / x["iterations_per_second"] for x in w if x["iterations_per_second"] > 0
+            )
+            toks = sum(
+                x["tokens_per_second"] / x["iterations_per_second"]
+                for x in w
+                if x["iterations_per_second"] > 0
+            )
             report = ev.TrainReport(
                 iteration=it,
                 total_iters=self.total_iters,
@@ -714,6 +774,7 @@ class TrainRun:
         self.peak_memory = 0.0
         self.nan_seen = False
         self.nan_message = ""
+        self.memory_message = ""
         self.status = "completed"
         self.message = ""
         self.last_eval_iter = -1
@@ -803,14 +864,22 @@ class TrainRun:
             final_iter = self.train_losses[-1][0] if self.train_losses else self.start_iter
             if self.status == "completed" and final_iter < self.total_iters:
                 self.status = "stopped"
-            if self.has_val and self.last_eval_iter != final_iter and final_iter > self.start_iter and not self.nan_seen:
+            if (
+                self.has_val
+                and self.last_eval_iter != final_iter
+                and final_iter > self.start_iter
+                and not self.nan_seen
+            ):
                 self.last_eval_iter = final_iter
                 self._evaluate(final_iter)
             kind = "final" if self.status == "completed" else "stop"
             saved = self._save_adapter(ADAPTER_FILE, final_iter, kind)
             if saved is None:
                 self.status = "failed" if self.status == "completed" else self.status
-                self.message = self.message or "the final weights were not finite; the last good checkpoint is kept"
+                self.message = (
+                    self.message
+                    or "the final weights were not finite; the last good checkpoint is kept"
+                )
             else:
                 self._save_state(self.run_dir, self.optimizer, final_iter, self.status)
             (self.run_dir / STATE_DIR / "_trainer_scratch.safetensors").unlink(missing_ok=True)
@@ -862,7 +931,11 @@ class TrainRun:
         if not self.p.test_set:
             raise TrainingError(f"test: {self.data_dir}/test.jsonl is missing or empty")
         loss = evaluate_loss(
-            self.p.model, self.p.test_set, self.config.batch_size, self.config.test_batches, self.config.max_seq_length
+            self.p.model,
+            self.p.test_set,
+            self.config.batch_size,
+            self.config.test_batches,
+            self.config.max_seq_length,
         )
         ppl = math.exp(loss) if loss < 700 else float("inf")
         self.emit(ev.TestResult(loss, ppl, str(self.adapter_dir)))

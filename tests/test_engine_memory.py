@@ -1,0 +1,126 @@
+"""The memory guard inside a real training run, driven by an injected memory probe."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from mlxtui.core import events as ev
+from mlxtui.core.config import TrainConfig
+from mlxtui.core.engine import Engine, Estimate, Train
+from mlxtui.core.memory import MemorySample
+from mlxtui.demo_data import demo_data_dir
+
+GB = 1 << 30
+MB = 1 << 20
+
+
+class SwapRampProbe:
+    """Calm until armed (at a training step), then swap grows 200 MB per (fake) second for
+    `ramp` samples, then steady again."""
+
+    def __init__(self, ramp: int) -> None:
+        self.n = 0
+        self.t = 1000.0
+        self.swap = 0
+        self.ramp = ramp
+        self.armed_at: int | None = None
+        self.lock = threading.Lock()
+
+    def arm(self) -> None:
+        with self.lock:
+            if self.armed_at is None:
+                self.armed_at = self.n
+
+    def sample(self) -> MemorySample:
+        with self.lock:
+            self.n += 1
+            if self.armed_at is not None and self.n <= self.armed_at + self.ramp:
+                self.t += 1.0
+                self.swap += 200 * MB
+                pressure = "yellow"
+            else:
+                self.t += 30.0  # recovery samples far apart: the ramp leaves the window
+                pressure = "green"
+            return MemorySample(
+                timestamp=self.t, mlx_active=GB, mlx_cache=0, mlx_peak=GB, process_rss=2 * GB,
+                system_total=16 * GB, system_used=12 * GB, system_available=4 * GB,
+                swap_total=8 * GB, swap_used=self.swap, pressure=pressure,  # type: ignore[arg-type]
+                pressure_source="test probe", pressure_value=None,
+            )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    for name, n in (("train", 24), ("valid", 4)):
+        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
+        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def run(model: Path, data: Path, tmp: Path, probe: SwapRampProbe, policy: str) -> tuple[object, list[ev.Event]]:
+    events: list[ev.Event] = []
+
+    def sink(e: ev.Event) -> None:
+        events.append(e)
+        if isinstance(e, ev.TrainStep) and e.iteration == 3:
+            probe.arm()
+
+    engine = Engine(sink, memory_probe=probe, memory_interval=0.0)
+    engine.start()
+    cfg = TrainConfig().with_values(
+        model=str(model), data=str(data), runs_dir=str(tmp), num_layers=2, iters=16, steps_per_eval=100,
+        val_batches=1, learning_rate=1e-3, memory_guard=policy, swap_growth_mb_per_min=512,
+    )
+    try:
+        return engine.run_sync(Train(cfg), timeout=600), events
+    finally:
+        engine.shutdown()
+
+
+def test_a_swap_ramp_pauses_training_and_recovery_continues_it(tiny_model_dir, data, tmp_path):
+    result, events = run(tiny_model_dir, data, tmp_path, SwapRampProbe(ramp=6), "pause")
+    paused = [e for e in events if isinstance(e, ev.TrainPaused)]
+    assert [p.reason for p in paused] == ["memory"]
+    assert "swap is growing" in paused[0].message
+    assert "batch size" in paused[0].message  # the estimator's alternatives are offered
+    alerts = [e for e in events if isinstance(e, ev.MemoryAlert)]
+    assert alerts and alerts[0].action == "pause" and alerts[0].suggestions
+    assert any(isinstance(e, ev.TrainResumed) for e in events)
+    assert any(isinstance(e, ev.Log) and "memory recovered" in e.message for e in events)
+    assert result.status == "completed" and result.final_iteration == 16
+
+
+def test_warn_policy_warns_and_never_pauses(tiny_model_dir, data, tmp_path):
+    result, events = run(tiny_model_dir, data, tmp_path, SwapRampProbe(ramp=6), "warn")
+    assert not any(isinstance(e, ev.TrainPaused) for e in events)
+    assert [e.action for e in events if isinstance(e, ev.MemoryAlert)] == ["warn"]
+    assert result.status == "completed"
+
+
+def test_off_policy_ignores_swap(tiny_model_dir, data, tmp_path):
+    _, events = run(tiny_model_dir, data, tmp_path, SwapRampProbe(ramp=6), "off")
+    assert not any(isinstance(e, ev.TrainPaused | ev.MemoryAlert) for e in events)
+    assert any(isinstance(e, ev.MemorySampled) for e in events)
+
+
+def test_estimate_job_emits_a_verdict_for_the_config(tiny_model_dir, data):
+    events: list[ev.Event] = []
+    engine = Engine(events.append, memory_probe=SwapRampProbe(ramp=0))
+    engine.start()
+    try:
+        from mlxtui.core.engine import LoadModel
+
+        engine.run_sync(LoadModel(str(tiny_model_dir)))
+        cfg = TrainConfig().with_values(model=str(tiny_model_dir), data=str(data), num_layers=2)
+        small = engine.run_sync(Estimate(cfg))
+        big = engine.run_sync(Estimate(cfg.with_values(batch_size=16)))
+    finally:
+        engine.shutdown()
+    assert small.verdict == "fits" and small.available_bytes == 4 * GB
+    assert big.total_bytes > small.total_bytes
+    assert any(label.startswith("batch size") for label, _ in big.options)
+    assert sum(isinstance(e, ev.MemoryEstimated) for e in events) == 2
