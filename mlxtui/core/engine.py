@@ -70,6 +70,46 @@ class Compare(Job):
 
 
 @dataclass
+class Evaluate(Job):
+    """Test loss/perplexity and before/after answers, base vs the current adapter."""
+
+    data: str | None = None
+    n: int = 20
+    max_tokens: int = 128
+    batch_size: int = 4
+    max_seq_length: int = 2048
+    kind: str = field(init=False, default="evaluate")
+
+
+@dataclass
+class Benchmark(Job):
+    prompt: str | None = None
+    runs: int = 5
+    max_tokens: int = 128
+    kind: str = field(init=False, default="benchmark")
+
+
+@dataclass
+class Fuse(Job):
+    """Fuse the current (or given) adapter into its base; optionally also write a GGUF file."""
+
+    save_path: str = "fused_model"
+    adapter_path: str | None = None
+    dequantize: bool = False
+    gguf_path: str | None = None
+    force: bool = False
+    kind: str = field(init=False, default="fuse")
+
+
+@dataclass
+class ExportGGUF(Job):
+    out_file: str = "model.gguf"
+    adapter_path: str | None = None
+    force: bool = False
+    kind: str = field(init=False, default="export")
+
+
+@dataclass
 class Estimate(Job):
     """Estimate the peak memory of training `config` on the loaded model (emits MemoryEstimated)."""
 
@@ -271,6 +311,12 @@ class Engine:
             return self._compare(job)
         if isinstance(job, Estimate):
             return self.estimate(job.config)
+        if isinstance(job, Evaluate):
+            return self._evaluate(job_id, job)
+        if isinstance(job, Benchmark):
+            return self._benchmark(job)
+        if isinstance(job, Fuse | ExportGGUF):
+            return self._export(job_id, job)
         if isinstance(job, Call):
             return job.fn(self)
         raise EngineError(f"unknown job {job!r}")
@@ -353,7 +399,10 @@ class Engine:
 
     def _token_lengths(self, config: TrainConfig) -> list[int]:
         """Real token lengths of the training set (cached per data folder and tokenizer)."""
-        if self._train_lengths_for == (str(config.data), id(self.tokenizer)) and self._train_lengths:
+        if (
+            self._train_lengths_for == (str(config.data), id(self.tokenizer))
+            and self._train_lengths
+        ):
             return self._train_lengths
         from mlxtui.core.training import load_datasets
 
@@ -372,7 +421,10 @@ class Engine:
         sample = self.sample_memory(force=True)
         available = int(sample.system_available) if sample is not None else None
         est = estimate.estimate_peak(profile, inputs, available_bytes=available)
-        options = tuple((o.label, int(o.estimate_bytes)) for o in estimate.suggest_options(profile, inputs, available))
+        options = tuple(
+            (o.label, int(o.estimate_bytes))
+            for o in estimate.suggest_options(profile, inputs, available)
+        )
         event = ev.MemoryEstimated(
             total_bytes=int(est.total_bytes),
             breakdown={k: int(v) for k, v in est.breakdown.items()},
@@ -539,7 +591,12 @@ class Engine:
         """While training is paused: keep sampling memory and answer chat jobs."""
         sample = self.sample_memory()
         control = self.control
-        if sample is not None and self.guard is not None and control is not None and control.pause_reason == "memory":
+        if (
+            sample is not None
+            and self.guard is not None
+            and control is not None
+            and control.pause_reason == "memory"
+        ):
             decision = self.guard.check(sample, self.memory_history)
             if decision.action == "resume":
                 self.emit(ev.Log("info", f"memory recovered ({decision.reason}): continuing"))
@@ -577,13 +634,139 @@ class Engine:
         self._cancel_generation.clear()
         weights = job.weights
         if weights not in ("adapter", "base"):
-            generation.load_adapter_file(self.model, Path(weights))
-            self.adapter_path = weights
+            self._use_adapter_file(Path(weights))
         has_adapter = generation.has_adapter(self.model)
         if weights == "adapter" and not has_adapter:
             self.emit(ev.Log("info", "no adapter is loaded yet: the base model answers"))
         use_base = weights == "base" and has_adapter
         return self._stream(job.messages, job, job.slot, base=use_base)
+
+    def _use_adapter_file(self, path: Path) -> None:
+        """Load an adapter (any checkpoint of any run) in place; reload the base only if needed."""
+        from mlxtui.core import generation
+
+        if not path.exists():
+            raise EngineError(
+                f"no adapter at {path}",
+                "pick a checkpoint that exists (the run folder may have moved)",
+            )
+        wanted = generation.read_adapter_config(path).get("model")
+        current = str(self.model_info.path) if self.model_info is not None else None
+        if (
+            wanted
+            and current
+            and Path(str(wanted)).resolve() != Path(current).resolve()
+            and Path(str(wanted)).exists()
+        ):
+            self.emit(ev.Log("info", f"this adapter was trained on {wanted}: loading that base"))
+            self._load(0, str(wanted), None, None)
+        try:
+            generation.load_adapter_file(self.model, path)
+        except ValueError as e:
+            self.emit(ev.Log("info", f"{e}: reloading the base model"))
+            self._load(0, self.model_spec, None, None)
+            generation.load_adapter_file(self.model, path)
+        self.adapter_path = str(path)
+        self.emit(ev.Log("info", f"answering with {path}"))
+
+    def _require_adapter(self, adapter_path: str | None) -> None:
+        from mlxtui.core import generation
+
+        self._ensure_model()
+        if adapter_path:
+            self._use_adapter_file(Path(adapter_path))
+        if not generation.has_adapter(self.model):
+            raise EngineError(
+                "there is no adapter to evaluate", "train first, or choose a run's adapter"
+            )
+
+    def _evaluate(self, job_id: int, job: Evaluate) -> dict[str, Any]:
+        from mlxtui.core import evaluation, generation
+
+        self._require_adapter(None)
+        data_dir = _resolve_data(job.data)
+
+        def progress(message: str, done: int = 0, total: int = 0) -> None:
+            self.emit(ev.JobProgress(job_id, "evaluate", message, done, total))
+
+        losses: dict[str, tuple[float, float]] = {}
+        if (data_dir / "test.jsonl").is_file():
+            progress("test loss of the base")
+            with generation.adapter_disabled(self.model):
+                losses["base"] = evaluation.test_loss_and_ppl(
+                    self.model,
+                    self.tokenizer,
+                    data_dir,
+                    batch_size=job.batch_size,
+                    max_seq_length=job.max_seq_length,
+                )
+            progress("test loss of the adapter")
+            losses["adapter"] = evaluation.test_loss_and_ppl(
+                self.model,
+                self.tokenizer,
+                data_dir,
+                batch_size=job.batch_size,
+                max_seq_length=job.max_seq_length,
+            )
+        records = evaluation.load_records(
+            data_dir, "test" if (data_dir / "test.jsonl").is_file() else "valid"
+        )
+        report = evaluation.before_after(
+            self.model,
+            self.tokenizer,
+            records,
+            n=job.n,
+            max_tokens=job.max_tokens,
+            progress=progress,
+        )
+        return {"losses": losses, "report": report, "data": str(data_dir)}
+
+    def _benchmark(self, job: Benchmark) -> dict[str, Any]:
+        from mlxtui.core import evaluation
+
+        self._require_adapter(None)
+        kwargs: dict[str, Any] = {"runs": job.runs, "max_tokens": job.max_tokens}
+        if job.prompt:
+            kwargs["prompt"] = job.prompt
+        base, adapter = evaluation.benchmark_base_and_adapter(self.model, self.tokenizer, **kwargs)
+        return {"base": base, "adapter": adapter}
+
+    def _export(self, job_id: int, job: Fuse | ExportGGUF) -> str:
+        from mlxtui.core import export
+
+        adapter = job.adapter_path or (
+            str(Path(self.adapter_path).parent)
+            if self.adapter_path and self.adapter_path.endswith(".safetensors")
+            else self.adapter_path
+        )
+        if not adapter:
+            raise EngineError(
+                "there is no adapter to export", "train first, or give an adapter folder"
+            )
+
+        def progress(message: str, done: int = 0, total: int = 0) -> None:
+            self.emit(ev.JobProgress(job_id, job.kind, message, done, total))
+
+        spec = str(self.model_info.path) if self.model_info is not None else None
+        try:
+            if isinstance(job, Fuse):
+                out = export.fuse_adapter(
+                    spec,
+                    adapter,
+                    job.save_path,
+                    dequantize=job.dequantize,
+                    force=job.force,
+                    progress=progress,
+                    gguf_file=job.gguf_path,
+                )
+            else:
+                out = export.export_gguf(
+                    spec, adapter, job.out_file, force=job.force, progress=progress
+                )
+        except export.ExportError as e:
+            raise EngineError(str(e)) from None
+        self.emit(ev.Log("info", f"written: {out}"))
+        return str(out)
 
     def _compare(self, job: Compare) -> dict[str, Any]:
         from mlxtui.core import generation

@@ -1,0 +1,76 @@
+"""After training: chat with any checkpoint, A/B, evaluate, benchmark, fuse and export, all as engine jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlxtui.core import events as ev
+from mlxtui.core.config import TrainConfig
+from mlxtui.core.engine import (
+    Benchmark,
+    Compare,
+    Engine,
+    EngineError,
+    Evaluate,
+    ExportGGUF,
+    Fuse,
+    Generate,
+    Train,
+)
+from mlxtui.demo_data import demo_data_dir
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    for name, n in (("train", 16), ("valid", 4), ("test", 4)):
+        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
+        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def test_jobs_after_training(tiny_model_dir, data, tmp_path):
+    events: list[ev.Event] = []
+    engine = Engine(events.append)
+    engine.start()
+    try:
+        with pytest.raises(EngineError, match="no adapter"):
+            engine.run_sync(Compare([{"role": "user", "content": "hi"}]))
+        base_cfg = TrainConfig().with_values(
+            model=str(tiny_model_dir), data=str(data), runs_dir=str(tmp_path / "runs"), num_layers=2,
+            iters=4, save_every=2, steps_per_eval=2, val_batches=1, learning_rate=5e-2, memory_guard="off",
+        )
+        first = engine.run_sync(Train(base_cfg.with_values(lora_parameters={"rank": 4, "scale": 20.0, "dropout": 0.0})))
+        second = engine.run_sync(Train(base_cfg))
+        msgs = [{"role": "user", "content": "What does E3 mean?"}]
+
+        ab = engine.run_sync(Compare(msgs, max_tokens=6))
+        assert ab["A"]["slot"] == "A" and ab["B"]["slot"] == "B"
+        assert {e.slot for e in events if isinstance(e, ev.GenerationToken)} >= {"A", "B"}
+
+        # any checkpoint of any run, in place; a different layout (rank 4) reloads the base
+        ckpt = Path(second.adapter_path) / "0000002_adapters.safetensors"
+        out = engine.run_sync(Generate(msgs, temperature=0.0, max_tokens=6, weights=str(ckpt)))
+        assert out["generation_tokens"] > 0
+        other = Path(first.adapter_path) / "best_adapters.safetensors"
+        engine.run_sync(Generate(msgs, temperature=0.0, max_tokens=6, weights=str(other)))
+        assert any(isinstance(e, ev.Log) and "reloading the base" in e.message for e in events)
+        with pytest.raises(EngineError, match="no adapter at"):
+            engine.run_sync(Generate(msgs, weights=str(tmp_path / "missing.safetensors")))
+
+        result = engine.run_sync(Evaluate(data=str(data), n=2, max_tokens=4))
+        assert set(result["losses"]) == {"base", "adapter"}
+        assert len(result["report"].rows) == 2
+        assert 0.0 <= result["report"].adapter_mean <= 1.0
+
+        bench = engine.run_sync(Benchmark(runs=2, max_tokens=4))
+        assert bench["base"].runs == 2 and bench["adapter"].gen_tps_mean > 0
+
+        fused = engine.run_sync(Fuse(save_path=str(tmp_path / "fused"), adapter_path=str(second.adapter_path)))
+        assert (Path(fused) / "config.json").is_file()
+        gguf = engine.run_sync(ExportGGUF(out_file=str(tmp_path / "m.gguf"), adapter_path=str(second.adapter_path)))
+        assert Path(gguf).stat().st_size > 0
+    finally:
+        engine.shutdown()
