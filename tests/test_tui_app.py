@@ -204,6 +204,11 @@ async def test_quit_asks_while_training() -> None:
         await pilot.press("q", "y")
         await pilot.pause()
         assert "stop" in box["engine"].calls
+        assert app.is_running  # it waits for the adapter to be saved
+        assert app.status.state == "stopping"
+        box["engine"].gate.set()  # the step ends, TrainFinished(stopped) arrives
+        assert await wait_for(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 0
     assert box["engine"].shut_down
 
 

@@ -9,38 +9,20 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
 from mlxtui.core.engine import Train
+from mlxtui.core.memory import MemorySample
 
 GiB = 1024**3
 REPLY_TOKENS = ("Lumo ", "needs ", "water ", "every ", "three ", "days.")
 
 
-@dataclass(frozen=True)
-class FakeSample:
-    """The fields of `mlxtui.core.memory.MemorySample` the gauge shows."""
-
-    timestamp: float
-    mlx_active: int
-    mlx_cache: int
-    mlx_peak: int
-    process_rss: int
-    system_total: int
-    system_used: int
-    system_available: int
-    swap_total: int
-    swap_used: int
-    pressure: str = "green"
-    pressure_source: str = "fake"
-
-
-def sample(step: int, pressure: str = "green") -> FakeSample:
+def sample(step: int, pressure: str = "green") -> MemorySample:
     """Memory numbers that change with `step`, at fixed fake timestamps (no clock)."""
-    return FakeSample(
+    return MemorySample(
         timestamp=1000.0 + 10 * step,
         mlx_active=(1 + step) * GiB // 4,
         mlx_cache=GiB // 8,
@@ -51,7 +33,9 @@ def sample(step: int, pressure: str = "green") -> FakeSample:
         system_available=(10 - step) * GiB,
         swap_total=4 * GiB,
         swap_used=step * GiB // 8,
-        pressure=pressure,
+        pressure=pressure,  # type: ignore[arg-type]
+        pressure_source="fake",
+        pressure_value=None,
     )
 
 

@@ -61,3 +61,15 @@ async def test_app_registers_user_themes_and_reports_bad_ones(
         app.theme = "my-theme"  # switching to a user theme works
         await pilot.pause()
         assert app.current_theme.primary == "#ff00ff"
+
+
+async def test_theme_chosen_by_name_or_reported() -> None:
+    app = MlxtuiApp(engine_factory=lambda on_event: FakeEngine(on_event), theme="mlxtui-light")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert app.theme == "mlxtui-light"
+    app = MlxtuiApp(engine_factory=lambda on_event: FakeEngine(on_event), theme="nope")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert app.theme == "mlxtui-dark"
+        assert any("no theme named 'nope'" in n.message for n in app._notifications)

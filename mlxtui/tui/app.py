@@ -129,6 +129,7 @@ class MlxtuiApp(App[int]):
         self,
         config: TrainConfig | None = None,
         engine_factory: EngineFactory | None = None,
+        theme: str | None = None,
     ) -> None:
         super().__init__()
         self.config = config or TrainConfig.quick_start()
@@ -140,12 +141,15 @@ class MlxtuiApp(App[int]):
         self.active_pane = 0
         self.compact = False
         self._saw_steps = False
+        self._quit_when_stopped = False
         self.events_seen = 0
         themes, self.theme_errors = discover_themes()
-        for theme in themes:
-            self.register_theme(theme)
-        if DEFAULT_THEME in self.available_themes:
-            self.theme = DEFAULT_THEME
+        for found in themes:
+            self.register_theme(found)
+        self.requested_theme = theme
+        wanted = theme if theme in self.available_themes else DEFAULT_THEME
+        if wanted in self.available_themes:
+            self.theme = wanted
 
     # ------------------------------------------------------------ layout
 
@@ -172,6 +176,14 @@ class MlxtuiApp(App[int]):
         self._select_pane(0, focus=False)
         self.query_one("#pane-config", Pane).focus()
         self.query_one(StatusLine).show(self.status)
+        if self.requested_theme and self.requested_theme not in self.available_themes:
+            names = ", ".join(sorted(self.available_themes))
+            self.notify(
+                f"no theme named '{self.requested_theme}'; available: {names}",
+                title="Theme not found",
+                severity="warning",
+                timeout=10,
+            )
         for error in self.theme_errors:
             self.notify(str(error), title="Theme file skipped", severity="warning", timeout=10)
         self.query_one(DatasetBrowser).set_data_dir(default_data_dir(self.config))
@@ -283,6 +295,9 @@ class MlxtuiApp(App[int]):
                     timeout=15,
                 )
         elif isinstance(event, ev.TrainFinished):
+            if self._quit_when_stopped:
+                self.exit(0)
+                return
             self.query_one(ConfigForm).disabled = False
             best = (
                 f"; best val {event.best_val_loss:.3f} at it {event.best_iteration}"
@@ -322,6 +337,9 @@ class MlxtuiApp(App[int]):
         if "gen" in kind or "compare" in kind:
             self.query_one(ChatPane).fail(event.message)
         if "train" in kind:
+            if self._quit_when_stopped:
+                self.exit(1)
+                return
             self.query_one(ConfigForm).disabled = False
         self.push_screen(ErrorModal(f"{event.kind} failed", event.message, event.hint))
 
@@ -435,15 +453,28 @@ class MlxtuiApp(App[int]):
             self.push_screen(HelpScreen(HELP_KEYS))
 
     async def action_quit(self) -> None:
-        if not self.status.busy_training:
+        if not self.status.busy_training or self._quit_when_stopped:
             self.exit(0)
             return
 
         def answered(yes: bool | None) -> None:
-            if yes:
-                if self.engine is not None:
-                    self.engine.stop()
+            if not yes:
+                return
+            if self.engine is None:
                 self.exit(0)
+                return
+            # Quit once the engine has saved the adapter: leaving mid-step would lose the step
+            # and kill the MLX thread inside a computation.
+            self._quit_when_stopped = True
+            self.engine.stop()
+            self.status = replace(self.status, state="stopping")
+            self.query_one(StatusLine).show(self.status)
+            self.notify(
+                "Stopping: the adapter is saved after this step, then mlxtui quits. "
+                "Press q again to quit at once.",
+                title="Quitting",
+                timeout=30,
+            )
 
         self.push_screen(
             ConfirmScreen("Training is running. Stop it (the adapter is saved) and quit?"),

@@ -27,6 +27,11 @@ def _plottable(iteration: object, loss: object) -> bool:
     )
 
 
+def _integer_ticks(lo: int, hi: int, count: int = 5) -> list[int]:
+    """Iterations are whole numbers: no "0.50" ticks on a short run."""
+    return sorted({round(lo + (hi - lo) * k / (count - 1)) for k in range(count)})
+
+
 def _thin(points: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
     if len(points) <= limit:
         return points
@@ -91,7 +96,10 @@ class LossPlot(Widget):
         if self.val_points:
             xs, ys = zip(*_thin(self.val_points, MAX_DRAWN_POINTS), strict=True)
             plt.plot(list(xs), list(ys), label="val", marker="braille", color="orange")
-        if not self.train_points and not self.val_points:
+        iterations = [it for it, _ in self.train_points] + [it for it, _ in self.val_points]
+        if iterations:
+            plt.xticks(_integer_ticks(min(iterations), max(iterations)))
+        else:
             plt.xlim(0, 1)
             plt.ylim(0, 1)
         plot.refresh()
