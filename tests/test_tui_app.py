@@ -41,7 +41,7 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], tries: int = 300) 
     return condition()
 
 
-async def test_starts_engine_loads_model_and_shuts_down() -> None:
+async def test_startup_layout_suggestions_help_and_shutdown() -> None:
     app, box = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         assert await wait_for(pilot, lambda: app.status.model == "fake-model")
@@ -50,6 +50,29 @@ async def test_starts_engine_loads_model_and_shuts_down() -> None:
         assert isinstance(engine.jobs[0], LoadModel)
         assert engine.jobs[0].spec is None
         assert app.status.state == "idle"
+
+        # All five panes on one screen.
+        assert not app.screen.has_class("-compact")
+        for pane_id, _title in PANES:
+            region = app.query_one(f"#{pane_id}", Pane).region
+            assert region.width >= 30 and region.height >= 10, pane_id
+
+        # The demo dataset has 296 training examples: the iteration hint is computed from it.
+        form = app.query_one(ConfigForm)
+        assert "epochs" in form.suggestions.get("iters", "")
+        assert "epochs" in str(form.query_one(f"#{widget_id('iters')}-note").render())
+
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-keys").render())
+        for key in ("ctrl+t", "pause", "stop", "F1-F5", "quit"):
+            assert key in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert app.screen.has_class("-compact")
     assert engine.shut_down
 
 
@@ -168,29 +191,6 @@ async def test_invalid_config_value_is_refused_in_place() -> None:
         assert trained[0].config.batch_size == 2
 
 
-async def test_suggestions_appear_next_to_fields() -> None:
-    app, _ = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        form = app.query_one(ConfigForm)
-        await pilot.pause()
-        # The demo dataset has 296 training examples: the iteration hint is computed from it.
-        assert "epochs" in form.suggestions.get("iters", "")
-        note = form.query_one(f"#{widget_id('iters')}-note")
-        assert "epochs" in str(note.render())
-
-
-async def test_help_screen_lists_keys() -> None:
-    app, _ = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
-        text = str(app.screen.query_one("#help-keys").render())
-        for key in ("ctrl+t", "pause", "stop", "F1-F5", "quit"):
-            assert key in text
-        await pilot.press("escape")
-        assert not isinstance(app.screen, HelpScreen)
-
-
 async def test_quit_asks_while_training() -> None:
     app, box = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -260,19 +260,6 @@ async def test_small_terminal_shows_one_pane_at_a_time() -> None:
         await pilot.press("escape")
         await pilot.press("t")  # still trains from a small terminal
         assert await wait_for(pilot, lambda: app.status.state == "done")
-
-
-async def test_wide_terminal_shows_all_panes() -> None:
-    app, _ = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
-        assert not app.screen.has_class("-compact")
-        for pane_id, _title in PANES:
-            region = app.query_one(f"#{pane_id}", Pane).region
-            assert region.width >= 30 and region.height >= 10, pane_id
-        await pilot.resize_terminal(80, 24)
-        await pilot.pause()
-        assert app.screen.has_class("-compact")
 
 
 async def test_dataset_browser_pages_splits_and_renders_with_tokenizer(tiny_model_dir: Any) -> None:

@@ -1,6 +1,5 @@
 """Snapshots of the dashboard at 120x40 and 80x24 (fake engine emitting inline: deterministic).
 
-The Config pane is built from `FORM_FIELDS`, so a new field there changes these pictures too.
 Regenerate after an intended change with
 `uv run pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs.
 """
@@ -11,7 +10,7 @@ from typing import Any
 
 from test_tui_fakes import FakeEngine
 
-from mlxtui.core.config import TrainConfig
+from mlxtui.core.config import FORM_FIELDS, TrainConfig
 from mlxtui.tui.app import MlxtuiApp
 
 # Spelled out (not quick_start()) so a change of the profile's defaults does not move the pixels.
@@ -29,10 +28,40 @@ SNAPSHOT_CONFIG = TrainConfig(
 )
 
 
+# A fixed set of long-standing fields, so adding a field to FORM_FIELDS does not move the pixels
+# (the tests in test_tui_app.py build the full form).
+SNAPSHOT_FIELDS = (
+    "model",
+    "data",
+    "fine_tune_type",
+    "optimizer",
+    "batch_size",
+    "iters",
+    "epochs",
+    "learning_rate",
+    "num_layers",
+    "lora_rank",
+    "lora_scale",
+    "lora_dropout",
+    "grad_checkpoint",
+    "mask_prompt",
+    "steps_per_report",
+    "steps_per_eval",
+    "save_every",
+    "val_batches",
+    "max_seq_length",
+    "adapter_path",
+    "seed",
+    "memory_guard",
+)
+
+
 def make_app() -> MlxtuiApp:
+    fields = tuple(spec for spec in FORM_FIELDS if spec.name in SNAPSHOT_FIELDS)
     return MlxtuiApp(
         SNAPSHOT_CONFIG,
         engine_factory=lambda on_event: FakeEngine(on_event, threaded=False),
+        form_fields=fields,
     )
 
 

@@ -20,7 +20,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from mlxtui.core import events as ev
-from mlxtui.core.config import FORM_FIELDS, TrainConfig, suggestions
+from mlxtui.core.config import FORM_FIELDS, FieldSpec, TrainConfig, suggestions
 from mlxtui.tui.messages import EventBridge, EventsPending
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
 from mlxtui.tui.status import Status, apply_event, status_text
@@ -130,8 +130,10 @@ class MlxtuiApp(App[int]):
         config: TrainConfig | None = None,
         engine_factory: EngineFactory | None = None,
         theme: str | None = None,
+        form_fields: tuple[FieldSpec, ...] | None = None,
     ) -> None:
         super().__init__()
+        self.form_fields = FORM_FIELDS if form_fields is None else form_fields
         self.config = config or TrainConfig.quick_start()
         self.engine_factory = engine_factory or default_engine_factory
         self.engine: Any = None
@@ -157,7 +159,7 @@ class MlxtuiApp(App[int]):
         yield Static("", id="tabbar")
         with Container(id="panes"):
             children: dict[str, Widget] = {
-                "pane-config": ConfigForm(FORM_FIELDS, self.config, id="config-form"),
+                "pane-config": ConfigForm(self.form_fields, self.config, id="config-form"),
                 "pane-loss": LossPlot(id="loss-plot"),
                 "pane-memory": MemoryGauge(id="memory-gauge"),
                 "pane-data": DatasetBrowser(id="dataset"),
