@@ -373,7 +373,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         config = TrainConfig.quick_start()
     from mlxtui.tui import run_dashboard
 
-    return int(run_dashboard(config) or 0)
+    return int(run_dashboard(config, theme=getattr(args, "theme", None)) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -210,6 +210,8 @@ class Engine:
         self._queue.put(_SHUTDOWN)
         if self._thread is not None:
             self._thread.join(timeout)
+            if not self._thread.is_alive():
+                _wait_for_native_exit(self._thread)
             self._thread = None
 
     def run_sync(self, job: Job, timeout: float | None = None) -> Any:
@@ -827,6 +829,23 @@ class Engine:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _wait_for_native_exit(thread: threading.Thread, timeout: float = 2.0) -> None:
+    """Wait until the OS thread is gone, not just its Python part.
+
+    `join()` returns before the thread's C++ thread-local destructors run; MLX's take the
+    GIL, and if the interpreter is finalizing by then the thread is killed mid-unwind and
+    the process aborts ("terminate called without an active exception", exit 134).
+    """
+    native = getattr(thread, "native_id", None)
+    task = Path(f"/proc/self/task/{native}")
+    deadline = time.monotonic() + timeout
+    if native is not None and Path("/proc/self/task").is_dir():
+        while task.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    else:
+        time.sleep(0.2)
 
 
 def _resolve_data(data: str | None) -> Path:
