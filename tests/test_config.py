@@ -80,3 +80,27 @@ def test_suggestions_follow_precision_and_dataset_size():
     assert "float32 copy" in suggestions(q, 4, 300, 135_000_000)["dequantize"]
     # a suggestion is only a hint: the config is unchanged
     assert q.learning_rate == 1e-5
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TrainConfig(learning_rate=3e-4),
+        TrainConfig(learning_rate=3e-4, warmup=7),
+        TrainConfig(lr_schedule={"name": "cosine_decay", "arguments": [1e-3, 40, 1e-5], "warmup": 5, "warmup_init": 1e-6}),
+        TrainConfig(lr_schedule={"name": "exponential_decay", "arguments": [1e-3, 0.97]}),
+        TrainConfig(lr_schedule={"name": "step_decay", "arguments": [1e-3, 0.5, 10]}),
+        TrainConfig(learning_rate=2e-4, lr_schedule={"name": "linear_schedule"}, warmup=4),
+        TrainConfig(lr_phases="10:2e-5,10:1e-5,5:2e-6"),
+    ],
+)
+def test_the_preview_matches_the_optimizer_schedule(cfg):
+    import mlx.core as mx
+
+    from mlxtui.core.config import build_lr_schedule
+
+    total = 50
+    sched = build_lr_schedule(cfg, total)
+    for it, lr in schedule_preview(cfg, total, points=50):
+        want = float(sched(mx.array(it - 1)).item()) if callable(sched) else float(sched)
+        assert lr == pytest.approx(want, rel=1e-4, abs=1e-9), it

@@ -313,20 +313,68 @@ def materialized_schedule(config: TrainConfig, total_iters: int) -> dict[str, An
     return None
 
 
-def schedule_preview(
-    config: TrainConfig, total_iters: int, points: int = 200
-) -> list[tuple[int, float]]:
-    """(iteration, learning rate) pairs over the whole run, for the preview plot."""
-    sched = build_lr_schedule(config, total_iters)
+def _py_schedule(name: str, args: list[Any]) -> Any:
+    """Pure-Python twins of mlx.optimizers' schedules, so a preview needs no MLX call
+    (every MLX call belongs on the engine thread)."""
+    if name == "linear_schedule":
+        init, end, steps = float(args[0]), float(args[1]), int(args[2])
+        return lambda step: min(step, steps) * ((end - init) / steps) + init
+    if name == "cosine_decay":
+        init, decay = float(args[0]), int(args[1])
+        end = float(args[2]) if len(args) > 2 else 0.0
+        return lambda step: end + 0.5 * (1.0 + math.cos(math.pi / decay * min(step, decay))) * (init - end)
+    if name == "exponential_decay":
+        init, rate = float(args[0]), float(args[1])
+        return lambda step: init * rate**step
+    if name == "step_decay":
+        init, rate, size = float(args[0]), float(args[1]), int(args[2])
+        return lambda step: init * rate ** (step // size)
+    raise ConfigError(f"lr_schedule.name: '{name}' is not one of {', '.join(SCHEDULE_NAMES)}")
+
+
+def _py_join(pieces: list[Any], bounds: list[int]) -> Any:
+    def schedule(step: int) -> float:
+        out = pieces[0](step)
+        for bound, piece in zip(bounds, pieces[1:], strict=True):
+            if step >= bound:
+                out = piece(step - bound)
+        return float(out)
+
+    return schedule
+
+
+def lr_function(config: TrainConfig, total_iters: int) -> Any:
+    """The learning rate as a function of the optimizer step, exactly as build_lr_schedule."""
+    if config.lr_phases:
+        phases = parse_phases(config.lr_phases)
+        pieces = [_py_schedule("linear_schedule", [lr, lr, n]) for n, lr in phases]
+        pieces.append(_py_schedule("linear_schedule", [phases[-1][1], phases[-1][1], 1]))
+        bounds, acc = [], 0
+        for n, _ in phases:
+            acc += n
+            bounds.append(acc)
+        return _py_join(pieces, bounds)
+    schedule = materialized_schedule(config, total_iters)
+    if not schedule:
+        return lambda step: float(config.learning_rate)
+    main = _py_schedule(schedule["name"], list(schedule["arguments"]))
+    warmup = int(schedule.get("warmup", 0) or 0)
+    if not warmup:
+        return main
+    ramp = _py_schedule("linear_schedule", [float(schedule.get("warmup_init", 0.0)), float(schedule["arguments"][0]), warmup])
+    return _py_join([ramp, main], [warmup + 1])
+
+
+def schedule_preview(config: TrainConfig, total_iters: int, points: int = 200) -> list[tuple[int, float]]:
+    """(iteration, learning rate) pairs over the whole run, for the preview plot (no MLX)."""
     if total_iters <= 0:
         return []
+    fn = lr_function(config, total_iters)
     step = max(1, total_iters // points)
-    its = list(range(0, total_iters, step)) + [total_iters - 1]
-    if not callable(sched):
-        return [(i + 1, float(sched)) for i in its]
-    import mlx.core as mx
-
-    return [(i + 1, float(sched(mx.array(i)).item())) for i in its]
+    its = list(range(0, total_iters, step))
+    if its[-1] != total_iters - 1:
+        its.append(total_iters - 1)
+    return [(i + 1, float(fn(i))) for i in its]
 
 
 _SIZE_RE = re.compile(r"^\s*([0-9.]+)\s*([KMGT]?B?|[KMGT]i?B)?\s*$", re.I)
