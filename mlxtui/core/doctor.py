@@ -186,7 +186,7 @@ def check_mlx() -> list[DoctorFinding]:
 
 
 def check_memory() -> list[DoctorFinding]:
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     vm = psutil.virtual_memory()
     sw = psutil.swap_memory()

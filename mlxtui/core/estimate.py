@@ -135,13 +135,12 @@ def profile_model(model: Any) -> ModelProfile:
     Runs on the engine thread: it touches MLX arrays' metadata only (no evaluation).
     """
     import mlx.nn as nn
-    from mlx.utils import tree_flatten
 
     layers = list(model.layers)
     adapter_leaves = {"lora_a", "lora_b", "m"}
     weights_bytes = 0
     float_dtype = None
-    for name, arr in tree_flatten(model.parameters()):
+    for name, arr in _leaves(model.parameters()):
         if name.rsplit(".", 1)[-1] in adapter_leaves:
             continue
         weights_bytes += arr.nbytes
@@ -164,16 +163,16 @@ def profile_model(model: Any) -> ModelProfile:
             if isinstance(mod, nn.QuantizedLinear):
                 out_d, packed = mod.weight.shape
                 in_d = packed * 32 // mod.bits
-                nb = sum(a.nbytes for _, a in tree_flatten(mod.parameters()))
+                nb = sum(a.nbytes for _, a in _leaves(mod.parameters()))
                 linears.append(LinearShape(key, in_d, out_d, mod.bits, mod.group_size, nb))
             elif isinstance(mod, nn.Linear):
                 out_d, in_d = mod.weight.shape
-                nb = sum(a.nbytes for _, a in tree_flatten(mod.parameters()))
+                nb = sum(a.nbytes for _, a in _leaves(mod.parameters()))
                 linears.append(LinearShape(key, in_d, out_d, None, None, nb))
         layer_linears.append(tuple(linears))
         flat = [
             (n, a)
-            for n, a in tree_flatten(layer.parameters())
+            for n, a in _leaves(layer.parameters())
             if n.rsplit(".", 1)[-1] not in adapter_leaves
         ]
         layer_bytes.append(sum(a.nbytes for _, a in flat))
@@ -182,7 +181,7 @@ def profile_model(model: Any) -> ModelProfile:
             a.size
             for _, m in layer.named_modules()
             if isinstance(m, nn.QuantizedLinear)
-            for _, a in tree_flatten(m.parameters())
+            for _, a in _leaves(m.parameters())
             if a.dtype in mx_float_types()
         )
         layer_float.append(
@@ -219,6 +218,13 @@ def profile_model(model: Any) -> ModelProfile:
         embedding_elems=vocab * hidden,
         quant_bits=max(bits) if bits else None,
     )
+
+
+def _leaves(tree: Any) -> list[tuple[str, Any]]:
+    from mlx.utils import tree_flatten
+
+    flat: Any = tree_flatten(tree)
+    return list(flat)
 
 
 def mx_float_types() -> tuple[Any, ...]:

@@ -175,7 +175,7 @@ class SystemMemoryProbe:
     """
 
     def __init__(self, psi_path: Path = PSI_PATH, meminfo_path: Path = MEMINFO_PATH) -> None:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         self._process = psutil.Process()
         self._psutil = psutil
@@ -289,7 +289,7 @@ def device_info() -> dict[str, Any]:
     memory = raw.get("memory_size") or raw.get("total_memory")
     source = "mlx"
     if not memory:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         memory = psutil.virtual_memory().total
         source = "system RAM"
