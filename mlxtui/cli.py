@@ -226,6 +226,7 @@ def cmd_train(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         if args.train is None and args.iters is None and args.epochs is None and not _yaml_says_train(args):
             return _test_only(config, out)
     printer = ProgressPrinter(out)
+    _say_blas(out)
     pipeline = TrainPipeline(config, on_event=printer)
     interrupted = {"n": 0}
 
@@ -255,6 +256,21 @@ def cmd_train(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"saved: {result.adapter_path}; resume with: mlxtui train --resume {result.run_dir}", file=out)
         return 130
     return 0 if result.status in ("completed", "early_stopped", "stopped") else 1
+
+
+def _say_blas(out: TextIO) -> None:
+    """Linux CPU: say which BLAS MLX uses (the reference one is ~20x slower)."""
+    if sys.platform != "linux":
+        return
+    from mlxtui.core.blas import blas_status
+
+    status = blas_status()
+    if status.kind == "cuBLAS":
+        return
+    line = f"MLX CPU back-end with {status.kind}"
+    if status.path and "openblas" in status.kind:
+        line += f" ({status.path})"
+    print(line + (f"; {status.advice}" if status.advice else ""), file=out)
 
 
 def _yaml_says_train(args: argparse.Namespace) -> bool:
