@@ -97,6 +97,15 @@ def test_demo_model_4bit_estimate_within_tolerance(demo_model_dir):
     check(model, replace(DEMO, num_layers=2, batch_size=1, token_lengths=(30,)))
 
 
+@pytest.mark.slow
+@pytest.mark.demo
+def test_demo_model_as_shipped_estimate_within_tolerance(demo_model_dir):
+    model = load(demo_model_dir)  # 4-bit linears, 8-bit embedding, float16 scales
+    profile = profile_model(model)
+    assert profile.quant_bits == 4 and profile.dtype_name == "float16"
+    check(model, replace(DEMO, num_layers=2, batch_size=1, token_lengths=(30,)))
+
+
 # ---------------------------------------------------------------- pure arithmetic
 
 
