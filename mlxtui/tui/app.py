@@ -30,7 +30,9 @@ from mlxtui.tui.widgets.config_form import ConfigForm
 from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
 from mlxtui.tui.widgets.loss_plot import LossPlot
 from mlxtui.tui.widgets.memory_gauge import MemoryGauge
+from mlxtui.tui.widgets.samples import LossWithSamples
 from mlxtui.tui.widgets.status_line import StatusLine
+from mlxtui.tui.workbench import WORKBENCH_BINDINGS, WORKBENCH_HELP, WorkbenchMixin
 
 EngineFactory = Callable[[Callable[[ev.Event], None]], Any]
 
@@ -56,6 +58,7 @@ HELP_KEYS = [
     ("enter (chat)", "send the message"),
     ("escape (chat)", "stop the reply being generated"),
     ("ctrl+p", "command palette (themes, …)"),
+    *WORKBENCH_HELP,
     ("?", "this help"),
     ("q / ctrl+q", "quit (asks first while training)"),
 ]
@@ -105,7 +108,7 @@ class Pane(Vertical):
         self.focus()
 
 
-class MlxtuiApp(App[int]):
+class MlxtuiApp(WorkbenchMixin, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "mlxtui"
     # Focus starts on the Config pane, not in a field, so single-letter keys work at once.
@@ -120,6 +123,7 @@ class MlxtuiApp(App[int]):
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("escape", "leave_field", "Leave field", show=False),
+        *WORKBENCH_BINDINGS,
         *[
             Binding(f"f{i},{i}", f"show_pane({i - 1})", title, show=False)
             for i, (_pane, title) in enumerate(PANES, start=1)
@@ -146,6 +150,7 @@ class MlxtuiApp(App[int]):
         self._saw_steps = False
         self._quit_when_stopped = False
         self.events_seen = 0
+        self.workbench_init()
         themes, self.theme_errors = discover_themes()
         for found in themes:
             self.register_theme(found)
@@ -161,7 +166,7 @@ class MlxtuiApp(App[int]):
         with Container(id="panes"):
             children: dict[str, Widget] = {
                 "pane-config": ConfigForm(self.form_fields, self.config, id="config-form"),
-                "pane-loss": LossPlot(id="loss-plot"),
+                "pane-loss": LossWithSamples(id="loss-box"),
                 "pane-memory": MemoryGauge(id="memory-gauge"),
                 "pane-data": DatasetBrowser(id="dataset"),
                 "pane-chat": ChatPane(id="chat"),
@@ -200,6 +205,7 @@ class MlxtuiApp(App[int]):
                 ErrorModal("The MLX engine did not start", str(exc), "run `mlxtui doctor`")
             )
             return
+        self.workbench_mount()
         self._load_model()
 
     def on_unmount(self) -> None:
@@ -267,6 +273,7 @@ class MlxtuiApp(App[int]):
             self.query_one(StatusLine).show(self.status)
 
     def _handle(self, event: ev.Event) -> None:
+        self.workbench_event(event)
         if isinstance(event, ev.TrainStep):
             self._saw_steps = True
             self.query_one(LossPlot).add_train(event.iteration, event.loss)
@@ -385,16 +392,7 @@ class MlxtuiApp(App[int]):
 
     @on(ChatPane.Send)
     def _chat_send(self, event: ChatPane.Send) -> None:
-        if self.engine is None:
-            self.query_one(ChatPane).fail("the engine is not running")
-            return
-        from mlxtui.core import engine as core_engine
-
-        if event.weights == "compare":
-            job: Any = core_engine.Compare(event.messages)
-        else:
-            job = core_engine.Generate(event.messages, weights=event.weights)
-        self.engine.submit(job)
+        self.send_chat(event)
 
     @on(ChatPane.StopRequested)
     def _chat_stop(self) -> None:
