@@ -21,6 +21,7 @@ from textual.widgets import Footer, Static
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import FORM_FIELDS, FieldSpec, TrainConfig, suggestions
+from mlxtui.tui.cockpit import COCKPIT_BINDINGS, COCKPIT_HELP, CockpitMixin
 from mlxtui.tui.messages import EventBridge, EventsPending
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
 from mlxtui.tui.status import Status, apply_event, status_text
@@ -29,6 +30,7 @@ from mlxtui.tui.widgets.chat import ChatPane
 from mlxtui.tui.widgets.config_form import ConfigForm
 from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
 from mlxtui.tui.widgets.loss_plot import LossPlot
+from mlxtui.tui.widgets.lr_preview import LossPane
 from mlxtui.tui.widgets.memory_gauge import MemoryGauge
 from mlxtui.tui.widgets.samples import LossWithSamples
 from mlxtui.tui.widgets.status_line import StatusLine
@@ -59,6 +61,7 @@ HELP_KEYS = [
     ("escape (chat)", "stop the reply being generated"),
     ("ctrl+p", "command palette (themes, …)"),
     *WORKBENCH_HELP,
+    *COCKPIT_HELP,
     ("?", "this help"),
     ("q / ctrl+q", "quit (asks first while training)"),
 ]
@@ -108,7 +111,7 @@ class Pane(Vertical):
         self.focus()
 
 
-class MlxtuiApp(WorkbenchMixin, App[int]):
+class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "mlxtui"
     # Focus starts on the Config pane, not in a field, so single-letter keys work at once.
@@ -124,6 +127,7 @@ class MlxtuiApp(WorkbenchMixin, App[int]):
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("escape", "leave_field", "Leave field", show=False),
         *WORKBENCH_BINDINGS,
+        *COCKPIT_BINDINGS,
         *[
             Binding(f"f{i},{i}", f"show_pane({i - 1})", title, show=False)
             for i, (_pane, title) in enumerate(PANES, start=1)
@@ -166,7 +170,7 @@ class MlxtuiApp(WorkbenchMixin, App[int]):
         with Container(id="panes"):
             children: dict[str, Widget] = {
                 "pane-config": ConfigForm(self.form_fields, self.config, id="config-form"),
-                "pane-loss": LossWithSamples(id="loss-box"),
+                "pane-loss": LossPane(LossWithSamples(id="loss-box"), id="loss-pane"),
                 "pane-memory": MemoryGauge(id="memory-gauge"),
                 "pane-data": DatasetBrowser(id="dataset"),
                 "pane-chat": ChatPane(id="chat"),
@@ -196,6 +200,7 @@ class MlxtuiApp(WorkbenchMixin, App[int]):
             self.notify(str(error), title="Theme file skipped", severity="warning", timeout=10)
         self.query_one(DatasetBrowser).set_data_dir(default_data_dir(self.config))
         self._refresh_suggestions()
+        self.cockpit_mount()
         try:
             self.engine = self.engine_factory(self.bridge)
             self.engine.start()
@@ -273,6 +278,8 @@ class MlxtuiApp(WorkbenchMixin, App[int]):
             self.query_one(StatusLine).show(self.status)
 
     def _handle(self, event: ev.Event) -> None:
+        if self.cockpit_event(event):
+            return
         self.workbench_event(event)
         if isinstance(event, ev.TrainStep):
             self._saw_steps = True
@@ -355,7 +362,9 @@ class MlxtuiApp(WorkbenchMixin, App[int]):
 
     def _refresh_suggestions(self) -> None:
         form = self.query_one(ConfigForm)
-        bits = self.model_info.quantization_bits if self.model_info else None
+        info = self.model_info
+        bits = (info.source_quantization_bits or info.quantization_bits) if info else None
+        params = info.num_parameters if info else None
         browser = self.query_one(DatasetBrowser)
         n_train = (
             len(browser.index)
@@ -363,7 +372,7 @@ class MlxtuiApp(WorkbenchMixin, App[int]):
             else None
         )
         try:
-            form.show_suggestions(suggestions(form.config, bits, n_train))
+            form.show_suggestions(suggestions(form.config, bits, n_train, params))
         except Exception as exc:
             self.log.warning(f"no suggestions: {exc!r}")
 
@@ -387,6 +396,7 @@ class MlxtuiApp(WorkbenchMixin, App[int]):
     @on(ConfigForm.Changed)
     def _config_changed(self, event: ConfigForm.Changed) -> None:
         self._refresh_suggestions()
+        self.cockpit_config_changed(event.name)
         if event.name == "mask_prompt":
             self._update_tokenizer()
 

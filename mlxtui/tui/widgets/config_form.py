@@ -1,4 +1,8 @@
-"""The Config form, built generically from `FORM_FIELDS`; bad values are refused in place."""
+"""The Config form, built generically from `FORM_FIELDS`; bad values are refused in place.
+
+Above the fields sits the memory estimate: when a memory-relevant field changes (and every
+field is valid) the form asks for a new `Estimate` half a second after the last keystroke.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,27 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static, Switch
 
+from mlxtui.core import events as ev
 from mlxtui.core.config import FieldSpec, TrainConfig, get_field, set_field, validate_field
+from mlxtui.tui.widgets.memory_estimate import EstimateView, JobRequest
+
+# Fields that change the estimated peak memory.
+MEMORY_FIELDS = frozenset(
+    {
+        "batch_size",
+        "num_layers",
+        "lora_rank",
+        "lora_keys",
+        "fine_tune_type",
+        "optimizer",
+        "max_seq_length",
+        "grad_checkpoint",
+        "dequantize",
+        "data",
+        "model",
+    }
+)
+ESTIMATE_DEBOUNCE_S = 0.5
 
 
 def widget_id(name: str) -> str:
@@ -46,6 +70,7 @@ class ConfigForm(VerticalScroll):
 
     DEFAULT_CSS = """
     ConfigForm { height: 1fr; }
+    ConfigForm > EstimateView { dock: top; background: $panel; }
     ConfigForm .field-line { height: auto; }
     ConfigForm .field-label { width: 21; color: $text-muted; padding: 0 1 0 0; }
     ConfigForm .field-note { height: auto; color: $text-muted; text-style: italic; padding-left: 2; }
@@ -81,8 +106,11 @@ class ConfigForm(VerticalScroll):
         }
         self.suggestions: dict[str, str] = {}
         self._by_id = {widget_id(f.name): f for f in fields}
+        self.model_ready = False
+        self._estimate_timer: Any = None
 
     def compose(self) -> ComposeResult:
+        yield EstimateView(id="estimate")
         for spec in self.fields:
             wid = widget_id(spec.name)
             with Horizontal(classes="field-line"):
@@ -124,6 +152,29 @@ class ConfigForm(VerticalScroll):
         self.suggestions = dict(suggestions)
         for spec in self.fields:
             self._refresh_note(spec.name)
+
+    def observe(self, event: ev.Event) -> None:
+        """Engine events that concern the form: the model (for estimates) and the estimate view."""
+        if isinstance(event, ev.ModelLoaded):
+            self.model_ready = True
+            self.request_estimate(delay=0)
+        self.query_one(EstimateView).observe(event)
+
+    def request_estimate(self, delay: float = ESTIMATE_DEBOUNCE_S) -> None:
+        """Ask for an estimate of the current values `delay` seconds from now (restarts the wait)."""
+        if not self.model_ready or self.errors:
+            return
+        if self._estimate_timer is not None:
+            self._estimate_timer.stop()
+        self.query_one(EstimateView).set_pending()
+        self._estimate_timer = self.set_timer(max(delay, 0.001), self._submit_estimate)
+
+    def _submit_estimate(self) -> None:
+        from mlxtui.core.engine import Estimate
+
+        self._estimate_timer = None
+        if self.model_ready and not self.errors:
+            self.post_message(JobRequest(Estimate(self.config)))
 
     def set_value(self, name: str, raw: str) -> None:
         """Type `raw` into a text field (used by tests and by commands)."""
@@ -173,6 +224,8 @@ class ConfigForm(VerticalScroll):
         self._refresh_note(name)
         if error is None and value != previous.value:
             self.post_message(self.Changed(name, value))
+            if name in MEMORY_FIELDS:
+                self.request_estimate()
 
     def _refresh_note(self, name: str) -> None:
         note = self.query_one(f"#{widget_id(name)}-note", Static)

@@ -1,13 +1,18 @@
 """Dataset browser: pick a split, scroll its examples lazily, see one rendered as the model sees it.
 
-Rows come from a `JsonlIndex` (line offsets, read on demand) and are added a page at a time as the
-cursor nears the end, so a huge file opens at once. The selected example is rendered through the
-model's chat template with the trained tokens highlighted; before a model (tokenizer) is loaded it
-is shown as raw JSON.
+Rows come from a `JsonlIndex` (line offsets, read on demand). The table holds a window of lines
+(starting at `window_start`), a page is added as the cursor nears its end, and a jump far away rebuilds the
+window around the target, so a file of millions of lines opens and jumps at once. The selected
+example is rendered through the model's chat template with the trained tokens highlighted; before a
+model (tokenizer) is loaded it is shown as raw JSON.
+
+`/` searches the split in the background (`JsonlIndex.search`), `n`/`N` go to the next/previous
+match, `g` jumps to a line number.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 from pathlib import Path
 from typing import Any
@@ -15,16 +20,19 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.events import DescendantBlur
 from textual.widget import Widget
-from textual.widgets import DataTable, Label, Select, Static
+from textual.widgets import DataTable, Input, Label, Select, Static
 
 from mlxtui.core.data.formats import SPLITS, detect_format
-from mlxtui.core.data.index import JsonlIndex, RecordError
+from mlxtui.core.data.index import JsonlIndex, RecordError, Search
 from mlxtui.core.data.render import render_example
 
 PAGE_ROWS = 100
 PREVIEW_CHARS = 200
+SEARCH_POLL_S = 0.1
 
 
 def preview(line: str) -> str:
@@ -70,9 +78,17 @@ def render_record(record: Any, tokenizer: Any, mask_prompt: bool) -> Text:
 
 
 class DatasetBrowser(Widget):
+    BINDINGS = [
+        Binding("slash", "find", "Search", key_display="/"),
+        Binding("n", "next_match(1)", "Next match", show=False),
+        Binding("N,shift+n", "next_match(-1)", "Previous match", show=False),
+        Binding("g", "goto", "Go to line"),
+    ]
     DEFAULT_CSS = """
     DatasetBrowser { height: 1fr; }
     DatasetBrowser #ds-bar { height: 1; }
+    DatasetBrowser #ds-find { display: none; height: 1; border: none; width: 1fr; }
+    DatasetBrowser #ds-find.-shown { display: block; }
     DatasetBrowser #ds-split { width: 16; }
     DatasetBrowser #ds-bar Select { height: 1; }
     DatasetBrowser #ds-count { width: 1fr; padding: 0 1; color: $text-muted; }
@@ -89,7 +105,14 @@ class DatasetBrowser(Widget):
         self.tokenizer: Any = None
         self.mask_prompt = False
         self.loaded_rows = 0
+        self.window_start = 0  # line shown in the table's first row
         self.selected: int | None = None
+        self.search: Search | None = None
+        self.search_progress = (0, 0)
+        self.find_mode = "search"  # what the bar's input is for: "search" | "goto"
+        self._pending_jump: int | None = None
+        self._auto_jump = False
+        self._rebuilding = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ds-bar"):
@@ -101,6 +124,7 @@ class DatasetBrowser(Widget):
                 compact=True,
             )
             yield Label("no dataset", id="ds-count")
+        yield Input(id="ds-find", compact=True)
         with Horizontal(id="ds-body"):
             table: DataTable[str] = DataTable(id="ds-table", cursor_type="row", zebra_stripes=True)
             yield table
@@ -112,8 +136,10 @@ class DatasetBrowser(Widget):
         table.add_column("#", key="n", width=5)
         table.add_column("example", key="text")
         self.set_interval(0.5, self._poll_index)
+        self.set_interval(SEARCH_POLL_S, self._poll_search)
 
     def on_unmount(self) -> None:
+        self._cancel_search()
         if self.index is not None:
             self.index.close()
 
@@ -131,16 +157,166 @@ class DatasetBrowser(Widget):
     def example_text(self) -> str:
         return str(self.query_one("#ds-example", Static).render())
 
+    def count_text(self) -> str:
+        return str(self.query_one("#ds-count", Label).render())
+
+    def jump_to_line(self, line: int) -> bool:
+        """Select 1-based `line`; waits for the index when the line is not indexed yet."""
+        index = self.index
+        if index is None or line < 1:
+            return False
+        if line > len(index):
+            if index.is_complete:
+                self.app.notify(f"{index.path.name} has {len(index)} lines", severity="warning")
+                return False
+            self._pending_jump = line
+            self._set_count(f"indexing… line {line} is not reached yet")
+            return False
+        self._pending_jump = None
+        self._select_line(line - 1)
+        return True
+
+    def show_line(self, split: str, line: int) -> bool:
+        """Open `split` (if another) and select its 1-based `line`."""
+        if split != self.split and split in SPLITS:
+            select = self.query_one("#ds-split", Select)
+            with self.prevent(Select.Changed):
+                select.value = split
+            self._open_split(split)
+        return self.jump_to_line(line) if line > 0 else self.index is not None
+
+    def start_search(self, text: str) -> None:
+        """Find `text` in the split's lines in the background; the first match is selected."""
+        self._cancel_search()
+        if self.index is None or not text:
+            return
+        self.search_progress = (0, self.index.total_bytes)
+        self._auto_jump = True
+
+        def progress(done: int, total: int, _matches: int) -> None:
+            self.search_progress = (done, total)  # a tuple swap: safe to read from the UI thread
+
+        self.search = self.index.search(text, on_progress=progress)
+        self._poll_search()
+
+    @property
+    def matches(self) -> list[int]:
+        """0-based lines of the current search's matches so far."""
+        return list(self.search.matches) if self.search is not None else []
+
+    # ------------------------------------------------------------ actions
+
+    def action_find(self) -> None:
+        self._open_find("search")
+
+    def action_goto(self) -> None:
+        self._open_find("goto")
+
+    def action_next_match(self, direction: int) -> None:
+        matches = self.matches
+        if not matches:
+            self.app.notify("No matches (/ searches).", severity="warning")
+            return
+        here = self.selected if self.selected is not None else -1
+        if direction > 0:
+            i = bisect.bisect_right(matches, here)
+            target = matches[i] if i < len(matches) else matches[0]
+        else:
+            i = bisect.bisect_left(matches, here) - 1
+            target = matches[i] if i >= 0 else matches[-1]
+        self._select_line(target)
+        self._poll_search()
+
+    # ------------------------------------------------------------ find bar
+
+    def _open_find(self, mode: str) -> None:
+        if self.index is None:
+            self.app.notify("No dataset file to search.", severity="warning")
+            return
+        self.find_mode = mode
+        find = self.query_one("#ds-find", Input)
+        find.placeholder = (
+            "search text (Enter searches, n/N next/previous, Esc cancels)"
+            if mode == "search"
+            else f"line number 1-{len(self.index)} (Enter jumps)"
+        )
+        find.value = self.search.text if mode == "search" and self.search is not None else ""
+        find.add_class("-shown")
+        find.focus()
+
+    def _close_find(self) -> None:
+        find = self.query_one("#ds-find", Input)
+        find.remove_class("-shown")
+        if find.has_focus:
+            self.query_one(DataTable).focus()
+
+    @on(Input.Submitted, "#ds-find")
+    def _find_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        value = event.value.strip()
+        self._close_find()
+        if self.find_mode == "goto":
+            if value.isdigit():
+                self.jump_to_line(int(value))
+            elif value:
+                self.app.notify(f"'{value}' is not a line number", severity="warning")
+        else:
+            self.start_search(value)
+
+    def on_descendant_blur(self, event: DescendantBlur) -> None:
+        if event.widget.id == "ds-find":
+            event.widget.remove_class("-shown")
+
+    def key_escape(self) -> None:
+        if self.query_one("#ds-find", Input).has_class("-shown"):
+            self._close_find()
+
     # ------------------------------------------------------------ internals
+
+    def _cancel_search(self) -> None:
+        if self.search is not None:
+            self.search.cancel()
+            self.search = None
+
+    def _poll_search(self) -> None:
+        search = self.search
+        if search is None:
+            return
+        matches = search.matches
+        if self._auto_jump and len(matches):
+            self._auto_jump = False
+            start = self.selected if self.selected is not None else 0
+            found = list(matches)
+            i = bisect.bisect_left(found, start)
+            self._select_line(found[i] if i < len(found) else found[0])
+        done, total = self.search_progress
+        state = "" if search.is_done else f" (searching {done * 100 // max(total, 1)}%)"
+        if search.error is not None:
+            state = f" (search failed: {search.error})"
+        where = ""
+        if self.selected is not None and len(matches):
+            found = list(matches)
+            i = bisect.bisect_left(found, self.selected)
+            if i < len(found) and found[i] == self.selected:
+                where = f" · match {i + 1}"
+        if search.is_done and self._auto_jump and not len(matches):
+            self._auto_jump = False
+        self._set_count(
+            f"{len(matches)} match{'es' if len(matches) != 1 else ''} for '{search.text}'"
+            f"{state}{where} · n/N"
+        )
 
     def _open_split(self, split: str) -> None:
         self.split = split
+        self._cancel_search()
+        self._pending_jump = None
         if self.index is not None:
             self.index.close()
             self.index = None
         table = self.query_one(DataTable)
         table.clear()
         self.loaded_rows = 0
+        self.window_start = 0
         self.selected = None
         self.query_one("#ds-example", Static).update("")
         path = self.data_dir / f"{split}.jsonl" if self.data_dir else None
@@ -166,20 +342,57 @@ class DatasetBrowser(Widget):
         index = self.index
         if index is None:
             return
-        more = "" if index.is_complete else "+ (indexing)"
-        self._set_count(f"{len(index)}{more} examples · {index.path.name}")
-        if self.loaded_rows < min(len(index), PAGE_ROWS):
+        if self.search is None:
+            more = "" if index.is_complete else "+ (indexing)"
+            self._set_count(f"{len(index)}{more} examples · {index.path.name} · / search, g line")
+        if self.loaded_rows < min(len(index) - self.window_start, PAGE_ROWS):
             self._load_more()
+        if self._pending_jump is not None and (
+            self._pending_jump <= len(index) or index.is_complete
+        ):
+            self.jump_to_line(self._pending_jump)
 
     def _load_more(self) -> None:
         index = self.index
         if index is None:
             return
         table = self.query_one(DataTable)
-        end = min(len(index), self.loaded_rows + PAGE_ROWS)
-        for i in range(self.loaded_rows, end):
+        start = self.window_start + self.loaded_rows
+        end = min(len(index), start + PAGE_ROWS)
+        for i in range(start, end):
             table.add_row(str(i + 1), preview(index.line(i)), key=str(i))
-        self.loaded_rows = end
+        self.loaded_rows = end - self.window_start
+
+    def _select_line(self, line: int) -> None:
+        """Move the cursor to 0-based `line`, rebuilding the window around it when it is outside."""
+        if self.index is None:
+            return
+        if not (self.window_start <= line < self.window_start + self.loaded_rows):
+            self._rebuild_window(max(0, line - PAGE_ROWS // 2))
+            while self.window_start + self.loaded_rows <= line < len(self.index):
+                before = self.loaded_rows
+                self._load_more()
+                if self.loaded_rows == before:
+                    break
+        table = self.query_one(DataTable)
+        self.selected = line
+        self._rebuilding = True
+        try:
+            table.move_cursor(row=line - self.window_start)
+        finally:
+            self._rebuilding = False
+        self._show_selected()
+
+    def _rebuild_window(self, offset: int) -> None:
+        table = self.query_one(DataTable)
+        self._rebuilding = True
+        try:
+            table.clear()
+            self.window_start = offset
+            self.loaded_rows = 0
+            self._load_more()
+        finally:
+            self._rebuilding = False
 
     def _show_selected(self) -> None:
         view = self.query_one("#ds-example", Static)
@@ -199,7 +412,20 @@ class DatasetBrowser(Widget):
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         row = event.cursor_row
+        if self._rebuilding or row != self.query_one(DataTable).cursor_row:
+            return  # stale: the window was rebuilt or the cursor moved on since
         if row >= self.loaded_rows - 10:
             self._load_more()
-        self.selected = row
+        line = self.window_start + row
+        if row == 0 and self.window_start > 0 and self.selected == line + 1:
+            # Moving up past the window's first row: bring the page above into the table.
+            self._select_line_in_new_window(line, max(0, self.window_start - PAGE_ROWS))
+            return
+        self.selected = line
         self._show_selected()
+
+    def _select_line_in_new_window(self, line: int, offset: int) -> None:
+        self._rebuild_window(offset)
+        while self.window_start + self.loaded_rows <= line:
+            self._load_more()
+        self._select_line(line)

@@ -1,17 +1,33 @@
-"""Memory gauge: MLX active/peak, process RSS, system used/available, swap, pressure, sparklines."""
+"""The Memory pane: MLX active/cache/peak, process RSS, system, swap and its growth, pressure and its
+source, short sparklines, the device, and a banner when the memory guard warns or pauses.
+
+It renders `MemorySample`s and engine events; the device description comes once from
+`mlxtui.core.memory.device_info()` run on the engine thread (a `Call` job), never from here.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal
-from textual.widget import Widget
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Label, Sparkline, Static
 
+from mlxtui.core import events as ev
+from mlxtui.core.memory import MemoryHistory, MemorySample
+from mlxtui.tui.widgets.memory_estimate import JobRequest
+
 HISTORY = 60  # samples kept for the sparklines (about a minute at one sample per second)
-_GIB = 1024**3
+SERIES = (
+    ("active", "MLX", "mlx_active"),
+    ("rss", "RSS", "process_rss"),
+    ("used", "used", "system_used"),
+    ("swap", "swap", "swap_used"),
+)
+PRESSURE_STYLE = {"green": "bold green", "yellow": "bold yellow", "red": "bold red"}
+DEVICE_JOB = "device info"
 
 
 def format_bytes(n: int | float | None) -> str:
@@ -34,14 +50,57 @@ def swap_growth_per_minute(points: deque[tuple[float, int]]) -> float | None:
     return (s1 - s0) * 60.0 / (t1 - t0)
 
 
-class MemoryGauge(Widget):
-    """Renders the latest `MemorySample` and the recent history of a few series."""
+def pressure_source(sample: Any) -> str:
+    """Where the pressure level comes from, with its raw value, in a few words."""
+    source = str(getattr(sample, "pressure_source", "") or "")
+    value = getattr(sample, "pressure_value", None)
+    if "pressure/memory" in source:
+        return f"PSI {value:.1f}%" if isinstance(value, int | float) else "PSI"
+    if source == "available/total":
+        return f"{value * 100:.0f}% available" if isinstance(value, int | float) else source
+    if source.startswith("macOS"):
+        return f"macOS level {value:.0f}" if isinstance(value, int | float) else "macOS"
+    return source
+
+
+def device_text(info: dict[str, Any]) -> str:
+    name = str(info.get("name") or info.get("device") or "unknown device")
+    device = str(info.get("device", ""))
+    if device and device not in name:
+        name = f"{device} · {name}"
+    memory = info.get("memory_size")
+    text = name
+    if memory:
+        source = info.get("memory_source")
+        text += f" · {format_bytes(memory)}" + (" RAM" if source == "system RAM" else "")
+    working_set = info.get("recommended_working_set")
+    if working_set:
+        text += f" (recommended {format_bytes(working_set)})"
+    return text
+
+
+def _fetch_device_info(engine: Any) -> dict[str, Any]:
+    """Runs on the engine thread; never raises (the gauge shows what it got)."""
+    try:
+        from mlxtui.core.memory import device_info
+
+        return device_info()
+    except Exception as exc:  # noqa: BLE001 - the pane shows the reason instead
+        return {"name": "unknown device", "error": str(exc)}
+
+
+class MemoryGauge(VerticalScroll):
+    """Renders the latest `MemorySample`, the recent history, the device and memory alerts."""
 
     DEFAULT_CSS = """
-    MemoryGauge { height: 1fr; }
+    MemoryGauge { height: 1fr; scrollbar-size-vertical: 1; }
+    MemoryGauge #mem-banner { display: none; height: auto; padding: 0 1; }
+    MemoryGauge #mem-banner.-yellow { display: block; background: $warning 35%; }
+    MemoryGauge #mem-banner.-red { display: block; background: $error 45%; text-style: bold; }
+    MemoryGauge #mem-device { height: auto; color: $text-muted; }
     MemoryGauge #mem-text { height: auto; }
     MemoryGauge .spark-row { height: 1; }
-    MemoryGauge .spark-row Label { width: 6; }
+    MemoryGauge .spark-row Label { width: 5; color: $text-muted; }
     MemoryGauge .spark-row Sparkline { width: 1fr; }
     """
 
@@ -49,50 +108,125 @@ class MemoryGauge(Widget):
         super().__init__(id=id, classes=classes)
         self.latest: Any = None
         self.pressure = "green"
-        self._active: deque[float] = deque(maxlen=HISTORY)
-        self._rss: deque[float] = deque(maxlen=HISTORY)
-        self._used: deque[float] = deque(maxlen=HISTORY)
+        self.device: dict[str, Any] | None = None
+        self.alert: str = ""
+        self._device_job: int | None = None
+        self._device_requested = False
+        self.history = MemoryHistory(maxlen=HISTORY)
+        self._series: dict[str, deque[float]] = {
+            key: deque(maxlen=HISTORY) for key, _label, _field in SERIES
+        }
         self._swap: deque[tuple[float, int]] = deque(maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="mem-banner")
+        yield Static("device: asking MLX…", id="mem-device")
         yield Static("waiting for the first sample…", id="mem-text")
-        for key, label in (("active", "MLX"), ("rss", "RSS"), ("used", "used")):
+        for key, label, _field in SERIES:
             with Horizontal(classes="spark-row"):
                 yield Label(label)
                 yield Sparkline([], id=f"spark-{key}")
 
+    # ------------------------------------------------------------ public
+
     def text(self) -> str:
         return str(self.query_one("#mem-text", Static).render())
 
+    def banner_text(self) -> str:
+        return self.alert
+
+    def device_line(self) -> str:
+        return str(self.query_one("#mem-device", Static).render())
+
+    def observe(self, event: ev.Event) -> None:
+        """Engine events that concern memory (the samples themselves come via `update_sample`)."""
+        if not self._device_requested:
+            self._device_requested = True
+            self._request_device_info()
+        if isinstance(event, ev.JobFinished) and event.job_id == self._device_job:
+            if isinstance(event.result, dict):
+                self.set_device(event.result)
+        elif isinstance(event, ev.MemoryAlert):
+            advice = "\n".join(f"• {s}" for s in event.suggestions)
+            verb = "paused" if event.action == "pause" else "warning"
+            self.show_alert(
+                event.level, f"memory {verb}: {event.message}" + (f"\n{advice}" if advice else "")
+            )
+        elif isinstance(event, ev.TrainPaused) and event.reason == "memory":
+            self.show_alert("red", event.message or "training paused: memory pressure")
+        elif isinstance(event, ev.TrainResumed | ev.TrainStarted):
+            self.show_alert("", "")
+
+    def show_alert(self, level: str, message: str) -> None:
+        """A banner above the numbers: "" clears it."""
+        self.alert = message
+        banner = self.query_one("#mem-banner", Static)
+        banner.update(Text(("⚠ " + message) if message else ""))
+        for name in ("yellow", "red"):
+            banner.set_class(bool(message) and level == name, f"-{name}")
+        if message and level not in ("yellow", "red"):
+            banner.set_class(True, "-yellow")
+        if message:
+            self.scroll_home(animate=False)
+
+    def set_device(self, info: dict[str, Any]) -> None:
+        self.device = info
+        text = device_text(info)
+        if info.get("error"):
+            text += f" ({info['error']})"
+        self.query_one("#mem-device", Static).update(Text(text))
+
     def update_sample(self, sample: Any) -> None:
         """Show one sample (a `mlxtui.core.memory.MemorySample` or anything with its fields)."""
-        self.latest = sample
         get = lambda name: int(getattr(sample, name, 0) or 0)  # noqa: E731
-        self._active.append(get("mlx_active") / _GIB)
-        self._rss.append(get("process_rss") / _GIB)
-        self._used.append(get("system_used") / _GIB)
+        values = {field: get(field) for _key, _label, field in SERIES}
+        self.latest = sample
+        if isinstance(sample, MemorySample):
+            self.history.append(sample)
+        for key, _label, field in SERIES:
+            self._series[key].append(values[field] / 1024**2)
         self._swap.append((float(getattr(sample, "timestamp", 0.0) or 0.0), get("swap_used")))
         growth = swap_growth_per_minute(self._swap)
         pressure = str(getattr(sample, "pressure", "green") or "green")
         swap = format_bytes(get("swap_used"))
+        if get("swap_total"):
+            swap += f" of {format_bytes(get('swap_total'))}"
         if growth is not None:
             swap += f" {'+' if growth >= 0 else '-'}{format_bytes(abs(growth))}/m"
-        lines = [
-            f"MLX   {format_bytes(get('mlx_active'))}  peak {format_bytes(get('mlx_peak'))}",
-            f"cache {format_bytes(get('mlx_cache'))}",
-            f"RSS   {format_bytes(get('process_rss'))}",
-            f"used  {format_bytes(get('system_used'))} of {format_bytes(get('system_total'))}",
-            f"free  {format_bytes(get('system_available'))}",
-            f"swap  {swap}",
-            f"● pressure {pressure.upper()}",
-        ]
-        self.query_one("#mem-text", Static).update("\n".join(lines))
+        text = Text(
+            "\n".join(
+                [
+                    f"MLX   {format_bytes(get('mlx_active'))}  peak {format_bytes(get('mlx_peak'))}",
+                    f"cache {format_bytes(get('mlx_cache'))}",
+                    f"RSS   {format_bytes(get('process_rss'))}",
+                    f"used  {format_bytes(get('system_used'))} of {format_bytes(get('system_total'))}",
+                    f"free  {format_bytes(get('system_available'))}",
+                    f"swap  {swap}",
+                    "",
+                ]
+            )
+        )
+        text.append(f"● {pressure.upper()}", style=PRESSURE_STYLE.get(pressure, "bold"))
+        source = pressure_source(sample)
+        if source:
+            text.append(f"  {source}", style="dim")
+        self.query_one("#mem-text", Static).update(text)
         self.set_pressure(pressure)
-        self.query_one("#spark-active", Sparkline).data = list(self._active)
-        self.query_one("#spark-rss", Sparkline).data = list(self._rss)
-        self.query_one("#spark-used", Sparkline).data = list(self._used)
+        for key, _label, _field in SERIES:
+            self.query_one(f"#spark-{key}", Sparkline).data = list(self._series[key])
 
     def set_pressure(self, level: str) -> None:
         for name in ("green", "yellow", "red"):
             self.set_class(name == level, f"-pressure-{name}")
         self.pressure = level
+
+    # ------------------------------------------------------------ internals
+
+    def _request_device_info(self) -> None:
+        from mlxtui.core.engine import Call
+
+        def submitted(job_id: int | None) -> None:
+            self._device_job = job_id
+
+        job = Call(fn=_fetch_device_info, description=DEVICE_JOB)
+        self.post_message(JobRequest(job, submitted))

@@ -1,0 +1,185 @@
+"""The Loss pane: the learning-rate schedule before training, the loss curves during it.
+
+`LrPreview` draws `schedule_preview(config, iters)` (pure Python, computed on the UI thread).
+`LossPane` holds it and the loss view (the `LossPlot`, or a widget around it); training switches to
+the loss, `l` toggles, and a line under the plot keeps the current learning rate in view. A NaN
+pause is shown above the plot.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from mlxtui.core import events as ev
+from mlxtui.core.config import ConfigError, TrainConfig, get_field, schedule_preview
+from mlxtui.tui.widgets.loss_plot import LossPlot, _integer_ticks
+
+
+def lr_label(value: float) -> str:
+    return "0" if value == 0 else f"{value:.1e}"
+
+
+def schedule_points(
+    config: TrainConfig, n_train: int | None
+) -> tuple[list[tuple[int, float]], str]:
+    """The preview points and a title; no points and the reason when the length is unknown."""
+    try:
+        total = config.resolved_iters(n_train)
+    except ConfigError:
+        return [], "epochs need the training set size (indexing the dataset…)"
+    try:
+        points = schedule_preview(config, total)
+    except Exception as exc:  # a schedule the form let through must still not break the pane
+        return [], f"cannot preview the schedule: {exc}"
+    name = "phases" if config.lr_phases else str(get_field(config, "lr_schedule_name"))
+    warm = f", warmup {config.warmup}" if config.warmup and not config.lr_phases else ""
+    return points, f"learning rate: {name}{warm}, {total} iterations"
+
+
+class LrPreview(Widget):
+    """The whole schedule as a line; `mark(iteration)` draws where training is."""
+
+    DEFAULT_CSS = """
+    LrPreview { height: 1fr; width: 1fr; }
+    LrPreview > PlotextPlot { height: 1fr; width: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.points: list[tuple[int, float]] = []
+        self.title = "learning rate"
+        self.current: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield PlotextPlot()
+
+    def on_mount(self) -> None:
+        self._redraw()
+
+    def set_points(self, points: list[tuple[int, float]], title: str) -> None:
+        if points == self.points and title == self.title:
+            return
+        self.points, self.title = points, title
+        self._redraw()
+
+    def mark(self, iteration: int | None) -> None:
+        self.current = iteration
+        if self.display:
+            self._redraw()
+
+    def _redraw(self) -> None:
+        if not self.is_mounted:
+            return
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title)
+        plt.xlabel("iteration")
+        if self.points:
+            xs = [it for it, _ in self.points]
+            ys = [lr for _, lr in self.points]
+            plt.plot(xs, ys, marker="braille", color="green")
+            plt.xticks(_integer_ticks(min(xs), max(xs)))
+            lo, hi = min(ys), max(ys)
+            if hi == lo:
+                hi = lo * 1.1 if lo else 1.0
+                lo = 0.0
+            ticks = [lo + (hi - lo) * k / 3 for k in range(4)]
+            plt.yticks(ticks, [lr_label(t) for t in ticks])
+            if self.current is not None:
+                plt.vline(self.current, "orange")
+        else:
+            plt.xlim(0, 1)
+            plt.ylim(0, 1)
+        plot.refresh()
+
+
+class LossPane(Vertical):
+    """LR preview or loss plot, a NaN banner, and the current learning rate."""
+
+    DEFAULT_CSS = """
+    LossPane { height: 1fr; }
+    LossPane #loss-banner { display: none; height: auto; background: $error 30%; color: $text; }
+    LossPane #loss-banner.-shown { display: block; }
+    LossPane #lr-line { height: 1; color: $text-muted; }
+    """
+
+    def __init__(self, loss_view: Widget | None = None, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.loss_view = loss_view if loss_view is not None else LossPlot(id="loss-plot")
+        self.show_lr = True
+        self.current_lr: float | None = None
+        self.current_iteration: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="loss-banner")
+        yield LrPreview(id="lr-preview")
+        yield self.loss_view
+        yield Static("", id="lr-line")
+
+    def on_mount(self) -> None:
+        self._apply_mode()
+
+    # ------------------------------------------------------------ public
+
+    def show_schedule(self, config: TrainConfig, n_train: int | None) -> bool:
+        """Draw the schedule; False when its length is not known yet (epochs, dataset indexing)."""
+        points, title = schedule_points(config, n_train)
+        self.query_one(LrPreview).set_points(points, title)
+        self._draw_line()
+        return bool(points)
+
+    def schedule_points(self) -> list[tuple[int, float]]:
+        return list(self.query_one(LrPreview).points)
+
+    def toggle(self) -> None:
+        self.show_lr = not self.show_lr
+        self._apply_mode()
+
+    def observe(self, event: ev.Event) -> None:
+        if isinstance(event, ev.TrainStarted):
+            self.show_lr = False
+            self.current_lr = self.current_iteration = None
+            self._banner("")
+            self._apply_mode()
+        elif isinstance(event, ev.TrainStep):
+            self.current_lr, self.current_iteration = event.learning_rate, event.iteration
+            self._draw_line()
+            if self.show_lr:
+                self.query_one(LrPreview).mark(event.iteration)
+        elif isinstance(event, ev.TrainPaused) and event.reason == "nan":
+            self._banner(event.message or f"loss is not a number at step {event.iteration}")
+        elif isinstance(event, ev.TrainResumed | ev.TrainFinished):
+            self._banner("")
+
+    def banner_text(self) -> str:
+        return str(self.query_one("#loss-banner", Static).render())
+
+    # ------------------------------------------------------------ internals
+
+    def _apply_mode(self) -> None:
+        self.query_one(LrPreview).display = self.show_lr
+        self.loss_view.display = not self.show_lr
+        if self.show_lr:
+            self.query_one(LrPreview).mark(self.current_iteration)
+        self._draw_line()
+
+    def _draw_line(self) -> None:
+        if self.show_lr:
+            text = "l: show the loss"
+        elif self.current_lr is not None:
+            text = f"lr {lr_label(self.current_lr)} at it {self.current_iteration} · l: schedule"
+        else:
+            text = "l: show the learning-rate schedule"
+        self.query_one("#lr-line", Static).update(Text(text))
+
+    def _banner(self, message: str) -> None:
+        banner = self.query_one("#loss-banner", Static)
+        banner.update(Text(("⚠ " + message) if message else ""))
+        banner.set_class(bool(message), "-shown")

@@ -1,0 +1,169 @@
+"""The pre-flight memory estimate shown at the top of the Config pane, and its details modal.
+
+The widget only renders `MemoryEstimated` events and asks for new ones (`JobRequest`); the
+arithmetic runs on the engine thread (`Estimate` job, it needs the loaded model's shapes).
+After a run it also shows the estimate next to the peak the trainer measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+from mlxtui.core import events as ev
+from mlxtui.core.memory import format_bytes
+
+VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "will swap": "bold red"}
+# mlx-lm reports peak memory in GB of 10^9 bytes (mx.get_peak_memory() / 1e9).
+MLX_LM_GB = 1e9
+
+
+class JobRequest(Message):
+    """A widget asks the app to submit `job` to the engine; `submitted(job_id or None)` follows."""
+
+    def __init__(self, job: Any, submitted: Callable[[int | None], None] | None = None) -> None:
+        super().__init__()
+        self.job = job
+        self.submitted = submitted
+
+
+def estimate_lines(estimate: ev.MemoryEstimated, with_options: bool = True) -> Text:
+    """'estimated peak X — fits (Y available)' plus the cheaper options when it does not fit."""
+    text = Text("estimated peak ")
+    text.append(format_bytes(estimate.total_bytes), style="bold")
+    if estimate.verdict:
+        text.append(" — ")
+        text.append(estimate.verdict, style=VERDICT_STYLE.get(estimate.verdict, "bold"))
+    if estimate.available_bytes is not None:
+        text.append(f" ({format_bytes(estimate.available_bytes)} available)")
+    if with_options and estimate.verdict in ("tight", "will swap") and estimate.options:
+        text.append("\ncheaper:", style="bold")
+        for label, size in estimate.options[:4]:
+            text.append(f"\n • {label}: {format_bytes(size)}")
+    return text
+
+
+def comparison_line(estimated: int | None, measured_gb: float) -> Text:
+    """The last run's estimate against the trainer's measured peak (GB of 10^9 bytes)."""
+    measured = int(measured_gb * MLX_LM_GB)
+    text = Text("last run: measured peak ")
+    text.append(format_bytes(measured), style="bold")
+    if estimated:
+        diff = (measured - estimated) / estimated * 100
+        text.append(f", estimated {format_bytes(estimated)} ({diff:+.0f}%)")
+    else:
+        text.append(" (no estimate)")
+    return text
+
+
+class EstimateView(Static):
+    """Renders the latest estimate; `observe(event)` keeps it current."""
+
+    DEFAULT_CSS = """
+    EstimateView { height: auto; padding: 0 1; color: $text-muted; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("memory estimate: after the model loads", id=id)
+        self.estimate: ev.MemoryEstimated | None = None
+        self.pending = False
+        self.error: str | None = None
+        self.run_estimate: int | None = None
+        self.run_peak_gb = 0.0
+        self.last_run: Text | None = None
+
+    def observe(self, event: ev.Event) -> None:
+        if isinstance(event, ev.MemoryEstimated):
+            self.estimate, self.pending, self.error = event, False, None
+        elif isinstance(event, ev.JobFailed) and event.kind == "estimate":
+            self.pending, self.error = False, event.message
+        elif isinstance(event, ev.TrainStarted):
+            self.run_estimate, self.run_peak_gb = event.estimated_peak_bytes, 0.0
+        elif isinstance(event, ev.TrainStep | ev.TrainReport):
+            peak = event.peak_memory
+            if isinstance(peak, int | float) and peak == peak:
+                self.run_peak_gb = max(self.run_peak_gb, float(peak))
+        elif isinstance(event, ev.TrainFinished):
+            if self.run_peak_gb > 0:
+                self.last_run = comparison_line(self.run_estimate, self.run_peak_gb)
+        else:
+            return
+        self.redraw()
+
+    def set_pending(self) -> None:
+        self.pending = True
+        self.redraw()
+
+    def redraw(self) -> None:
+        if self.error:
+            text = Text(f"memory estimate failed: {self.error}", style="yellow")
+        elif self.estimate is not None:
+            text = estimate_lines(self.estimate)
+            if self.pending:
+                text.append(" …", style="dim")
+        elif self.pending:
+            text = Text("estimating peak memory…", style="italic")
+        else:
+            text = Text("memory estimate: after the model loads")
+        if self.last_run is not None:
+            text.append("\n")
+            text.append_text(self.last_run)
+        if self.estimate is not None:
+            text.append("  (m: details)", style="dim")
+        self.update(text)
+
+    def plain(self) -> str:
+        return str(self.render())
+
+    def on_click(self) -> None:
+        self.open_details()
+
+    def open_details(self) -> None:
+        if self.estimate is None:
+            self.app.notify("No estimate yet: it comes once the model has loaded.")
+            return
+        self.app.push_screen(EstimateScreen(self.estimate, self.last_run))
+
+
+class EstimateScreen(ModalScreen[None]):
+    """The estimate's breakdown and every cheaper option."""
+
+    DEFAULT_CSS = """
+    EstimateScreen { align: center middle; }
+    """
+    BINDINGS = [Binding("escape,enter,q,m", "app.pop_screen", "Close", show=True)]
+
+    def __init__(self, estimate: ev.MemoryEstimated, last_run: Text | None = None) -> None:
+        super().__init__()
+        self.estimate = estimate
+        self.last_run = last_run
+
+    def compose(self) -> ComposeResult:
+        est = self.estimate
+        text = estimate_lines(est, with_options=False)
+        text.append("\n\nbreakdown:\n", style="bold")
+        width = max((len(k) for k in est.breakdown), default=4) + 2
+        for name, size in sorted(est.breakdown.items(), key=lambda kv: -kv[1]):
+            text.append(f"  {name.ljust(width)}{format_bytes(size):>10}\n")
+        if est.options:
+            text.append("\nalternatives (estimated peak):\n", style="bold")
+            for label, size in est.options:
+                text.append(f"  {label}: {format_bytes(size)}\n")
+        if est.note:
+            text.append(f"\n{est.note}\n", style="italic")
+        if self.last_run is not None:
+            text.append("\n")
+            text.append_text(self.last_run)
+        with Vertical(id="estimate-box", classes="modal-box"):
+            yield Label("Memory estimate", classes="modal-title")
+            with VerticalScroll():
+                yield Static(text, id="estimate-details")
+            yield Label("Esc closes", classes="modal-hint")
