@@ -18,6 +18,42 @@ from mlxtui.core.memory import MemorySample
 
 GiB = 1024**3
 REPLY_TOKENS = ("Lumo ", "needs ", "water ", "every ", "three ", "days.")
+SAMPLE_PROMPTS = (("How often do I water Lumo?", "Every three days."), ("What is Lumo?", "A fern."))
+
+
+def sample_answer(prompt_index: int, iteration: int) -> str:
+    return f"answer {prompt_index} at {iteration}"
+
+
+def evaluate_result() -> dict[str, Any]:
+    """What the engine's Evaluate job returns, with fixed numbers."""
+    from mlxtui.core.evaluation import CompareReport, CompareRow
+
+    rows = (
+        CompareRow(
+            "How often do I water Lumo?",
+            "Every three days.",
+            "Often.",
+            "Every three days.",
+            0.0,
+            1.0,
+        ),
+        CompareRow("What is Lumo?", "A small fern.", "A plant.", "A fern.", 0.25, 0.8),
+    )
+    return {
+        "losses": {"base": (2.5, 12.18), "adapter": (1.25, 3.49)},
+        "report": CompareReport(rows, base_mean=0.125, adapter_mean=0.9),
+        "data": "/fake/data",
+    }
+
+
+def benchmark_result() -> dict[str, Any]:
+    from mlxtui.core.evaluation import BenchResult
+
+    return {
+        "base": BenchResult(410.5, 12.25, 55.5, 1.5, 0.75, 5),
+        "adapter": BenchResult(390.0, 10.0, 50.25, 2.0, 0.8, 5),
+    }
 
 
 def sample(step: int, pressure: str = "green") -> MemorySample:
@@ -39,13 +75,48 @@ def sample(step: int, pressure: str = "green") -> MemorySample:
     )
 
 
+FAKE_DEVICE = {
+    "device": "Device(cpu, 0)",
+    "name": "fake-cpu",
+    "memory_size": 16 * GiB,
+    "memory_source": "mlx",
+    "recommended_working_set": 12 * GiB,
+}
+FAKE_AVAILABLE = 8 * GiB
+
+
+def fake_estimate(config: TrainConfig) -> ev.MemoryEstimated:
+    """0.5 GiB plus 1 GiB per example in a batch, against 8 GiB available: batch 4 fits,
+    6 is tight, 8 will swap (the real thresholds: 70% and 100% of available)."""
+    total = GiB // 2 + config.batch_size * GiB
+    verdict = "fits" if total <= 0.7 * FAKE_AVAILABLE else "tight"
+    if total > FAKE_AVAILABLE:
+        verdict = "will swap"
+    half = config.batch_size // 2
+    options = ((f"batch size {config.batch_size} → {half}", GiB // 2 + half * GiB),)
+    if not config.grad_checkpoint:
+        options += (("gradient checkpointing on", int(total * 0.7)),)
+    breakdown = {"weights": GiB // 4, "activations": total - GiB // 4}
+    return ev.MemoryEstimated(total, breakdown, verdict, FAKE_AVAILABLE, "fake", options)
+
+
 class FakeEngine:
     """Implements start/submit/pause/resume/stop/cancel_generation/shutdown."""
 
-    def __init__(self, on_event: Any, *, threaded: bool = True, train_steps: int = 20) -> None:
+    def __init__(
+        self,
+        on_event: Any,
+        *,
+        threaded: bool = True,
+        train_steps: int = 20,
+        samples: bool = False,
+        fail_kinds: tuple[str, ...] = (),
+    ) -> None:
         self.on_event = on_event
         self.threaded = threaded
         self.train_steps = train_steps
+        self.samples = samples  # emit SamplePredictions at each evaluation
+        self.fail_kinds = fail_kinds  # job kinds that end in JobFailed
         self.jobs: list[Any] = []
         self.calls: list[str] = []
         self.tokenizer = None
@@ -126,6 +197,11 @@ class FakeEngine:
         kind = type(job).__name__
         emit = self.on_event
         emit(ev.JobStarted(job_id, getattr(job, "kind", kind)))
+        result: Any = None
+        if getattr(job, "kind", kind) in self.fail_kinds:
+            emit(ev.JobProgress(job_id, job.kind, "starting", 0, 2))
+            emit(ev.JobFailed(job_id, job.kind, f"fake {job.kind} failure", "fake hint"))
+            return
         if kind == "LoadModel":
             emit(ev.ModelLoaded("fake-model", "/fake/model", 4, 1_000_000, None, "float32"))
         elif kind == "Train":
@@ -152,13 +228,31 @@ class FakeEngine:
                         stopped=self._cancel.is_set(),
                     )
                 )
-        emit(ev.JobFinished(job_id, getattr(job, "kind", kind)))
+        elif kind == "Evaluate":
+            for done in range(1, 3):
+                emit(ev.JobProgress(job_id, "evaluate", "answering", done, 2))
+            result = evaluate_result()
+        elif kind == "Benchmark":
+            emit(ev.JobProgress(job_id, "benchmark", "base run 1", 1, 10))
+            result = benchmark_result()
+        elif kind == "Fuse":
+            emit(ev.JobProgress(job_id, "fuse", "fusing layers", 1, 1))
+            result = job.save_path
+        elif kind == "ExportGGUF":
+            result = job.out_file
+        elif kind == "Estimate":
+            result = fake_estimate(job.config)
+            emit(result)
+        elif kind == "Call":
+            result = FAKE_DEVICE if job.description == "device info" else job.fn(self)
+        emit(ev.JobFinished(job_id, getattr(job, "kind", kind), result))
 
     def _train(self, job: Any) -> None:
         self.gate.wait()
         emit = self.on_event
         total = self.train_steps
-        emit(ev.TrainStarted("/fake/run", total, 0, 1000, 1_000_000, "lora"))
+        estimated = fake_estimate(job.config).total_bytes
+        emit(ev.TrainStarted("/fake/run", total, 0, 1000, 1_000_000, "lora", estimated))
         status = "completed"
         for it in range(1, total + 1):
             self._running.wait()
@@ -169,6 +263,12 @@ class FakeEngine:
             emit(ev.TrainStep(it, total, loss, 2e-4, 400.0, 2.0, 512 * it, 1.5, float(total - it)))
             if it % 5 == 0:
                 emit(ev.ValReport(it, loss + 0.2, 0.5, True))
+                if self.samples:
+                    items = tuple(
+                        ev.SamplePrediction(prompt, reference, sample_answer(i, it))
+                        for i, (prompt, reference) in enumerate(SAMPLE_PROMPTS)
+                    )
+                    emit(ev.SamplePredictions(it, items))
                 emit(ev.MemorySampled(sample(it // 5)))
         emit(ev.TrainFinished("/fake/run", "/fake/run/adapters", it, total, status, 1.2, total))
 

@@ -140,6 +140,8 @@ class EvaluateScreen(Screen[None]):
         table = self.query_one(DataTable)
         table.add_columns("#", "prompt", "reference", "base", "adapter", "R-L base", "R-L adapter")
         self.query_one("#eval-bar", ProgressBar).display = False
+        # On the button, not in a field, so v and b act at once.
+        self.query_one("#eval-run", Button).focus()
 
     # ------------------------------------------------------------ settings
 

@@ -111,6 +111,9 @@ class ExportScreen(Screen[None]):
             yield Static("", id="export-result")
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.query_one("#ex-save", Input).focus()
+
     # ------------------------------------------------------------ helpers
 
     def _value(self, widget_id: str) -> str:
