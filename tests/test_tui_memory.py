@@ -1,0 +1,176 @@
+"""The memory cockpit and the learning-rate preview, driven through the app with the fake engine."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from test_tui_fakes import FakeEngine, sample
+
+from mlxtui.core import events as ev
+from mlxtui.core.config import TrainConfig, schedule_preview
+from mlxtui.core.engine import Call, Estimate
+from mlxtui.tui.app import MlxtuiApp, Pane
+from mlxtui.tui.widgets.config_form import ConfigForm
+from mlxtui.tui.widgets.lr_preview import LossPane
+from mlxtui.tui.widgets.memory_estimate import EstimateScreen, EstimateView, estimate_lines
+from mlxtui.tui.widgets.memory_gauge import MemoryGauge
+
+GiB = 1024**3
+
+
+def make_app(config: TrainConfig | None = None) -> tuple[MlxtuiApp, dict[str, FakeEngine]]:
+    box: dict[str, FakeEngine] = {}
+
+    def factory(on_event: Callable[[ev.Event], None]) -> FakeEngine:
+        box["engine"] = FakeEngine(on_event)
+        return box["engine"]
+
+    return MlxtuiApp(config or TrainConfig.quick_start(), engine_factory=factory), box
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], tries: int = 300) -> bool:
+    for _ in range(tries):
+        if condition():
+            return True
+        await pilot.pause(0.02)
+    return condition()
+
+
+def from_engine_thread(app: MlxtuiApp, *events: ev.Event) -> None:
+    thread = threading.Thread(target=lambda: [app.bridge(e) for e in events])
+    thread.start()
+    thread.join()
+
+
+def estimates(engine: FakeEngine) -> list[Estimate]:
+    return [j for j in engine.jobs if isinstance(j, Estimate)]
+
+
+def styles(text: Any) -> set[str]:
+    return {str(span.style) for span in text.spans}
+
+
+def test_estimate_lines_colour_the_verdict_and_list_options_when_it_does_not_fit() -> None:
+    fits = ev.MemoryEstimated(3 * GiB, {}, "fits", 8 * GiB, "", (("batch size 4 → 2", GiB),))
+    text = estimate_lines(fits)
+    assert "estimated peak 3.0 GB — fits (8.0 GB available)" in text.plain
+    assert "bold green" in styles(text) and "cheaper" not in text.plain
+    swap = ev.MemoryEstimated(9 * GiB, {}, "will swap", 8 * GiB, "", (("batch size 8 → 4", GiB),))
+    text = estimate_lines(swap)
+    assert "bold red" in styles(text)
+    assert "batch size 8 → 4: 1.0 GB" in text.plain
+    assert "bold yellow" in styles(estimate_lines(ev.MemoryEstimated(6, {}, "tight", 8)))
+
+
+async def test_estimate_follows_the_form_lr_preview_and_device() -> None:
+    app, box = make_app(TrainConfig.quick_start(batch_size=4, iters=100))
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = app.query_one(EstimateView)
+        form = app.query_one(ConfigForm)
+        assert await wait_for(pilot, lambda: view.estimate is not None)
+        engine = box["engine"]
+        assert estimates(engine)[-1].config.batch_size == 4
+        assert view.estimate is not None and view.estimate.verdict == "fits"
+        assert "fits" in view.plain() and "8.0 GB available" in view.plain()
+
+        # The device, fetched once through a Call job on the engine thread.
+        gauge = app.query_one(MemoryGauge)
+        assert await wait_for(pilot, lambda: "fake-cpu" in gauge.device_line())
+        assert "16.0 GB" in gauge.device_line()
+        assert sum(isinstance(j, Call) for j in engine.jobs) == 1
+
+        # Two quick changes: one estimate (debounced), of the last value.
+        before = len(estimates(engine))
+        form.set_value("batch_size", "6")
+        form.set_value("batch_size", "8")
+        assert await wait_for(pilot, lambda: view.estimate.verdict == "will swap")  # type: ignore[union-attr]
+        assert [j.config.batch_size for j in estimates(engine)[before:]] == [8]
+        assert "will swap" in view.plain() and "batch size 8 → 4" in view.plain()
+
+        # A refused value asks for nothing; a field that does not change memory neither.
+        before = len(estimates(engine))
+        form.set_value("batch_size", "x")
+        form.set_value("batch_size", "6")
+        await pilot.pause(0.05)
+        form.set_value("steps_per_report", "7")
+        assert await wait_for(pilot, lambda: view.estimate.verdict == "tight")  # type: ignore[union-attr]
+        await pilot.pause(0.7)
+        assert [j.config.batch_size for j in estimates(engine)[before:]] == [6]
+
+        # The breakdown on demand.
+        await pilot.press("m")
+        assert isinstance(app.screen, EstimateScreen)
+        details = str(app.screen.query_one("#estimate-details").render())
+        assert "breakdown" in details and "activations" in details
+        await pilot.press("escape")
+
+        # The learning-rate schedule: a warmup rises, then cosine decays.
+        pane = app.query_one(LossPane)
+        assert pane.show_lr
+        form.set_value("warmup", "10")
+        form.query_one("#field-lr_schedule_name").value = "cosine_decay"
+        await pilot.pause(0.1)
+        points = pane.schedule_points()
+        assert points == schedule_preview(form.config, 100)
+        lrs = [lr for _, lr in points]
+        assert lrs[0] < lrs[5] < lrs[10]
+        assert max(lrs) == lrs[10] and lrs[-1] < lrs[50] < lrs[10]
+        form.set_value("iters", "40")
+        await pilot.pause(0.05)
+        assert pane.schedule_points()[-1][0] == 40
+
+        # Training: the loss takes over, the LR stays in a line, `l` toggles.
+        form.set_value("batch_size", "4")
+        await pilot.press("t")
+        assert await wait_for(pilot, lambda: app.status.state == "done")
+        assert not pane.show_lr
+        assert "lr 2.0e-04 at it 20" in str(pane.query_one("#lr-line").render())
+        await pilot.press("l")
+        assert pane.show_lr
+        # Estimate vs the peak the trainer measured (1.5 GB of 10^9 bytes in the fake).
+        assert "last run: measured peak 1.4 GB, estimated 4.5 GB (-69%)" in view.plain()
+
+
+async def test_pressure_colours_alert_banner_and_nan_pause() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        gauge = app.query_one(MemoryGauge)
+        pane = app.query_one("#pane-memory", Pane)
+        assert await wait_for(pilot, lambda: gauge.latest is not None)
+        assert gauge.has_class("-pressure-green") and "GREEN" in gauge.text()
+
+        from_engine_thread(app, ev.MemorySampled(sample(1, "yellow")))
+        assert await wait_for(pilot, lambda: gauge.has_class("-pressure-yellow"))
+        assert pane.has_class("-pressure-yellow") and "YELLOW" in gauge.text()
+        assert "fake" in gauge.text()  # where the level comes from
+
+        from_engine_thread(
+            app,
+            ev.MemorySampled(sample(2, "red")),
+            ev.MemoryAlert(
+                "red",
+                "pause",
+                "swap grew 900 MB in the last minute",
+                ("batch size 4 → 2: about 2.5 GB peak", "train 4 layers instead of 8: 3 GB"),
+            ),
+        )
+        assert await wait_for(pilot, lambda: bool(gauge.banner_text()))
+        assert gauge.has_class("-pressure-red") and pane.has_class("-pressure-red")
+        banner = gauge.query_one("#mem-banner")
+        assert banner.has_class("-red") and banner.display
+        assert "swap grew 900 MB" in gauge.banner_text()
+        assert "• batch size 4 → 2: about 2.5 GB peak" in gauge.banner_text()
+        assert any("swap grew" in n.message for n in app._notifications)
+
+        from_engine_thread(app, ev.TrainResumed(5))
+        assert await wait_for(pilot, lambda: not gauge.banner_text())
+        from_engine_thread(app, ev.TrainPaused(6, "memory", "memory pressure red: paused"))
+        assert await wait_for(pilot, lambda: "pressure red: paused" in gauge.banner_text())
+
+        loss = app.query_one(LossPane)
+        from_engine_thread(app, ev.TrainPaused(7, "nan", "loss became nan at step 7"))
+        assert await wait_for(pilot, lambda: "loss became nan at step 7" in loss.banner_text())
+        assert "loss became nan" in app.status.message
+        assert any("loss became nan" in n.message for n in app._notifications)
