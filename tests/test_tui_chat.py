@@ -14,7 +14,7 @@ from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig, save_config
 from mlxtui.core.engine import Compare, Generate
 from mlxtui.tui.app import MlxtuiApp
-from mlxtui.tui.widgets.chat import ABRow, Bubble, ChatPane
+from mlxtui.tui.widgets.chat import ABRow, Bubble, ChatPane, short_label
 from mlxtui.tui.widgets.samples import LossWithSamples, SamplesPanel, SamplesScreen
 
 REPLY = "".join(REPLY_TOKENS)
@@ -118,7 +118,7 @@ async def test_chat_weights_history_system_prompt_clear_copy_and_ab(tmp_path: Pa
         await ask(pilot, chat, "again")
         assert engine.jobs[-1].weights == best
         assert len(engine.jobs[-1].messages) == 6
-        assert "20250101-000000-demo best" in [b.title for b in chat.query(Bubble)]
+        assert "01-01 00:00 demo best" in [b.title for b in chat.query(Bubble)]
 
         # A bad temperature is refused in place: nothing sent, the field and the prompt are kept.
         n_jobs = len(engine.jobs)
@@ -204,3 +204,12 @@ async def test_samples_panel_follows_training(tmp_path: Path) -> None:
         await pilot.press("a")
         assert isinstance(app.screen, SamplesScreen)
         assert app.screen.query_one(SamplesPanel).region.height > 5
+
+
+def test_short_labels_fit_the_weights_picker() -> None:
+    assert (
+        short_label("20250131-235959-SmolLM2-135M-Instruct step 100")
+        == "01-31 23:59 SmolLM2-1… step 100"
+    )
+    assert short_label("20250131-235959-demo final") == "01-31 23:59 demo final"
+    assert short_label("my-run best") == "my-run best"  # not a timestamped name: unchanged

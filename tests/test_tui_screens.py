@@ -160,6 +160,9 @@ async def test_export_and_runs_screens(tmp_path: Path) -> None:
         assert "not a model folder" in text_of(screen, "#export-result")
 
         # ---- runs
+        screen.query_one("#ex-repo", Input).focus()
+        await pilot.press("escape")  # leaves the field
+        assert app.screen is screen
         await pilot.press("escape")
         await pilot.press("r")
         screen = app.screen
@@ -196,6 +199,9 @@ async def test_help_lists_screen_keys_at_80x24(tmp_path: Path) -> None:
         for key, kind in (("e", EvaluateScreen), ("x", ExportScreen), ("r", RunsScreen)):
             await pilot.press(key)
             assert isinstance(app.screen, kind)
+            if kind is ExportScreen:  # it opens in the save path field: Esc leaves the field first
+                await pilot.press("escape")
+                assert isinstance(app.screen, kind) and not isinstance(app.focused, Input)
             await pilot.press("escape")
             assert not isinstance(app.screen, kind | HelpScreen)
         # Switching from one tool to another does not stack them.

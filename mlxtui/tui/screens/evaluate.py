@@ -80,7 +80,8 @@ def format_benchmark(result: dict[str, Any]) -> str:
 
 class EvaluateScreen(Screen[None]):
     BINDINGS = [
-        Binding("escape,q", "app.pop_screen", "Close", show=True),
+        Binding("escape", "close", "Close", show=True),
+        Binding("q", "app.pop_screen", "Close", show=False),
         Binding("v", "evaluate", "Evaluate", show=True),
         Binding("b", "benchmark", "Benchmark", show=True),
     ]
@@ -142,6 +143,13 @@ class EvaluateScreen(Screen[None]):
         self.query_one("#eval-bar", ProgressBar).display = False
         # On the button, not in a field, so v and b act at once.
         self.query_one("#eval-run", Button).focus()
+
+    def action_close(self) -> None:
+        """Esc in a field leaves it (so single keys act); Esc elsewhere closes the screen."""
+        if isinstance(self.focused, Input):
+            self.query_one("#eval-run", Button).focus()
+        else:
+            self.app.pop_screen()
 
     # ------------------------------------------------------------ settings
 

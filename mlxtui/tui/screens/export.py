@@ -32,7 +32,7 @@ def occupied(path: Path) -> bool:
 
 
 class ExportScreen(Screen[None]):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Close", show=True)]
+    BINDINGS = [Binding("escape", "close", "Close", show=True)]
 
     DEFAULT_CSS = """
     ExportScreen > VerticalScroll { padding: 0 1; }
@@ -113,6 +113,13 @@ class ExportScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#ex-save", Input).focus()
+
+    def action_close(self) -> None:
+        """Esc in a field leaves it (so single keys act); Esc elsewhere closes the screen."""
+        if isinstance(self.focused, Input):
+            self.query_one("#ex-fuse", Button).focus()
+        else:
+            self.app.pop_screen()
 
     # ------------------------------------------------------------ helpers
 

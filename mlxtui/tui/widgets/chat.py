@@ -6,6 +6,7 @@ into an engine job (`Send.job()`), and the engine's tokens come back through `ad
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,20 @@ class ABRow(Horizontal):
     """
 
 
+_RUN_NAME = re.compile(r"^\d{4}(\d{2})(\d{2})-(\d{2})(\d{2})\d{2}-(.*)$")
+
+
+def short_label(label: str, tail: int = 10) -> str:
+    """'20250101-120000-SmolLM2-135M best' -> '01-01 12:00 SmolLM2-13… best' (fits the picker)."""
+    name, _, which = label.partition(" ")
+    m = _RUN_NAME.match(name)
+    if not m:
+        return label
+    month, day, hour, minute, rest = m.groups()
+    rest = rest if len(rest) <= tail else rest[: tail - 1] + "…"
+    return f"{month}-{day} {hour}:{minute} {rest} {which}".strip()
+
+
 def _top_p_ok(value: str) -> bool:
     try:
         return 0.0 < float(value) <= 1.0
@@ -104,7 +119,7 @@ class ChatPane(Widget):
     ChatPane #chat-log { height: 1fr; }
     ChatPane #chat-bar { height: 3; }
     ChatPane #chat-input { width: 1fr; }
-    ChatPane #chat-weights { width: 34; }
+    ChatPane #chat-weights { width: 32; }
     """
 
     BINDINGS = [
@@ -173,7 +188,7 @@ class ChatPane(Widget):
         yield VerticalScroll(id="chat-log")
         with Horizontal(id="chat-bar"):
             yield Input(
-                placeholder="Ask the model… (Enter sends, Esc stops, ctrl+l new chat)",
+                placeholder="Ask… (Enter sends, Esc stops)",
                 id="chat-input",
             )
             yield Select(FIXED_WEIGHTS, value=ADAPTER, allow_blank=False, id="chat-weights")
@@ -233,14 +248,14 @@ class ChatPane(Widget):
 
     def set_adapters(self, choices: list[tuple[str, Path]]) -> None:
         """Offer every checkpoint of every run (label, file); keeps the current choice if it is still there."""
-        self.adapter_options = [(label, str(path)) for label, path in choices]
+        self.adapter_options = [(short_label(label), str(path)) for label, path in choices]
         self._set_weight_options()
 
     def select_weights(self, value: str, label: str | None = None) -> None:
         """Answer with `value` from now on ("adapter", "base", "compare" or an adapter file)."""
         known = {v for _l, v in [*FIXED_WEIGHTS, *self.adapter_options]}
         if value not in known:
-            self.adapter_options.append((label or Path(value).name, value))
+            self.adapter_options.append((short_label(label or Path(value).name), value))
             self._set_weight_options()
         self.query_one("#chat-weights", Select).value = value
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -65,18 +66,26 @@ class SamplesSummary(Static):
     SamplesSummary { height: 1; color: $text-muted; }
     """
 
+    history: SampleHistory | None = None
+
     def show(self, history: SampleHistory) -> None:
-        if history.iteration is None or not history.order:
-            self.update("")
-            return
-        prompt = history.order[0]
-        latest = history.latest(prompt)
+        self.history = history
+        self.refresh()
+
+    def render(self) -> Text:
+        # Built at render time: the width is only known once the line is displayed.
+        history = self.history
+        if history is None or history.iteration is None or not history.order:
+            return Text("")
+        latest = history.latest(history.order[0])
         answer = latest[1] if latest else ""
-        width = max(self.size.width - 14, 20)
-        text = Text(f"it {history.iteration} ", style="bold")
+        head = f"it {history.iteration} "
+        hint = "  (a: answers)"
+        width = max(self.size.width - len(head) - len(hint), 10)
+        text = Text(head, style="bold")
         text.append(_one_line(answer, width))
-        text.append("  (a: all answers)", style="italic")
-        self.update(text)
+        text.append(hint, style="italic")
+        return text
 
 
 class LossWithSamples(Vertical):
@@ -119,23 +128,28 @@ class SamplesPanel(VerticalScroll):
             "the validation set), so you can watch the answers change as the loss falls."
         )
 
-    def render_item(self, prompt: str) -> Text:
-        text = Text()
-        text.append("prompt     ", style="bold")
-        text.append(prompt.strip() + "\n")
+    def rows(self, prompt: str) -> list[tuple[str, str, str]]:
+        """(label, text, style) lines for one prompt."""
+        out = [("prompt", prompt.strip(), "")]
         reference = self.history.references.get(prompt, "")
         if reference:
-            text.append("reference  ", style="bold")
-            text.append(reference.strip() + "\n", style="green")
+            out.append(("reference", reference.strip(), "green"))
         latest = self.history.latest(prompt)
         if latest:
-            text.append(f"it {latest[0]:<8} ", style="bold")
-            text.append(latest[1].strip())
+            out.append((f"it {latest[0]}", latest[1].strip(), ""))
         previous = self.history.previous(prompt)
         if previous:
-            text.append(f"\nit {previous[0]:<8} ", style="dim bold")
-            text.append(_one_line(previous[1], 200), style="dim")
-        return text
+            out.append((f"it {previous[0]}", _one_line(previous[1], 200), "dim"))
+        return out
+
+    def render_item(self, prompt: str) -> Table:
+        # A grid, so long answers wrap under the text, not under the labels.
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=10, style="bold", no_wrap=True)
+        grid.add_column(ratio=1)
+        for label, text, style in self.rows(prompt):
+            grid.add_row(Text(label, style=style), Text(text, style=style))
+        return grid
 
     def refresh_items(self) -> None:
         self.query_one("#samples-empty", Static).display = not self.history.order
@@ -150,7 +164,10 @@ class SamplesPanel(VerticalScroll):
         self.refresh_items()
 
     def item_texts(self) -> list[str]:
-        return [self.render_item(prompt).plain for prompt in self.history.order]
+        return [
+            "\n".join(f"{label} {text}" for label, text, _s in self.rows(prompt))
+            for prompt in self.history.order
+        ]
 
 
 class SamplesScreen(Screen[None]):
