@@ -39,18 +39,6 @@ from mlxtui.core.data import (
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 HISTOGRAM_BINS = 20
 
-DATA_TOOLS_CSS = """
-.data-tool { align: center middle; }
-.data-tool .tool-box {
-    width: 110; max-width: 96%; height: 90%;
-    border: thick $primary; background: $surface; padding: 0 1;
-}
-.data-tool .tool-title { text-style: bold; height: 1; }
-.data-tool .tool-hint { color: $text-muted; height: 1; }
-.data-tool ProgressBar { height: 1; }
-.data-tool .tool-summary { height: auto; }
-"""
-
 
 class ProgressBox:
     """Progress written by a worker thread, read by a UI timer (a tuple swap needs no lock)."""
@@ -84,12 +72,22 @@ def finding_text(finding: Finding, data_dir: Path | None = None) -> Text:
     return text
 
 
-class _ToolScreen(ModalScreen[Any]):
-    DEFAULT_CSS = DATA_TOOLS_CSS
+class DataToolScreen(ModalScreen[Any]):
+    DEFAULT_CSS = """
+    DataToolScreen { align: center middle; }
+    DataToolScreen .tool-box {
+        width: 110; max-width: 96%; height: 90%;
+        border: thick $primary; background: $surface; padding: 0 1;
+    }
+    DataToolScreen .tool-title { text-style: bold; height: 1; }
+    DataToolScreen .tool-hint { color: $text-muted; height: 1; }
+    DataToolScreen ProgressBar { height: 1; }
+    DataToolScreen .tool-summary { height: auto; }
+    """
     BINDINGS = [Binding("escape", "close", "Close", show=True)]
 
     def __init__(self) -> None:
-        super().__init__(classes="data-tool")
+        super().__init__()
         self.progress = ProgressBox()
         self.cancel = threading.Event()
 
@@ -112,7 +110,7 @@ class _ToolScreen(ModalScreen[Any]):
 # ---------------------------------------------------------------- validate
 
 
-class ValidateScreen(_ToolScreen):
+class ValidateScreen(DataToolScreen):
     """Validate a data folder; Enter on a finding shows that line in the dataset browser.
 
     Dismisses with (split, line) for the selected finding, or None.
@@ -184,6 +182,10 @@ class ValidateScreen(_ToolScreen):
             )
         self.query_one("#validate-summary", Static).update(summary)
         options = self.query_one(OptionList)
+        options.display = bool(report.findings)
+        if not report.findings:
+            summary.append("\nNo problems found.", style="green")
+            self.query_one("#validate-summary", Static).update(summary)
         options.clear_options()
         options.add_options(
             [
@@ -248,7 +250,7 @@ def stats_text(stats: DatasetStats) -> Text:
     return text
 
 
-class StatsScreen(_ToolScreen):
+class StatsScreen(DataToolScreen):
     """Dataset statistics, computed in the background, with a token-length histogram."""
 
     def __init__(
@@ -335,24 +337,21 @@ class StatsScreen(_ToolScreen):
 # ---------------------------------------------------------------- split / convert
 
 
-class PrepareScreen(_ToolScreen):
+class PrepareScreen(DataToolScreen):
     """Split a JSONL file into train/valid(/test), or convert CSV/TSV/JSON/JSONL rows to chat or
     completions JSONL. Existing files are kept unless Overwrite is on. Dismisses with the folder
     written (when the user asks to use it) or None."""
 
-    DEFAULT_CSS = (
-        DATA_TOOLS_CSS
-        + """
+    DEFAULT_CSS = """
     PrepareScreen .row { height: 1; margin-bottom: 1; }
     PrepareScreen .row Label { width: 18; }
     PrepareScreen .row Input { width: 1fr; }
-    PrepareScreen .row Select { width: 30; }
+    PrepareScreen .row Select { width: 44; }
     PrepareScreen .row Switch { border: none; height: 1; padding: 0; width: 6; }
     PrepareScreen .convert-only, PrepareScreen .split-only { height: auto; }
     PrepareScreen #prep-buttons { height: 3; }
     PrepareScreen #prep-result { height: auto; margin-top: 1; }
     """
-    )
     BINDINGS = [
         Binding("escape", "close", "Close", show=True),
         Binding("ctrl+r", "run", "Run", show=True),
@@ -513,7 +512,12 @@ class PrepareScreen(_ToolScreen):
         try:
             text, folder = run_prepare(o)
         except PrepareError as exc:
-            message = str(exc).replace("pass --force to overwrite", "switch Overwrite on")
+            message = (
+                str(exc)
+                .replace("pass --force to overwrite", "switch Overwrite on")
+                .replace("another --out folder", "another output folder")
+                .replace("(--out DIR)", "(Output folder)")
+            )
             text, folder = Text(message, style="bold red"), None
         except Exception as exc:  # noqa: BLE001 - shown in the screen
             text, folder = Text(f"{type(exc).__name__}: {exc}", style="bold red"), None

@@ -46,7 +46,10 @@ class ErrorModal(ModalScreen[None]):
         self.hint = hint
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="error-box", classes="modal-box"):
+        with Vertical(id="error-box", classes="modal-box") as box:
+            # A file:line list (the dataset errors that stop a training) reads best one a line.
+            if any(len(line) > 66 for line in self.message.splitlines()[1:]):
+                box.styles.width = 120
             yield Label(Text(self.title_text), classes="modal-title")
             with VerticalScroll():
                 yield Static(Text(self.message), id="error-message")

@@ -37,8 +37,10 @@ def schedule_points(
     except Exception as exc:  # a schedule the form let through must still not break the pane
         return [], f"cannot preview the schedule: {exc}"
     name = "phases" if config.lr_phases else str(get_field(config, "lr_schedule_name"))
-    warm = f", warmup {config.warmup}" if config.warmup and not config.lr_phases else ""
-    return points, f"learning rate: {name}{warm}, {total} iterations"
+    title = f"LR {name} · {total} it"
+    warm = f" · warmup {config.warmup}" if config.warmup and not config.lr_phases else ""
+    # plotext drops a title wider than the plot: the Loss pane is about 40 columns wide.
+    return points, title + warm if len(title + warm) <= 36 else title
 
 
 class LrPreview(Widget):
@@ -86,11 +88,10 @@ class LrPreview(Widget):
             ys = [lr for _, lr in self.points]
             plt.plot(xs, ys, marker="braille", color="green")
             plt.xticks(_integer_ticks(min(xs), max(xs)))
-            lo, hi = min(ys), max(ys)
-            if hi == lo:
-                hi = lo * 1.1 if lo else 1.0
-                lo = 0.0
-            ticks = [lo + (hi - lo) * k / 3 for k in range(4)]
+            # From 0, so a constant rate reads as a flat line at its height, not at the top.
+            hi = max(ys) * 1.1 or 1.0
+            plt.ylim(0, hi)
+            ticks = [max(ys) * k / 2 for k in range(3)]
             plt.yticks(ticks, [lr_label(t) for t in ticks])
             if self.current is not None:
                 plt.vline(self.current, "orange")

@@ -7,6 +7,7 @@ After a run it also shows the estimate next to the peak the trainer measured.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +65,16 @@ def comparison_line(estimated: int | None, measured_gb: float) -> Text:
     return text
 
 
+def short_error(message: str) -> str:
+    """The first line of a failed estimate, without the exception name or the CLI advice."""
+    first = message.splitlines()[0] if message else "unknown error"
+    first = re.sub(r"^\w+Error: ", "", first)
+    first = re.sub(r";? ?run `mlxtui data validate [^`]*`", "", first)
+    if ".jsonl" in first:
+        first += " (v lists every problem)"
+    return first
+
+
 class EstimateView(Static):
     """Renders the latest estimate; `observe(event)` keeps it current."""
 
@@ -104,7 +115,7 @@ class EstimateView(Static):
 
     def redraw(self) -> None:
         if self.error:
-            text = Text(f"memory estimate failed: {self.error}", style="yellow")
+            text = Text(f"no memory estimate: {short_error(self.error)}", style="yellow")
         elif self.estimate is not None:
             text = estimate_lines(self.estimate)
             if self.pending:

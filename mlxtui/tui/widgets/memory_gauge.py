@@ -65,7 +65,8 @@ def pressure_source(sample: Any) -> str:
 
 def device_text(info: dict[str, Any]) -> str:
     name = str(info.get("name") or info.get("device") or "unknown device")
-    device = str(info.get("device", ""))
+    # "Device(gpu, 0)" -> "gpu"
+    device = str(info.get("device", "")).removeprefix("Device(").split(",")[0].strip(")")
     if device and device not in name:
         name = f"{device} · {name}"
     memory = info.get("memory_size")
