@@ -16,6 +16,7 @@ from mlxtui.core.config import TrainConfig
 from mlxtui.tui.app import MlxtuiApp
 from mlxtui.tui.screens.data_tools import PrepareScreen, StatsScreen, ValidateScreen
 from mlxtui.tui.screens.modals import ErrorModal
+from mlxtui.tui.widgets.config_form import ConfigForm
 from mlxtui.tui.widgets.dataset_browser import PAGE_ROWS, DatasetBrowser
 
 
@@ -120,6 +121,13 @@ async def test_validate_from_the_dashboard_jumps_the_browser_and_error_modal_lis
         shown = str(app.screen.query_one("#error-message").render())
         assert "train.jsonl:121: line is not valid JSON" in shown
         assert "train.jsonl:140: no known keys" in shown
+        await pilot.press("escape")
+
+        # Another data folder in the Config pane: the browser follows.
+        other = write_dataset(tmp_path / "other", good_lines(12), good_lines(3, 50))
+        app.query_one(ConfigForm).set_value("data", str(other))
+        assert await wait_for(pilot, lambda: browser.data_dir == other)
+        assert browser.index is not None and len(browser.index) == 12
 
 
 async def test_stats_screen_shows_counts_histogram_and_iterations(tmp_path: Path) -> None:

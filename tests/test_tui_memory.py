@@ -12,6 +12,7 @@ from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig, schedule_preview
 from mlxtui.core.engine import Call, Estimate
 from mlxtui.tui.app import MlxtuiApp, Pane
+from mlxtui.tui.screens.modals import HelpScreen
 from mlxtui.tui.widgets.config_form import ConfigForm
 from mlxtui.tui.widgets.lr_preview import LossPane
 from mlxtui.tui.widgets.memory_estimate import EstimateScreen, EstimateView, estimate_lines
@@ -174,3 +175,11 @@ async def test_pressure_colours_alert_banner_and_nan_pause() -> None:
         assert await wait_for(pilot, lambda: "loss became nan at step 7" in loss.banner_text())
         assert "loss became nan" in app.status.message
         assert any("loss became nan" in n.message for n in app._notifications)
+
+        # The cockpit's keys are in the help.
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        keys = str(app.screen.query_one("#help-keys").render())
+        for text in ("learning-rate schedule", "memory estimate", "validate", "stats", "split"):
+            assert text in keys, text
+        assert "/ (dataset)" in keys and "g (dataset)" in keys
