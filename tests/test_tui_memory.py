@@ -167,8 +167,13 @@ async def test_pressure_colours_alert_banner_and_nan_pause() -> None:
 
         from_engine_thread(app, ev.TrainResumed(5))
         assert await wait_for(pilot, lambda: not gauge.banner_text())
-        from_engine_thread(app, ev.TrainPaused(6, "memory", "memory pressure red: paused"))
+        from_engine_thread(
+            app,
+            ev.MemoryAlert("red", "pause", "swap grows", ("lower max_seq_length: 2 GB",)),
+            ev.TrainPaused(6, "memory", "memory pressure red: paused"),
+        )
         assert await wait_for(pilot, lambda: "pressure red: paused" in gauge.banner_text())
+        assert "• lower max_seq_length: 2 GB" in gauge.banner_text()  # what to change stays
 
         loss = app.query_one(LossPane)
         from_engine_thread(app, ev.TrainPaused(7, "nan", "loss became nan at step 7"))

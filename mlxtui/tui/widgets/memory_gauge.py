@@ -76,7 +76,7 @@ def device_text(info: dict[str, Any]) -> str:
         text += f" · {format_bytes(memory)}" + (" RAM" if source == "system RAM" else "")
     working_set = info.get("recommended_working_set")
     if working_set:
-        text += f" (recommended {format_bytes(working_set)})"
+        text += f" (rec. {format_bytes(working_set)})"
     return text
 
 
@@ -113,6 +113,7 @@ class MemoryGauge(VerticalScroll):
         self.alert: str = ""
         self._device_job: int | None = None
         self._device_requested = False
+        self._advice: tuple[str, ...] = ()
         self.history = MemoryHistory(maxlen=HISTORY)
         self._series: dict[str, deque[float]] = {
             key: deque(maxlen=HISTORY) for key, _label, _field in SERIES
@@ -148,15 +149,20 @@ class MemoryGauge(VerticalScroll):
             if isinstance(event.result, dict):
                 self.set_device(event.result)
         elif isinstance(event, ev.MemoryAlert):
-            advice = "\n".join(f"• {s}" for s in event.suggestions)
+            self._advice = tuple(event.suggestions)
             verb = "paused" if event.action == "pause" else "warning"
-            self.show_alert(
-                event.level, f"memory {verb}: {event.message}" + (f"\n{advice}" if advice else "")
-            )
+            self.show_alert(event.level, f"memory {verb}: {event.message}" + self._advice_text(""))
         elif isinstance(event, ev.TrainPaused) and event.reason == "memory":
-            self.show_alert("red", event.message or "training paused: memory pressure")
+            message = event.message or "training paused: memory pressure"
+            self.show_alert("red", message + self._advice_text(message))
         elif isinstance(event, ev.TrainResumed | ev.TrainStarted):
+            self._advice = ()
             self.show_alert("", "")
+
+    def _advice_text(self, already: str) -> str:
+        """The last alert's suggestions as bullet lines, leaving out those `already` holds."""
+        lines = [f"• {s}" for s in self._advice if s not in already]
+        return "\n" + "\n".join(lines) if lines else ""
 
     def show_alert(self, level: str, message: str) -> None:
         """A banner above the numbers: "" clears it."""
