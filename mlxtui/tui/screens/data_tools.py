@@ -317,7 +317,7 @@ class StatsScreen(DataToolScreen):
         plt.clear_data()
         plt.clear_figure()
         rows = histogram(train.token_lengths, HISTOGRAM_BINS) if train else []
-        if rows:
+        if train is not None and rows:
             centers = [(low + high - 1) / 2 for low, high, _ in rows]
             counts = [count for _, _, count in rows]
             plt.bar(centers, counts, color="cyan")

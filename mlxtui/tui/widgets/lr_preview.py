@@ -87,12 +87,13 @@ class LrPreview(Widget):
             xs = [it for it, _ in self.points]
             ys = [lr for _, lr in self.points]
             plt.plot(xs, ys, marker="braille", color="green")
-            plt.xticks(_integer_ticks(min(xs), max(xs)))
+            ticks = _integer_ticks(min(xs), max(xs))
+            plt.xticks([float(t) for t in ticks], [str(t) for t in ticks])
             # From 0, so a constant rate reads as a flat line at its height, not at the top.
             hi = max(ys) * 1.1 or 1.0
             plt.ylim(0, hi)
-            ticks = [max(ys) * k / 2 for k in range(3)]
-            plt.yticks(ticks, [lr_label(t) for t in ticks])
+            yticks = [max(ys) * k / 2 for k in range(3)]
+            plt.yticks(yticks, [lr_label(t) for t in yticks])
             if self.current is not None:
                 plt.vline(self.current, "orange")
         else:
