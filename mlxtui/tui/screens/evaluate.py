@@ -239,14 +239,21 @@ class EvaluateScreen(Screen[None]):
         self.query_one("#eval-losses", Static).update(format_losses(result.get("losses", {})))
         self.query_one("#eval-means", Static).update(format_means(report))
         table = self.query_one(DataTable)
-        table.clear()
+        table.clear(columns=True)
+        # Share the width among the four text columns (the numbers keep theirs).
+        text_width = max((self.size.width - 4 - 3 - 8 - 11 - 2 * 7) // 4, 8)
+        table.add_column("#", width=3)
+        for label in ("prompt", "reference", "base", "adapter"):
+            table.add_column(label, width=text_width)
+        table.add_column("R-L base", width=8)
+        table.add_column("R-L adapter", width=11)
         for i, row in enumerate(report.rows, start=1):
             table.add_row(
                 str(i),
-                _cell(row.prompt),
-                _cell(row.reference, 22),
-                _cell(row.base_answer, 22),
-                _cell(row.adapter_answer, 22),
+                _cell(row.prompt, text_width),
+                _cell(row.reference, text_width),
+                _cell(row.base_answer, text_width),
+                _cell(row.adapter_answer, text_width),
                 f"{row.base_score:.3f}",
                 f"{row.adapter_score:.3f}",
                 key=str(i - 1),

@@ -39,7 +39,7 @@ class ExportScreen(Screen[None]):
     ExportScreen .title { text-style: bold; background: $panel; width: 100%; padding: 0 1; }
     ExportScreen .section { text-style: bold; margin-top: 1; color: $primary; }
     ExportScreen .row { height: 3; }
-    ExportScreen .row Label { width: 16; padding: 1 1 0 0; }
+    ExportScreen .row Label { width: 18; padding: 1 1 0 0; }
     ExportScreen .row Input { width: 1fr; }
     ExportScreen .row Switch { margin-right: 2; }
     ExportScreen .row Button { margin-left: 1; }
