@@ -54,7 +54,7 @@ def test_jobs_after_training(tiny_model_dir, data, tmp_path):
         ckpt = Path(second.adapter_path) / "0000002_adapters.safetensors"
         out = engine.run_sync(Generate(msgs, temperature=0.0, max_tokens=6, weights=str(ckpt)))
         assert out["generation_tokens"] > 0
-        other = Path(first.adapter_path) / "best_adapters.safetensors"
+        other = Path(first.adapter_path) / "adapters.safetensors"
         engine.run_sync(Generate(msgs, temperature=0.0, max_tokens=6, weights=str(other)))
         assert any(isinstance(e, ev.Log) and "reloading the base" in e.message for e in events)
         with pytest.raises(EngineError, match="no adapter at"):

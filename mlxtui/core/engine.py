@@ -674,10 +674,10 @@ class Engine:
     def _require_adapter(self, adapter_path: str | None) -> None:
         from mlxtui.core import generation
 
-        self._ensure_model()
         if adapter_path:
+            self._ensure_model()
             self._use_adapter_file(Path(adapter_path))
-        if not generation.has_adapter(self.model):
+        if self.model is None or not generation.has_adapter(self.model):
             raise EngineError(
                 "there is no adapter to evaluate", "train first, or choose a run's adapter"
             )
@@ -773,9 +773,8 @@ class Engine:
     def _compare(self, job: Compare) -> dict[str, Any]:
         from mlxtui.core import generation
 
-        self._ensure_model()
         self._cancel_generation.clear()
-        if not generation.has_adapter(self.model):
+        if self.model is None or not generation.has_adapter(self.model):
             raise EngineError(
                 "there is no adapter to compare with",
                 "train first, or pick a run's adapter in the chat",
