@@ -88,7 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         model_dir = make_model(Path(tmp) / "model", args.preset, args.bits)
-        print(f"made {args.preset} ({'%d-bit' % args.bits if args.bits else 'float'}) in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(f"made {args.preset} ({f'{args.bits}-bit' if args.bits else 'float'}) in {time.perf_counter() - t0:.1f} s", flush=True)
         steps: list[ev.TrainStep] = []
         cfg = TrainConfig.quick_start(
             model=str(model_dir),
