@@ -209,7 +209,7 @@ async def test_samples_panel_follows_training(tmp_path: Path) -> None:
 def test_short_labels_fit_the_weights_picker() -> None:
     assert (
         short_label("20250131-235959-SmolLM2-135M-Instruct step 100")
-        == "01-31 23:59 SmolLM2-1… step 100"
+        == "01-31 23:59 SmolLM2… step 100"
     )
     assert short_label("20250131-235959-demo final") == "01-31 23:59 demo final"
     assert short_label("my-run best") == "my-run best"  # not a timestamped name: unchanged

@@ -18,7 +18,7 @@ from textual.screen import Screen
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
-from mlxtui.tui.widgets.chat import ChatPane
+from mlxtui.tui.widgets.chat import ChatPane, short_label
 from mlxtui.tui.widgets.samples import LossWithSamples, SampleHistory, SamplesScreen
 
 Listener = Callable[[ev.Event], None]
@@ -189,7 +189,7 @@ class WorkbenchMixin:
         self.refresh_adapter_choices()
         self.query_one(ChatPane).select_weights(str(path), label)
         self._select_pane(CHAT_PANE_INDEX)  # type: ignore[attr-defined]
-        self.notify(f"chat answers with {label}")
+        self.notify(f"chat answers with {short_label(label)}")
 
     def resume_config(self, run_path: Path) -> TrainConfig:
         """The run's own saved config (same shapes, schedule and data) set to resume that run."""

@@ -81,7 +81,7 @@ class ABRow(Horizontal):
 _RUN_NAME = re.compile(r"^\d{4}(\d{2})(\d{2})-(\d{2})(\d{2})\d{2}-(.*)$")
 
 
-def short_label(label: str, tail: int = 10) -> str:
+def short_label(label: str, tail: int = 8) -> str:
     """'20250101-120000-SmolLM2-135M best' -> '01-01 12:00 SmolLM2-13… best' (fits the picker)."""
     name, _, which = label.partition(" ")
     m = _RUN_NAME.match(name)
@@ -119,7 +119,7 @@ class ChatPane(Widget):
     ChatPane #chat-log { height: 1fr; }
     ChatPane #chat-bar { height: 3; }
     ChatPane #chat-input { width: 1fr; }
-    ChatPane #chat-weights { width: 32; }
+    ChatPane #chat-weights { width: 36; }
     """
 
     BINDINGS = [
