@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,60 @@ def test_progress_bar_line_on_a_tty():
     p(ev.TrainStep(10, 10, 1.234, 1e-4, 321.0, 2.0, 1000, 0.5, 12.0))
     text = out.getvalue()
     assert "10/10 loss 1.234" in text and "321 tok/s" in text and "ETA 00:12" in text and "peak 0.50 GB" in text
+
+
+def _small_data(tmp_path: Path, n_train: int = 16) -> Path:
+    from mlxtui.demo_data import demo_data_dir
+
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    for name, n in (("train", n_train), ("valid", 4)):
+        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
+        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return data
+
+
+def test_ctrl_c_saves_the_adapter_and_says_how_to_resume(tiny_model_dir, tmp_path):
+    import signal
+    import time
+
+    data = _small_data(tmp_path)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlxtui", "train", "--model", str(tiny_model_dir), "--data", str(data),
+         "--iters", "100000", "--num-layers", "2", "--steps-per-report", "1", "--steps-per-eval", "100000",
+         "--val-batches", "1", "--runs-dir", str(tmp_path / "runs"), "--memory-guard", "off"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 240
+    for line in proc.stdout:
+        if line.startswith("step 3/"):
+            break
+        assert time.monotonic() < deadline, "training did not start"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Ctrl-C: stopping after step" in err
+    assert "saved:" in out and "mlxtui train --resume" in out
+    run = next((tmp_path / "runs").iterdir())
+    assert (run / "adapters" / "adapters.safetensors").is_file()
+    state = json.loads((run / "state" / "state.json").read_text())
+    assert state["status"] == "stopped" and state["iteration"] >= 3
+
+
+def test_python_api_returns_metrics_and_adapter_and_streams_events(tiny_model_dir, tmp_path):
+    from mlxtui import TrainConfig, TrainPipeline
+    from mlxtui.core import events as ev
+
+    seen: list[ev.Event] = []
+    cfg = TrainConfig().with_values(
+        model=str(tiny_model_dir), data=str(_small_data(tmp_path)), iters=4, num_layers=2, steps_per_eval=2,
+        val_batches=1, runs_dir=str(tmp_path / "runs"), memory_guard="off",
+    )
+    result = TrainPipeline(cfg, on_event=seen.append).execute()
+    assert result.status == "completed" and result.final_iteration == 4
+    assert [it for it, _ in result.train_losses] == [1, 2, 3, 4]
+    assert [it for it, _ in result.val_losses] == [0, 2, 4]
+    assert (Path(result.adapter_path) / "adapters.safetensors").is_file()
+    assert any(isinstance(e, ev.TrainFinished) for e in seen)
