@@ -104,3 +104,15 @@ def test_the_preview_matches_the_optimizer_schedule(cfg):
     for it, lr in schedule_preview(cfg, total, points=50):
         want = float(sched(mx.array(it - 1)).item()) if callable(sched) else float(sched)
         assert lr == pytest.approx(want, rel=1e-4, abs=1e-9), it
+
+
+def test_optimizer_options_and_dataset_keys_in_the_form():
+    cfg = set_field(TrainConfig(optimizer="adamw"), "optimizer_options", "weight_decay=0.01,betas=0.9 0.98")
+    assert cfg.optimizer_config["adamw"] == {"weight_decay": 0.01, "betas": [0.9, 0.98]}
+    assert get_field(cfg, "optimizer_options") == "weight_decay=0.01,betas=0.9 0.98"
+    assert validate_field("optimizer_options", "weight_decay")[1]
+    assert validate_field("optimizer_options", "eps=tiny")[1]
+    cfg = set_field(cfg, "prompt_feature", "question")
+    assert cfg.prompt_feature == "question"
+    names = {f.name for f in FORM_FIELDS}
+    assert {"optimizer_options", "prompt_feature", "completion_feature", "chat_feature", "text_feature", "trust_remote_code"} <= names

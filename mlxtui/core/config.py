@@ -421,6 +421,7 @@ FORM_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("fine_tune_type", "Method", "choice", "lora, dora or full (QLoRA = LoRA on a quantized base)", FINE_TUNE_TYPES),
     FieldSpec("dequantize", "Dequantize base", "choice", "train a float copy of a quantized base: auto = yes on the CPU back-end (about 20x faster there)", DEQUANTIZE_CHOICES),
     FieldSpec("optimizer", "Optimizer", "choice", "adam, adamw, muon, sgd or adafactor", OPTIMIZERS),
+    FieldSpec("optimizer_options", "Optimizer options", "optional_str", "optimizer_config for this optimizer: KEY=VALUE,... e.g. weight_decay=0.01,betas=0.9 0.98"),
     FieldSpec("batch_size", "Batch size", "int", "examples per step", minimum=1, maximum=4096),
     FieldSpec("iters", "Iterations", "int", "optimizer steps (ignored when epochs is set)", minimum=1),
     FieldSpec("epochs", "Epochs", "optional_int", "passes over the training set: iterations = ceil(epochs x examples / batch)", minimum=1),
@@ -436,6 +437,10 @@ FORM_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("grad_checkpoint", "Grad checkpointing", "bool", "recompute activations: less memory, ~30% slower"),
     FieldSpec("grad_accumulation_steps", "Grad accumulation", "int", "steps per optimizer update", minimum=1),
     FieldSpec("mask_prompt", "Mask prompt", "bool", "train only on the completion / last assistant turn"),
+    FieldSpec("prompt_feature", "Prompt key", "optional_str", "completions data: the prompt's key (default prompt)"),
+    FieldSpec("completion_feature", "Completion key", "optional_str", "completions data: the completion's key (default completion)"),
+    FieldSpec("chat_feature", "Chat key", "optional_str", "chat data: the messages' key (default messages)"),
+    FieldSpec("text_feature", "Text key", "optional_str", "text data: the text's key (default text)"),
     FieldSpec("steps_per_report", "Steps per report", "int", "training loss reported every N steps", minimum=1),
     FieldSpec("steps_per_eval", "Steps per eval", "int", "validation loss every N steps", minimum=1),
     FieldSpec("save_every", "Save every", "int", "checkpoint every N steps", minimum=1),
@@ -445,6 +450,7 @@ FORM_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("test", "Test after training", "bool", "evaluate test.jsonl: loss and perplexity"),
     FieldSpec("test_batches", "Test batches", "int", "-1 = the whole test set", minimum=-1),
     FieldSpec("seed", "Seed", "int", "random seed (data order, init, dropout)", minimum=0),
+    FieldSpec("trust_remote_code", "Trust remote code", "bool", "let a Hugging Face model's own tokenizer code run"),
     FieldSpec("early_stopping_patience", "Early stop patience", "int", "evaluations without improvement before stopping; 0 = off", minimum=0),
     FieldSpec("early_stopping_min_delta", "Early stop min delta", "float", "smallest val-loss drop that counts as improvement", minimum=0.0),
     FieldSpec("resume_adapter_file", "Resume adapter file", "optional_str", "start from these adapter weights (.safetensors)"),
@@ -476,6 +482,8 @@ def get_field(config: TrainConfig, name: str) -> Any:
         return "linear_decay" if name_ == "linear_schedule" else name_
     if name == "clear_cache_threshold":
         return str(config.clear_cache_threshold)
+    if name == "optimizer_options":
+        return format_options(config.optimizer_config.get(config.optimizer) or {})
     return getattr(config, name)
 
 
@@ -498,7 +506,41 @@ def set_field(config: TrainConfig, name: str, value: Any) -> TrainConfig:
         return config.with_values(lr_schedule={"name": sched})
     if name == "clear_cache_threshold":
         return config.with_values(clear_cache_threshold=parse_size(value, name))
+    if name == "optimizer_options":
+        oc = {k: dict(v or {}) for k, v in config.optimizer_config.items()}
+        oc[config.optimizer] = parse_options(value or "")
+        return config.with_values(optimizer_config=oc)
     return config.with_values(**{name: value})
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """`weight_decay=0.01,betas=0.9 0.98` -> {"weight_decay": 0.01, "betas": [0.9, 0.98]}."""
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise ConfigError(f"optimizer_options: '{part}' is not KEY=VALUE (e.g. weight_decay=0.01)")
+        values = []
+        for tok in raw.split():
+            try:
+                values.append(float(tok))
+            except ValueError:
+                low = tok.lower()
+                if low not in ("true", "false"):
+                    raise ConfigError(f"optimizer_options: {key.strip()}={raw.strip()} is not a number") from None
+                values.append(low == "true")
+        out[key.strip()] = values[0] if len(values) == 1 else values
+    return out
+
+
+def format_options(options: dict[str, Any]) -> str | None:
+    if not options:
+        return None
+    parts = []
+    for k, v in options.items():
+        text = " ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) if isinstance(v, list | tuple) else (f"{v:g}" if isinstance(v, float) else str(v))
+        parts.append(f"{k}={text}")
+    return ",".join(parts)
 
 
 def _spec(name: str) -> FieldSpec:
@@ -524,6 +566,8 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
                 parse_size(text, name)
             if name == "lr_phases":
                 parse_phases(text)
+            if name == "optimizer_options":
+                parse_options(text)
             return text, None
         if spec.kind == "bool":
             if isinstance(text, bool):
