@@ -79,6 +79,7 @@ class ConfigForm(VerticalScroll):
     ConfigForm Select { width: 1fr; }
     ConfigForm Switch { border: none; height: 1; padding: 0; width: 6; }
     ConfigForm Switch:focus { border: none; background-tint: $foreground 10%; }
+    ConfigForm .switch-state { width: 4; padding: 0 0 0 1; color: $text-muted; }
     """
 
     class Changed(Message):
@@ -118,6 +119,9 @@ class ConfigForm(VerticalScroll):
                 label.tooltip = spec.help or None
                 yield label
                 yield self._editor(spec, self.states[spec.name].value, wid)
+                if spec.kind == "bool":
+                    # the switch is drawn in colour only; say on/off in words too
+                    yield Label(_on_off(self.states[spec.name].value), classes="switch-state", id=f"{wid}-state")
             yield Static("", classes="field-note", id=f"{wid}-note")
 
     @staticmethod
@@ -204,6 +208,7 @@ class ConfigForm(VerticalScroll):
         if spec is None:
             return
         event.stop()
+        self.query_one(f"#{widget_id(spec.name)}-state", Label).update(_on_off(event.value))
         self._accept(spec.name, "true" if event.value else "false", None)
 
     def _accept(self, name: str, raw: str, editor: Input | None) -> None:
@@ -234,3 +239,7 @@ class ConfigForm(VerticalScroll):
         note.set_class(error is not None, "-error")
         note.update(Text(text))
         note.display = bool(text)
+
+
+def _on_off(value: Any) -> str:
+    return "on" if value else "off"
