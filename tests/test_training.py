@@ -391,3 +391,10 @@ completion_feature: output
         load_config(broken)
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_examples_longer_than_max_seq_length_are_a_warning_not_an_error(tiny_model_dir, small_data, tmp_path):
+    result, rec = train(base_config(tiny_model_dir, small_data, tmp_path, iters=2, max_seq_length=64))
+    assert result.status == "completed"
+    warnings = [e.message for e in rec.of(ev.Log) if e.level == "warning"]
+    assert any("longer than max_seq_length 64" in w and "truncated" in w for w in warnings)

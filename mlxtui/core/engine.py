@@ -521,6 +521,16 @@ class Engine:
         except TrainingError as e:
             raise EngineError(str(e), f"run `mlxtui data validate {data_dir}`") from None
         self._train_lengths = [len(train_set[i][0]) for i in range(len(train_set))]
+        too_long = [n for n in self._train_lengths if n > config.max_seq_length]
+        if too_long:
+            self.emit(
+                ev.Log(
+                    "warning",
+                    f"{len(too_long)} of {len(self._train_lengths)} training examples are longer than "
+                    f"max_seq_length {config.max_seq_length} (longest {max(too_long)} tokens): they will be "
+                    "truncated; raise max_seq_length or split them (`mlxtui data stats` lists them)",
+                )
+            )
         self._train_lengths_for = (str(data_dir), id(tokenizer))
         estimated = self._estimate_bytes(config.with_values(data=str(data_dir)))
         prepared = Prepared(
