@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import ConfigError, TrainConfig
@@ -254,7 +254,7 @@ class Engine:
             if item is None:
                 self.sample_memory()
                 continue
-            job_id, job = item  # type: ignore[misc]
+            job_id, job = cast(tuple[int, Job], item)
             self._run(job_id, job)
 
     def _next_item(self) -> Any:
@@ -348,7 +348,7 @@ class Engine:
         from mlxtui.core import guard as guard_mod
 
         self.guard = guard_mod.MemoryGuard(
-            policy=config.memory_guard, swap_growth_mb_per_min=config.swap_growth_mb_per_min
+            policy=cast(Any, config.memory_guard), swap_growth_mb_per_min=config.swap_growth_mb_per_min
         )
 
         def check() -> ev.MemoryAlert | None:
@@ -502,9 +502,11 @@ class Engine:
         )
         self.emit(ev.JobProgress(job_id, "train", "loading the model"))
         if config.model in (None, "", "demo"):
-            models.demo_model_dir(
-                progress=lambda m, d=0, t=0: self.emit(ev.JobProgress(job_id, "train", m, d, t))
-            )
+
+            def progress(message: str, done: int = 0, total: int = 0) -> None:
+                self.emit(ev.JobProgress(job_id, "train", message, done, total))
+
+            models.demo_model_dir(progress=progress)
         try:
             model, tokenizer, info = models.load_model(config.model, dequantize=deq)
         except models.ModelError as e:
@@ -623,7 +625,7 @@ class Engine:
             if self.control is not None:
                 self.control.request_stop()
             return
-        job_id, job = item  # type: ignore[misc]
+        job_id, job = cast(tuple[int, Job], item)
         if job.kind in _JOBS_ALLOWED_WHILE_PAUSED:
             control = self.control
             self.model.eval()

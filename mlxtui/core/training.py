@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -174,7 +174,7 @@ def evaluate_loss(
     n = ntok.item()
     if n == 0:
         raise TrainingError("the evaluation set produced no tokens to score")
-    return float((total / n).item())
+    return float(cast(float, (total / n).item()))
 
 
 # ------------------------------------------------------------------ mlx-lm's display, silenced
@@ -210,13 +210,13 @@ def _mlx_lm_quiet_and_restored(model: Any) -> Iterator[None]:
     layer_cls = type(model.layers[0]) if hasattr(model, "layers") and len(model.layers) else None
     original_call = layer_cls.__call__ if layer_cls is not None else None
     original_ui = trainer.TrainUI
-    trainer.TrainUI = _SilentUI
+    trainer.TrainUI = _SilentUI  # type: ignore[misc,assignment]
     try:
         yield
     finally:
-        trainer.TrainUI = original_ui
+        trainer.TrainUI = original_ui  # type: ignore[misc]
         if layer_cls is not None:
-            layer_cls.__call__ = original_call
+            layer_cls.__call__ = original_call  # type: ignore[assignment]
 
 
 # ------------------------------------------------------------------ the job
@@ -284,7 +284,7 @@ def load_datasets(config: TrainConfig, data_dir: Path, tokenizer: Any) -> tuple[
         chat_feature=config.chat_feature or "messages",
         text_feature=config.text_feature or "text",
     )
-    out = []
+    out: list[Any] = []
     for name in ("train", "valid", "test"):
         path = data_dir / f"{name}.jsonl"
         if not path.is_file():
@@ -387,6 +387,36 @@ class TrainRun:
         self.memory_check = memory_check
         self.poll_while_paused = poll_while_paused
         self.estimated_peak_bytes = estimated_peak_bytes
+        # run state (set up here so every attribute has one type; execute() fills them in)
+        self.data_dir = str(config.data)
+        self.run_dir = Path()
+        self.adapter_dir = Path()
+        self.total_iters = 0
+        self.start_iter = 0
+        self.optimizer: Any = None
+        self.plan: BatchPlan | None = None
+        self.metrics_file: Any = None
+        self.sample_prompts: list[tuple[list[dict[str, str]], str, str]] = []
+        self.train_losses: list[tuple[int, float]] = []
+        self.val_losses: list[tuple[int, float]] = []
+        self.best_val_loss: float | None = None
+        self.best_iteration: int | None = None
+        self.evals_without_improvement = 0
+        self.trained_tokens = 0
+        self._last_trained_tokens = 0
+        self.step_times: list[float] = []
+        self.window: list[dict[str, Any]] = []
+        self.peak_memory = 0.0
+        self.nan_seen = False
+        self.nan_message = ""
+        self.memory_message = ""
+        self.status = "completed"
+        self.message = ""
+        self.last_eval_iter = -1
+        self.good_iteration = 0
+        self.good: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        self.step_started = time.perf_counter()
+        self.has_val = bool(prepared.valid_set) and len(prepared.valid_set) > 0
 
     # -------------------------------------------------------------- setup
 
@@ -438,7 +468,7 @@ class TrainRun:
         state_dir = run_dir / STATE_DIR
         self.p.model.load_weights(str(state_dir / "adapters.safetensors"), strict=False)
         optimizer.init(self.p.model.trainable_parameters())
-        loaded = mx.load(str(state_dir / "optimizer.safetensors"))
+        loaded = cast(dict[str, Any], mx.load(str(state_dir / "optimizer.safetensors")))
         _set_leaves(optimizer.state, loaded)
         self.best_val_loss = state.get("best_val_loss")
         self.best_iteration = state.get("best_iteration")
@@ -586,6 +616,8 @@ class TrainRun:
         import mlx.core as _mx
 
         cfg = self.config
+        plan = self.plan
+        assert plan is not None, "execute() builds the batch plan first"
         step = self.start_iter  # steps done
         while True:
             if step >= self.total_iters:
@@ -636,7 +668,7 @@ class TrainRun:
             # saved key, and this makes resume exact without one.
             _mx.random.seed((cfg.seed * 1_000_003 + step) % 2**32)
             self.step_started = time.perf_counter()
-            yield self.plan.make_batch(self.plan.batch_indices(step))
+            yield plan.make_batch(plan.batch_indices(step))
             step += 1
 
     def _pause(self, step: int) -> None:
@@ -760,26 +792,7 @@ class TrainRun:
         self.adapter_dir = self.run_dir / "adapters"
         self.adapter_dir.mkdir(exist_ok=True)
         (self.run_dir / STATE_DIR).mkdir(exist_ok=True)
-        self.data_dir = str(cfg.data)
         self.total_iters = cfg.resolved_iters(len(self.p.train_set))
-        self.train_losses: list[tuple[int, float]] = []
-        self.val_losses: list[tuple[int, float]] = []
-        self.best_val_loss: float | None = None
-        self.best_iteration: int | None = None
-        self.evals_without_improvement = 0
-        self.trained_tokens = 0
-        self._last_trained_tokens = 0
-        self.step_times: list[float] = []
-        self.window: list[dict[str, Any]] = []
-        self.peak_memory = 0.0
-        self.nan_seen = False
-        self.nan_message = ""
-        self.memory_message = ""
-        self.status = "completed"
-        self.message = ""
-        self.last_eval_iter = -1
-        self.step_started = time.perf_counter()
-        self.has_val = bool(self.p.valid_set) and len(self.p.valid_set) > 0
 
         mx.random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -859,7 +872,7 @@ class TrainRun:
                     val_dataset=None,
                     args=args,
                     iterate_batches=lambda **kw: batches,
-                    training_callback=self,
+                    training_callback=cast(Any, self),  # duck-typed TrainingCallback
                 )
             final_iter = self.train_losses[-1][0] if self.train_losses else self.start_iter
             if self.status == "completed" and final_iter < self.total_iters:
@@ -965,4 +978,4 @@ def _set_leaves(tree: Any, flat: dict[str, Any]) -> None:
 def _flat(tree: Any) -> list[tuple[str, Any]]:
     from mlx.utils import tree_flatten
 
-    return tree_flatten(tree)
+    return cast(list[tuple[str, Any]], tree_flatten(tree))

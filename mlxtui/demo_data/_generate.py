@@ -968,9 +968,11 @@ def build() -> dict[str, list[dict]]:
     # A greeting only makes sense first and a thank-you only second.
     for _ in range(N_MULTI_TURN):
         first_topic, first = _take(pool, lambda t: t.name != "thanks")
-        second_topic, second = _take(
-            pool, lambda t, f=first_topic: t.name not in ("who_are_you", f.name)
-        )
+
+        def not_first(t: Topic, f: Topic = first_topic) -> bool:
+            return t.name not in ("who_are_you", f.name)
+
+        second_topic, second = _take(pool, not_first)
         messages = []
         if rng.random() < 0.3:
             messages.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})

@@ -7,6 +7,7 @@ Points are stored at once; the drawing is throttled (at most `MAX_REDRAWS_PER_SE
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 from textual.app import ComposeResult
 from textual.widget import Widget
@@ -98,7 +99,7 @@ class LossPlot(Widget):
             plt.plot(list(xs), list(ys), label="val", marker="braille", color="orange")
         iterations = [it for it, _ in self.train_points] + [it for it, _ in self.val_points]
         if iterations:
-            plt.xticks(_integer_ticks(min(iterations), max(iterations)))
+            plt.xticks(cast(Any, _integer_ticks(min(iterations), max(iterations))))
         else:
             plt.xlim(0, 1)
             plt.ylim(0, 1)
