@@ -58,6 +58,9 @@ def test_stats_prints_histogram(tmp_path: Path) -> None:
     rc, out, _ = run("data", "stats", str(tmp_path), "--batch-size", "2")
     assert rc == 0 and "4 iterations per epoch" in out and "│" in out and "estimated" in out
     rc, _, err = run("data", "stats", str(tmp_path / "missing"))
+    assert rc == 1 and "no such folder" in err
+    (tmp_path / "empty").mkdir()
+    rc, _, err = run("data", "stats", str(tmp_path / "empty"))
     assert rc == 1 and "no train.jsonl" in err
 
 
@@ -97,3 +100,30 @@ def test_show_bad_line(tmp_path: Path) -> None:
     (tmp_path / "f.jsonl").write_text('{"text": "ok"}\n[1]\n')
     rc, out, _ = run("data", "show", str(tmp_path / "f.jsonl"), "--line", "2")
     assert rc == 1 and "f.jsonl:2: error: expected a JSON object" in out
+
+
+def test_out_that_is_a_file_or_input_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "all.jsonl"
+    src.write_text(json.dumps(GOOD) + "\n")
+    csv_file = tmp_path / "qa.csv"
+    csv_file.write_text("question,answer\nhi,yo\n")
+    for argv in (
+        ("split", str(src), "--out", str(src)),
+        ("convert", str(csv_file), "--out", str(csv_file)),
+        ("convert", str(csv_file), "--out", str(csv_file / "sub")),
+    ):
+        rc, _, err = run("data", *argv)
+        assert rc == 1 and "is a file, not a folder" in err and "Traceback" not in err
+    assert src.read_text() == json.dumps(GOOD) + "\n"
+    rc, _, err = run("data", "split", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert rc == 1 and "is a folder; give one JSONL file" in err
+    rc, _, err = run("data", "convert", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert rc == 1 and "is a folder" in err
+
+
+def test_stats_says_whether_the_folder_is_missing_or_a_file(tmp_path: Path) -> None:
+    (tmp_path / "train.jsonl").write_text(json.dumps(GOOD) + "\n")
+    rc, _, err = run("data", "stats", str(tmp_path / "train.jsonl"))
+    assert rc == 1 and "is a file; give the folder" in err
+    rc, _, err = run("data", "stats", str(tmp_path / "nope"))
+    assert rc == 1 and "no such folder" in err

@@ -429,3 +429,31 @@ def test_demo_data_validates(tiny_model_dir: Path) -> None:
     report = validate_dataset(demo, tokenizer=load(tiny_model_dir), batch_size=4)
     assert report.ok, report.format_findings()
     assert report.formats["train"] == "chat"
+
+
+def test_hints_for_data_in_other_formats(tmp_path: Path) -> None:
+    """BOM, a JSON array, pretty-printed JSON, ShareGPT and Alpaca rows say what to do."""
+    cases = {
+        "bom": ('\ufeff{"text": "a"}\n', "byte order mark"),
+        "array": ('[{"text": "a"},\n{"text": "b"}]\n', "mlxtui data convert"),
+        "pretty": ('{\n "text": "a"\n}\n', "pretty-printed JSON"),
+        "sharegpt": (
+            json.dumps({"conversations": [{"from": "human", "value": "hi"}]}) + "\n",
+            "ShareGPT",
+        ),
+        "alpaca": (json.dumps({"instruction": "i", "output": "o"}) + "\n", "mlxtui data convert"),
+        "roles": (
+            json.dumps(
+                {"messages": [{"role": "human", "content": "a"}, {"role": "gpt", "content": "b"}]}
+            )
+            + "\n",
+            '(rename it "assistant")',
+        ),
+    }
+    for name, (text, hint) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "train.jsonl").write_text(text, encoding="utf-8")
+        report = validate_dataset(folder)
+        first = report.errors[0]
+        assert first.line == 1 and hint in report.format_findings(), (name, first)

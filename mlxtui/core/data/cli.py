@@ -184,6 +184,12 @@ def cmd_data(
     except (PrepareError, RenderError) as e:
         print(f"error: {e}", file=err)
         return 1
+    except BrokenPipeError:
+        raise  # `… | head`: the caller's reader left; mlxtui.cli.main handles it
+    except OSError as e:  # permission denied, disk full, ...: say which file, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=err)
+        return 1
 
 
 def _progress(err: TextIO, label: str) -> Callable[[int, int], None] | None:
@@ -216,7 +222,14 @@ def _validate(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO
 
 
 def _stats(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) -> int:
-    if not (Path(args.dir) / "train.jsonl").is_file():
+    folder = Path(args.dir)
+    if folder.is_file():
+        print(f"error: {folder} is a file; give the folder that holds train.jsonl", file=err)
+        return 1
+    if not folder.is_dir():
+        print(f"error: {folder}: no such folder (expected a folder with train.jsonl)", file=err)
+        return 1
+    if not (folder / "train.jsonl").is_file():
         print(
             f"error: no train.jsonl in {args.dir} (see `mlxtui data validate {args.dir}`)", file=err
         )

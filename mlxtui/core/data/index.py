@@ -48,6 +48,14 @@ def parse_line(raw: bytes, line: int) -> dict[str, Any] | RecordError:
         return RecordError(line, f"invalid UTF-8 at byte {e.start + 1} of the line", shown)
     if not text.strip():
         return RecordError(line, "blank line", text)
+    if text.startswith("\ufeff"):
+        # Python's json (and so mlx-lm) rejects it; editors on Windows often add it
+        return RecordError(
+            line,
+            "invalid JSON: the file starts with a UTF-8 byte order mark (BOM); "
+            "save it as UTF-8 without BOM",
+            text,
+        )
     try:
         value = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as e:

@@ -87,8 +87,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def check_input_file(source: Path, wanted: str) -> None:
+    """Refuse a missing input or a folder given where a file is expected."""
+    if source.is_dir():
+        raise PrepareError(f"{source} is a folder; give {wanted}")
+    if not source.is_file():
+        raise PrepareError(f"{source}: file not found")
+
+
+def check_out_folder(out: Path) -> None:
+    """--out must be a folder (created when missing), never an existing file."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise PrepareError(
+                    f"--out {out}: {folder} is a file, not a folder; give a folder (it is created if missing)"
+                )
+            return
+
+
 def check_outputs(outputs: Sequence[Path], source: Path, force: bool) -> None:
     """Refuse to write over the input, or over existing files without force."""
+    for folder in {out.parent for out in outputs}:
+        check_out_folder(folder)
     for out in outputs:
         if out.exists() and source.exists() and out.resolve() == source.resolve():
             raise PrepareError(f"{out} is the input file: choose another output folder (--out DIR)")
@@ -148,8 +169,7 @@ def split_file(
     the line index, so memory stays small for big files. out_dir defaults to the file's folder.
     """
     source = Path(path)
-    if not source.is_file():
-        raise PrepareError(f"{source}: file not found")
+    check_input_file(source, f"one JSONL file (e.g. {source / 'train.jsonl'})")
     ratios = parse_ratios(ratios)
     out = Path(out_dir) if out_dir is not None else source.parent
     names = SPLITS[: len(ratios)]
@@ -307,8 +327,7 @@ def convert_file(
         raise PrepareError(
             "--system-prompt needs --to chat (the completions format has no system turn)"
         )
-    if not source.is_file():
-        raise PrepareError(f"{source}: file not found")
+    check_input_file(source, "one .csv, .tsv, .json or .jsonl file")
     columns, rows = read_rows(source)
     prompt_col = pick_column(columns, PROMPT_COLUMNS, prompt_column, "prompt", source)
     response_col = pick_column(

@@ -15,6 +15,7 @@ from typing import Any
 
 from .formats import DEFAULT_KEYS, ROLES, SPLITS, FormatKeys, detect_format, split_paths
 from .index import RecordError, json_type, parse_line, scan_lines
+from .prepare import PROMPT_COLUMNS, RESPONSE_COLUMNS
 from .render import RenderError, count_tokens, has_chat_template
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total) over all files
@@ -26,6 +27,17 @@ MISNAMED = {
     "eval": "valid",
     "training": "train",
     "testing": "test",
+}
+
+
+# Roles of other chat formats (ShareGPT, OpenAI legacy) and the name mlx-lm's templates expect
+ROLE_ALIASES = {
+    "human": "user",
+    "gpt": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
+    "ai": "assistant",
+    "function": "tool",
 }
 
 
@@ -157,8 +169,10 @@ def _check_chat(messages: Any, key: str) -> list[Issue]:
             issues.append(_err("missing-key", f'{where} has no "role"'))
         elif not isinstance(role, str) or role not in ROLES:
             shown = json.dumps(role) if isinstance(role, str) else json_type(role)
+            hint = ROLE_ALIASES.get(role) if isinstance(role, str) else None
+            tip = f' (rename it "{hint}")' if hint else ""
             issues.append(
-                _err("bad-role", f"{where}: role {shown} is not one of {', '.join(ROLES)}")
+                _err("bad-role", f"{where}: role {shown} is not one of {', '.join(ROLES)}{tip}")
             )
         has_tool_calls = bool(m.get("tool_calls"))
         label = f"{where} ({role})" if isinstance(role, str) else where
@@ -452,14 +466,16 @@ class _State:
                 "error",
                 name,
                 number,
-                record.message,
+                record.message + _not_jsonl_hint(raw, number, name),
                 "invalid-json" if "JSON" in record.message else "invalid-utf8",
             )
             return None
         keys = self.keys
         fmt: str | None = detect_format(record, keys)
         if fmt is None:
-            self.out.add("error", name, number, _missing_keys_message(record, keys), "missing-key")
+            self.out.add(
+                "error", name, number, _missing_keys_message(record, keys, name), "missing-key"
+            )
             return None
         if file_fmt is not None and fmt != file_fmt:
             if _has_keys_of(record, file_fmt, keys):
@@ -519,7 +535,7 @@ def _has_keys_of(record: dict[str, Any], fmt: str, keys: FormatKeys) -> bool:
     return keys.text_feature in record
 
 
-def _missing_keys_message(record: dict[str, Any], keys: FormatKeys) -> str:
+def _missing_keys_message(record: dict[str, Any], keys: FormatKeys, file: str = "FILE") -> str:
     found = ", ".join(json.dumps(k) for k in sorted(record)[:8]) or "none"
     if keys.prompt_feature in record:
         hint = f' (has "{keys.prompt_feature}" but no "{keys.completion_feature}")'
@@ -527,4 +543,25 @@ def _missing_keys_message(record: dict[str, Any], keys: FormatKeys) -> str:
         hint = f' (has "{keys.completion_feature}" but no "{keys.prompt_feature}")'
     else:
         hint = ""
-    return f"missing keys{hint}: expected {keys.describe()}; found {found}"
+    message = f"missing keys{hint}: expected {keys.describe()}; found {found}"
+    lower = {k.lower() for k in record}
+    if "conversations" in lower:
+        message += (
+            '; this looks like ShareGPT ("conversations" of {"from", "value"}): mlx-lm needs '
+            '"messages" of {"role", "content"} with roles user/assistant'
+        )
+    elif lower & set(PROMPT_COLUMNS) and lower & set(RESPONSE_COLUMNS):
+        message += f"; make mlx-lm records with `mlxtui data convert {file} --out DIR`"
+    return message
+
+
+def _not_jsonl_hint(raw: bytes, number: int, file: str) -> str:
+    """What to do when the first line shows the file is JSON but not JSON Lines."""
+    if number != 1:
+        return ""
+    head = raw.strip()
+    if head.startswith(b"["):
+        return f"; the file looks like one JSON array, not JSON Lines: run `mlxtui data convert {file} --out DIR`"
+    if head == b"{":
+        return "; the file looks like pretty-printed JSON: mlx-lm needs one JSON object per line"
+    return ""
