@@ -70,6 +70,17 @@ def test_jobs_after_training(tiny_model_dir, data, tmp_path):
 
         fused = engine.run_sync(Fuse(save_path=str(tmp_path / "fused"), adapter_path=str(second.adapter_path)))
         assert (Path(fused) / "config.json").is_file()
+        # with no path given, the checkpoint the chat uses now is the one fused
+        chat = engine.run_sync(Generate(msgs, temperature=0.0, max_tokens=8, weights=str(ckpt)))
+        fused_ckpt = engine.run_sync(Fuse(save_path=str(tmp_path / "fused_ckpt")))
+        assert any(isinstance(e, ev.JobProgress) and e.kind == "fuse" for e in events)
+        from mlx_lm import load
+
+        from mlxtui.core.generation import generate_reply
+
+        model, tok = load(fused_ckpt)
+        text, _ = generate_reply(model, tok, msgs, temperature=0.0, max_tokens=8)
+        assert text == chat["text"]
         gguf = engine.run_sync(ExportGGUF(out_file=str(tmp_path / "m.gguf"), adapter_path=str(second.adapter_path)))
         assert Path(gguf).stat().st_size > 0
     finally:

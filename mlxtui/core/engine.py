@@ -748,11 +748,8 @@ class Engine:
     def _export(self, job_id: int, job: Fuse | ExportGGUF) -> str:
         from mlxtui.core import export
 
-        adapter = job.adapter_path or (
-            str(Path(self.adapter_path).parent)
-            if self.adapter_path and self.adapter_path.endswith(".safetensors")
-            else self.adapter_path
-        )
+        # the adapter the chat answers with: a run's folder, or the very checkpoint file chosen
+        adapter = job.adapter_path or self.adapter_path
         if not adapter:
             raise EngineError(
                 "there is no adapter to export", "train first, or give an adapter folder"
