@@ -904,6 +904,11 @@ def _copy_to_user_adapter_path(config: TrainConfig, adapter_dir: Path, emit: Eve
 
 
 def _hint_for(e: Exception) -> str:
+    import errno
+
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        where = f" ({e.filename})" if e.filename else ""
+        return f"the disk is full{where}: free some space; checkpoints already saved are intact"
     text = str(e).lower()
     if "memory" in text or isinstance(e, MemoryError):
         return "out of memory: lower batch size, layers or max_seq_length, or turn on gradient checkpointing"
