@@ -170,9 +170,30 @@ def test_import_gguf_never_overwrites_without_permission(tiny_model_dir, tmp_pat
     with pytest.raises(ModelError, match="already exists and is not empty"):
         models.import_gguf(gguf_file, out)
     assert (out / "notes.txt").read_text() == "mine"
-    models.import_gguf(gguf_file, out, overwrite=True)
-    assert (out / "config.json").is_file() and not (out / "notes.txt").exists()
+    # --force replaces an earlier model, never a folder of other things (`import-gguf x.gguf .`)
+    with pytest.raises(ModelError, match="not a model folder"):
+        models.import_gguf(gguf_file, out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    with pytest.raises(ModelError, match="holds the GGUF file itself"):
+        models.import_gguf(gguf_file, tmp_path, overwrite=True)
+    assert gguf_file.is_file()
+    with pytest.raises(ModelError, match="is a file"):
+        models.import_gguf(gguf_file, out / "notes.txt", overwrite=True)
+    models.import_gguf(gguf_file, tmp_path / "model")
+    (tmp_path / "model" / "old.txt").write_text("stale")
+    models.import_gguf(gguf_file, tmp_path / "model", overwrite=True)
+    assert (tmp_path / "model" / "config.json").is_file()
+    assert not (tmp_path / "model" / "old.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_import_gguf_refuses_empty_file_and_folder(tmp_path):
+    empty = tmp_path / "empty.gguf"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelError, match="empty.gguf: not a GGUF file"):
+        models.import_gguf(empty, tmp_path / "out")
+    with pytest.raises(ModelError, match="is a folder"):
+        models.import_gguf(tmp_path, tmp_path / "out")
 
 
 def test_import_gguf_leaves_nothing_behind_on_failure(tiny_model_dir, tmp_path, monkeypatch):

@@ -103,13 +103,19 @@ _SCALARS = {
 
 def read_header(path: Path) -> GGUFHeader:
     """Parse a GGUF header (v2/v3): metadata and tensor infos, without reading tensor data."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        try:
-            return _parse_header(buf)
-        except (struct.error, UnicodeDecodeError, IndexError) as e:
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":  # also an empty file, which mmap refuses
             raise GGUFError(
-                f"{path}: not a valid GGUF file ({e}); is the download complete?"
-            ) from e
+                f"{path}: not a GGUF file (it does not start with 'GGUF'); "
+                "is the download complete, or is it another format?"
+            )
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            try:
+                return _parse_header(buf)
+            except (struct.error, UnicodeDecodeError, IndexError) as e:
+                raise GGUFError(
+                    f"{path}: not a valid GGUF file ({e}); is the download complete?"
+                ) from e
 
 
 def _parse_header(buf: Any) -> GGUFHeader:
@@ -428,10 +434,16 @@ def import_gguf(
     src, dst = Path(gguf_path).expanduser(), Path(out_dir).expanduser()
     report = progress or (lambda message, done, total: None)
     total = 5
+    if src.is_dir():
+        raise GGUFError(f"{src} is a folder; give the .gguf file")
     if not src.is_file():
         raise GGUFError(f"no such GGUF file: {src}")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
-        raise GGUFError(f"{dst} already exists and is not empty; choose another folder or --force")
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        if not overwrite:
+            raise GGUFError(
+                f"{dst} already exists and is not empty; choose another folder or --force"
+            )
+        _check_replaceable(dst, src)
 
     report(f"reading {src.name}", 0, total)
     header = read_header(src)
@@ -477,6 +489,23 @@ def import_gguf(
         raise
     report(f"converted into {dst}", total, total)
     return dst
+
+
+def _check_replaceable(dst: Path, src: Path) -> None:
+    """--force replaces an earlier model folder, never a file or a folder of other things.
+
+    `import-gguf model.gguf . --force` would otherwise delete the working folder, GGUF included.
+    """
+    if not dst.is_dir():
+        raise GGUFError(f"{dst} is a file; --force only replaces a model folder: choose a folder")
+    if src.resolve().is_relative_to(dst.resolve()):
+        raise GGUFError(f"{dst} holds the GGUF file itself; choose another output folder")
+    if not (dst / "config.json").is_file():
+        shown = ", ".join(sorted(p.name for p in dst.iterdir())[:3])
+        raise GGUFError(
+            f"{dst} is not a model folder (no config.json; it holds {shown}…) and --force "
+            "only replaces a model folder: choose a new or empty folder"
+        )
 
 
 def _model_name(header: GGUFHeader, src: Path) -> str:

@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 import time
@@ -121,7 +122,10 @@ def _cached_import(source: Path, folder: Path, progress: Progress | None) -> Pat
     if _is_converted(folder, source):
         return folder
     # A folder that exists but is not a finished import of this file (older version, wrong
-    # size) is ours to replace: it lives in mlxtui's own cache.
+    # size) is ours to replace: it lives in mlxtui's own cache. import_gguf only replaces
+    # folders that hold a model, so clear anything else (a crash's leftovers) here.
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
     return import_gguf(source, folder, progress, overwrite=True)
 
 

@@ -174,10 +174,12 @@ def cmd_data(
             tokenizer = (load_tokenizer or default_load_tokenizer)(args.model)
         except Exception as e:
             print(f"error: cannot load a tokenizer from {args.model}: {e}", file=err)
-            print(
-                "  --model takes a model folder with tokenizer.json / tokenizer_config.json",
-                file=err,
-            )
+            if type(e).__name__ != "ModelError":  # models' own errors already say what to give
+                print(
+                    "  --model takes a model folder with tokenizer.json / tokenizer_config.json, "
+                    "a .gguf file, a Hugging Face id or 'demo'",
+                    file=err,
+                )
             return 2
     try:
         return handlers[command](args, tokenizer, out, err)
@@ -287,6 +289,9 @@ def _show(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) ->
         if args.line <= 0 or not index.wait_for_lines(args.line):
             index.wait()
         n = len(index)
+        if n == 0:
+            print(f"error: {path} is empty: no example to show", file=err)
+            return 1
         line = args.line if args.line > 0 else n + 1 + args.line
         if not 1 <= line <= n:
             print(f"error: {path} has {n} line(s); --line {args.line} is outside 1..{n}", file=err)
