@@ -6,6 +6,8 @@ from dataclasses import dataclass, replace
 
 from mlxtui.core import events as ev
 
+USER_PAUSE_MESSAGE = "p continues · s stops (the adapter is saved)"
+
 
 @dataclass(frozen=True)
 class Status:
@@ -62,7 +64,9 @@ def apply_event(status: Status, event: ev.Event) -> Status:
     if isinstance(event, ev.ValReport):
         return replace(status, val_loss=event.val_loss)
     if isinstance(event, ev.TrainPaused):
-        return replace(status, state="paused", message=event.message or f"paused ({event.reason})")
+        # The engine's user-pause sentence is too long for one line; the keys are what matter.
+        message = USER_PAUSE_MESSAGE if event.reason == "user" else event.message
+        return replace(status, state="paused", message=message or f"paused ({event.reason})")
     if isinstance(event, ev.TrainResumed):
         return replace(status, state="training", message="")
     if isinstance(event, ev.TrainFinished):
@@ -74,10 +78,12 @@ def apply_event(status: Status, event: ev.Event) -> Status:
             message=event.message or event.status,
         )
     if isinstance(event, ev.JobProgress):
-        counts = f" {event.done}/{event.total}" if event.total else ""
+        counts = f" ({event.done}/{event.total})" if event.total else ""
         return replace(status, message=f"{event.message}{counts}")
     if isinstance(event, ev.JobFinished) and status.state == "loading":
         return replace(status, state="idle", message="")
+    if isinstance(event, ev.JobFailed) and event.kind == "estimate":
+        return status  # the Config pane shows it, under the field that caused it
     if isinstance(event, ev.JobFailed):
         # A failed chat reply must not make a running training look failed.
         fatal = any(word in event.kind.lower() for word in ("train", "load"))
@@ -95,8 +101,15 @@ def format_duration(seconds: float | None) -> str:
 
 
 def status_text(status: Status) -> str:
-    """One line: state, iteration/total, loss, tokens/s, ETA."""
+    """One line: state, iteration/total, loss, tokens/s, ETA.
+
+    What to do next (paused: which key continues; error: what failed) comes right after the state,
+    so a narrow terminal cuts the figures, not the instructions.
+    """
     parts = [status.state.upper()]
+    urgent = status.state in ("paused", "error")
+    if urgent and status.message:
+        parts.append(status.message)
     if status.model:
         parts.append(status.model)
     if status.total_iters:
@@ -105,10 +118,10 @@ def status_text(status: Status) -> str:
         parts.append(f"loss {status.loss:.3f}")
     if status.val_loss is not None:
         parts.append(f"val {status.val_loss:.3f}")
-    if status.tokens_per_second:
+    if status.tokens_per_second and status.state != "paused":
         parts.append(f"{status.tokens_per_second:.0f} tok/s")
-    if status.state in ("training", "paused"):
+    if status.state == "training":  # no time runs out while paused
         parts.append(f"ETA {format_duration(status.eta_seconds)}")
-    if status.message:
+    if status.message and not urgent:
         parts.append(status.message)
     return "  │  ".join(parts)
