@@ -288,4 +288,4 @@ async def test_dataset_browser_pages_splits_and_renders_with_tokenizer(tiny_mode
         browser.set_tokenizer(tokenizer, mask_prompt=True)
         text = browser.example_text()
         assert "<|im_start|>assistant" in text
-        assert "trained (highlighted)" in text
+        assert "trained (bold green; the rest is not trained)" in text

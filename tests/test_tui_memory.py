@@ -119,8 +119,7 @@ async def test_estimate_follows_the_form_lr_preview_and_device() -> None:
         assert lrs[0] < lrs[5] < lrs[10]
         assert max(lrs) == lrs[10] and lrs[-1] < lrs[50] < lrs[10]
         form.set_value("iters", "40")
-        await pilot.pause(0.05)
-        assert pane.schedule_points()[-1][0] == 40
+        assert await wait_for(pilot, lambda: pane.schedule_points()[-1][0] == 40)
 
         # Training: the loss takes over, the LR stays in a line, `l` toggles.
         form.set_value("batch_size", "4")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual import on, work
@@ -35,6 +35,7 @@ from mlxtui.core.data import (
     split_file,
     validate_dataset,
 )
+from mlxtui.tui.widgets.loss_plot import integer_ticks
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 HISTOGRAM_BINS = 20
@@ -245,7 +246,9 @@ def stats_text(stats: DatasetStats) -> Text:
             roles = ", ".join(f"{r} {n}" for r, n in sorted(train.role_counts.items()))
             text.append(f"\nroles (train): {roles}")
         text.append(
-            f"\n{stats.iterations_per_epoch} iterations per epoch at batch size {stats.batch_size}"
+            f"\n{stats.iterations_per_epoch} "
+            f"iteration{'' if stats.iterations_per_epoch == 1 else 's'} per epoch "
+            f"at batch size {stats.batch_size}"
         )
     return text
 
@@ -321,6 +324,7 @@ class StatsScreen(DataToolScreen):
             centers = [(low + high - 1) / 2 for low, high, _ in rows]
             counts = [count for _, _, count in rows]
             plt.bar(centers, counts, color="cyan")
+            plt.yticks(cast(Any, integer_ticks(0, max(counts))))  # counts, not 0.33 examples
             plt.title(f"train token lengths ({len(train.token_lengths)} examples)")
             plt.xlabel("tokens")
             if rows[-1][1] > stats.max_seq_length:

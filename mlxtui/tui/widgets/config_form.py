@@ -121,7 +121,11 @@ class ConfigForm(VerticalScroll):
                 yield self._editor(spec, self.states[spec.name].value, wid)
                 if spec.kind == "bool":
                     # the switch is drawn in colour only; say on/off in words too
-                    yield Label(_on_off(self.states[spec.name].value), classes="switch-state", id=f"{wid}-state")
+                    yield Label(
+                        _on_off(self.states[spec.name].value),
+                        classes="switch-state",
+                        id=f"{wid}-state",
+                    )
             yield Static("", classes="field-note", id=f"{wid}-note")
 
     @staticmethod

@@ -65,7 +65,7 @@ def render_record(record: Any, tokenizer: Any, mask_prompt: bool) -> Text:
             rendered = render_example(record, tokenizer, detect_format(record), mask_prompt)
             text = Text(
                 f"{rendered.format} · {rendered.tokens} tokens, {rendered.trained_tokens} trained"
-                " (highlighted)\n\n",
+                " (bold green; the rest is not trained)\n\n",
                 style="italic",
             )
             for segment in rendered.segments:
@@ -344,7 +344,8 @@ class DatasetBrowser(Widget):
             return
         if self.search is None:
             more = "" if index.is_complete else "+ (indexing)"
-            self._set_count(f"{len(index)}{more} examples · {index.path.name} · / search, g line")
+            noun = "example" if len(index) == 1 and index.is_complete else "examples"
+            self._set_count(f"{len(index)}{more} {noun} · {index.path.name} · / search, g line")
         if self.loaded_rows < min(len(index) - self.window_start, PAGE_ROWS):
             self._load_more()
         if self._pending_jump is not None and (

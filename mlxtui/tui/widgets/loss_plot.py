@@ -16,6 +16,8 @@ from textual_plotext import PlotextPlot
 MAX_REDRAWS_PER_SECOND = 4
 # Beyond this many points a line is thinned for drawing (the stored data stays complete).
 MAX_DRAWN_POINTS = 400
+VAL_MARKER = "•"
+TITLE = f"loss: train (cyan) · val (orange {VAL_MARKER})"
 
 
 def _plottable(iteration: object, loss: object) -> bool:
@@ -28,9 +30,27 @@ def _plottable(iteration: object, loss: object) -> bool:
     )
 
 
-def _integer_ticks(lo: int, hi: int, count: int = 5) -> list[int]:
-    """Iterations are whole numbers: no "0.50" ticks on a short run."""
-    return sorted({round(lo + (hi - lo) * k / (count - 1)) for k in range(count)})
+def integer_ticks(lo: int, hi: int, count: int = 5) -> list[int]:
+    """At most about `count` whole numbers in [lo, hi] at a 1-2-5 step: no "0.50" ticks on a
+    short run and no uneven gaps (0 2 3 4 6)."""
+    lo, hi = int(lo), int(hi)
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(count - 1, 1)
+    step = 1
+    while _next_nice(step) <= raw or abs(math.log(_next_nice(step) / raw)) < abs(
+        math.log(step / raw)
+    ):
+        step = _next_nice(step)  # the 1-2-5 step nearest the even spacing
+    start = -(-lo // step) * step  # the first multiple of step at or above lo
+    return list(range(start, hi + 1, step)) or [lo]
+
+
+def _next_nice(step: int) -> int:
+    """1 → 2 → 5 → 10 → 20 → 50 → 100 …"""
+    digits = str(step)
+    lead, zeros = int(digits[0]), len(digits) - 1
+    return {1: 2, 2: 5}.get(lead, 10) * 10**zeros
 
 
 def _thin(points: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
@@ -89,17 +109,20 @@ class LossPlot(Widget):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("loss")
+        # The key is in the title: plotext's legend box sits over the first iterations, where the
+        # starting validation loss is. Validation points get a dot, so they read without colour.
+        plt.title(TITLE)
         plt.xlabel("iteration")
         if self.train_points:
             xs, ys = zip(*_thin(self.train_points, MAX_DRAWN_POINTS), strict=True)
-            plt.plot(list(xs), list(ys), label="train", marker="braille", color="cyan")
+            plt.plot(list(xs), list(ys), marker="braille", color="cyan")
         if self.val_points:
             xs, ys = zip(*_thin(self.val_points, MAX_DRAWN_POINTS), strict=True)
-            plt.plot(list(xs), list(ys), label="val", marker="braille", color="orange")
+            plt.plot(list(xs), list(ys), marker="braille", color="orange")
+            plt.scatter(list(xs), list(ys), marker=VAL_MARKER, color="orange")
         iterations = [it for it, _ in self.train_points] + [it for it, _ in self.val_points]
         if iterations:
-            plt.xticks(cast(Any, _integer_ticks(min(iterations), max(iterations))))
+            plt.xticks(cast(Any, integer_ticks(min(iterations), max(iterations))))
         else:
             plt.xlim(0, 1)
             plt.ylim(0, 1)

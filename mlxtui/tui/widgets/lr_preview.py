@@ -17,7 +17,7 @@ from textual_plotext import PlotextPlot
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import ConfigError, TrainConfig, get_field, schedule_preview
-from mlxtui.tui.widgets.loss_plot import LossPlot, _integer_ticks
+from mlxtui.tui.widgets.loss_plot import LossPlot, integer_ticks
 
 
 def lr_label(value: float) -> str:
@@ -87,7 +87,7 @@ class LrPreview(Widget):
             xs = [it for it, _ in self.points]
             ys = [lr for _, lr in self.points]
             plt.plot(xs, ys, marker="braille", color="green")
-            ticks = _integer_ticks(min(xs), max(xs))
+            ticks = integer_ticks(min(xs), max(xs))
             plt.xticks([float(t) for t in ticks], [str(t) for t in ticks])
             # From 0, so a constant rate reads as a flat line at its height, not at the top.
             hi = max(ys) * 1.1 or 1.0
