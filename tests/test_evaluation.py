@@ -183,3 +183,21 @@ def test_demo_model_before_after(demo_model_dir: Path, tmp_path: Path) -> None:
         model, tok, demo_data_dir(), batch_size=2, num_batches=1, max_seq_length=128
     )
     assert math.isfinite(loss) and ppl > 1
+
+
+def test_cli_model_defaults_to_the_adapters_base(
+    tiny_model_dir: Path, tiny_adapter: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --model, eval/bench load the base named in adapter_config.json (as fuse does),
+    not the demo model, which an adapter of another model does not fit."""
+    from mlxtui.core.evaluation import default_model_for
+
+    assert default_model_for(tiny_adapter) == str(tiny_model_dir)
+    assert default_model_for(None) == "demo"
+    assert default_model_for("/no/such/adapter") == "demo"
+    args = _parser().parse_args(
+        ["bench", "--adapter-path", str(tiny_adapter), "--runs", "1", "--max-tokens", "2", "--json"]
+    )
+    assert args.func(args) == 0, capsys.readouterr().err
+    assert args.model == str(tiny_model_dir)
+    assert set(json.loads(capsys.readouterr().out)) == {"base", "adapter"}

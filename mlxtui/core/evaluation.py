@@ -18,7 +18,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from mlxtui.core.generation import adapter_disabled, generate_reply, has_adapter, load_adapter_file
+from mlxtui.core.generation import (
+    adapter_disabled,
+    generate_reply,
+    has_adapter,
+    load_adapter_file,
+    read_adapter_config,
+)
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_BENCH_PROMPT = "Explain in a few sentences how a plant takes up water through its roots."
@@ -324,8 +330,9 @@ def format_bench(results: dict[str, BenchResult]) -> str:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
-        default="demo",
-        help="MLX folder, .gguf file, Hugging Face id, or 'demo' (default)",
+        default=None,
+        help="MLX folder, .gguf file, Hugging Face id, or 'demo' (default: the base model named "
+        "in the adapter's adapter_config.json, else demo)",
     )
     p.add_argument(
         "--dequantize",
@@ -382,10 +389,27 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     from mlxtui.core.models import load_model
 
     dq = args.dequantize == "yes" or (args.dequantize == "auto" and mx.default_device() == mx.cpu)
+    if args.model is None:
+        args.model = default_model_for(args.adapter_path)
     model, tokenizer, _ = load_model(args.model, dequantize=dq)
     if args.adapter_path:
         load_adapter_file(model, Path(args.adapter_path))
     return model, tokenizer
+
+
+def default_model_for(adapter_path: str | Path | None) -> str:
+    """The base an adapter was trained on (its adapter_config.json "model"), else "demo".
+
+    As `mlxtui fuse` does: evaluating an adapter on another base only fails with a shape error.
+    """
+    if adapter_path:
+        try:
+            model = read_adapter_config(Path(adapter_path).expanduser()).get("model")
+        except (OSError, ValueError):
+            model = None  # load_adapter_file reports the adapter's problem with its path
+        if isinstance(model, str) and model:
+            return model
+    return "demo"
 
 
 def _stderr_progress(message: str, done: int, total: int) -> None:
