@@ -8,6 +8,7 @@ from textual.app import App, ComposeResult
 from textual_plotext import PlotextPlot
 
 from mlxtui.tui.widgets.loss_plot import TITLE, VAL_MARKER, LossPlot, integer_ticks
+from mlxtui.tui.widgets.word_switch import WordSwitch
 
 
 class PlotApp(App[None]):
@@ -44,3 +45,28 @@ async def test_loss_plot_has_no_legend_box_and_dots_the_val_points() -> None:
         assert text.count(VAL_MARKER) >= 2 + TITLE.count(VAL_MARKER)
         axis = text.splitlines()[-2]  # the x tick labels
         assert axis.split() == ["0", "2", "4", "6"]
+
+
+class SwitchApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield WordSwitch(False, id="sw")
+
+
+async def test_word_switch_says_on_and_off_without_colour() -> None:
+    from rich.console import Console
+
+    app = SwitchApp()
+    async with app.run_test(size=(30, 5)) as pilot:
+        switch = app.query_one(WordSwitch)
+
+        def drawn() -> str:
+            console = Console(width=20, color_system=None)
+            with console.capture() as capture:
+                console.print(switch.render())
+            return capture.get()
+
+        assert "off" in drawn()
+        switch.focus()
+        await pilot.press("enter")
+        assert switch.value and "on" in drawn() and "off" not in drawn()
+        assert switch.region.width >= 8  # the word is not cut off

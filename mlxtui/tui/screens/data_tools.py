@@ -36,6 +36,7 @@ from mlxtui.core.data import (
     validate_dataset,
 )
 from mlxtui.tui.widgets.loss_plot import integer_ticks
+from mlxtui.tui.widgets.word_switch import WordSwitch
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 HISTOGRAM_BINS = 20
@@ -351,7 +352,7 @@ class PrepareScreen(DataToolScreen):
     PrepareScreen .row Label { width: 18; }
     PrepareScreen .row Input { width: 1fr; }
     PrepareScreen .row Select { width: 44; }
-    PrepareScreen .row Switch { border: none; height: 1; padding: 0; width: 6; }
+    PrepareScreen .row Switch { border: none; height: 1; padding: 0; width: 10; }
     PrepareScreen .convert-only, PrepareScreen .split-only { height: auto; }
     PrepareScreen #prep-buttons { height: 3; }
     PrepareScreen #prep-result { height: auto; margin-top: 1; }
@@ -450,7 +451,7 @@ class PrepareScreen(DataToolScreen):
                         "System prompt",
                         Input(placeholder="optional (chat only)", id="prep-system", compact=True),
                     )
-                yield row("Overwrite files", Switch(value=False, id="prep-force"))
+                yield row("Overwrite files", WordSwitch(value=False, id="prep-force"))
                 with Horizontal(id="prep-buttons"):
                     yield Button("Run (ctrl+r)", id="prep-run", variant="primary")
                     yield Button("Use as data folder", id="prep-use", disabled=True)

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static, Switch
 
 from mlxtui.core import events as ev
+from mlxtui.tui.widgets.word_switch import WordSwitch
 
 Submit = Callable[[Any, Callable[[ev.Event], None]], "int | None"]
 
@@ -69,8 +70,10 @@ class ExportScreen(Screen[None]):
                 yield Input(self.adapter or "", placeholder="current adapter", id="ex-adapter")
             with Horizontal(classes="row"):
                 yield Label("replace existing")
-                yield Switch(False, id="ex-force")
-                yield Static("off: an existing folder or file is never overwritten", classes="note")
+                yield WordSwitch(False, id="ex-force")
+                yield Static(
+                    "when off, an existing folder or file is never overwritten", classes="note"
+                )
 
             yield Label("Fuse into the base (MLX model folder)", classes="section")
             with Horizontal(classes="row"):
@@ -78,7 +81,7 @@ class ExportScreen(Screen[None]):
                 yield Input("fused_model", id="ex-save")
             with Horizontal(classes="row"):
                 yield Label("dequantize")
-                yield Switch(False, id="ex-dequantize")
+                yield WordSwitch(False, id="ex-dequantize")
                 yield Label("also GGUF")
                 yield Input(placeholder="optional .gguf file", id="ex-fuse-gguf")
                 yield Button("Fuse", id="ex-fuse", variant="primary")
@@ -104,7 +107,7 @@ class ExportScreen(Screen[None]):
                     id="ex-token",
                 )
                 yield Label("private")
-                yield Switch(True, id="ex-private")
+                yield WordSwitch(True, id="ex-private")
                 yield Button("Upload", id="ex-upload")
 
             yield Static("", id="export-progress")
