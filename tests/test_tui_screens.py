@@ -138,7 +138,8 @@ async def test_export_and_runs_screens(tmp_path: Path) -> None:
         gguf = tmp_path / "out.gguf"
         screen.query_one("#ex-gguf", Input).value = str(gguf)
         screen.query_one("#ex-adapter", Input).value = str(done / "adapters")
-        screen.query_one("#ex-export", Button).press()
+        screen.query_one("#ex-gguf", Input).focus()
+        await pilot.press("enter")  # Enter in a field runs its row's button
         assert await wait_for(pilot, lambda: isinstance(engine.jobs[-1], ExportGGUF))
         job = engine.jobs[-1]
         assert (job.out_file, job.adapter_path, job.force) == (

@@ -32,6 +32,17 @@ def occupied(path: Path) -> bool:
     return path.exists()
 
 
+# Enter in these fields runs the button of their row.
+SUBMIT_ACTIONS = {
+    "ex-save": "fuse",
+    "ex-fuse-gguf": "fuse",
+    "ex-gguf": "export_gguf",
+    "ex-up-folder": "upload",
+    "ex-repo": "upload",
+    "ex-token": "upload",
+}
+
+
 class ExportScreen(Screen[None]):
     BINDINGS = [Binding("escape", "close", "Close", show=True)]
 
@@ -123,6 +134,14 @@ class ExportScreen(Screen[None]):
             self.query_one("#ex-fuse", Button).focus()
         else:
             self.app.pop_screen()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        """Enter in a field runs the action of its row (a form where Enter did nothing felt dead)."""
+        event.stop()
+        action = SUBMIT_ACTIONS.get(event.input.id or "")
+        if action is not None:
+            getattr(self, action)()
 
     # ------------------------------------------------------------ helpers
 
