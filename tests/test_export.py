@@ -67,7 +67,7 @@ def test_fused_tiny_answers_like_base_plus_adapter(
     out = fuse_adapter(
         None, ad, tmp_path / "fused", progress=lambda m, d, t: seen.append((d, t))
     )  # base from adapter_config
-    assert seen[0] == (0, 4) and seen[-1] == (4, 4)
+    assert [d for d, _ in seen] == [0, 1, 2, 3] and {t for _, t in seen} == {3}  # no gap
     fused, ftok = mlx_load(str(out))
     assert not adapter_modules(fused)
     names = mx.load(str(out / "model.safetensors")).keys()
@@ -103,8 +103,27 @@ def test_fuse_never_overwrites_without_force(
     with pytest.raises(ExportError, match="not empty.*--force"):
         fuse_adapter(tiny_model_dir, tiny_adapter, out)
     assert (out / "precious.txt").read_text() == "keep me"
+    # --force replaces an earlier model only: never a folder of other things, never a file
+    with pytest.raises(ExportError, match="not a model folder"):
+        fuse_adapter(tiny_model_dir, tiny_adapter, out, force=True)
+    assert (out / "precious.txt").read_text() == "keep me"
+    with pytest.raises(ExportError, match="is a file"):
+        fuse_adapter(tiny_model_dir, tiny_adapter, out / "precious.txt", force=True)
+    assert (out / "precious.txt").read_text() == "keep me"
+    with pytest.raises(ExportError, match="must end in .gguf"):
+        fuse_adapter(
+            tiny_model_dir,
+            tiny_adapter,
+            tmp_path / "f2",
+            gguf_file=out / "precious.txt",
+            force=True,
+        )
+    assert (out / "precious.txt").read_text() == "keep me"
+    out = tmp_path / "fused_model"
+    fuse_adapter(tiny_model_dir, tiny_adapter, out)
+    (out / "stale.txt").write_text("old")
     fuse_adapter(tiny_model_dir, tiny_adapter, out, force=True)
-    assert (out / "config.json").is_file() and not (out / "precious.txt").exists()
+    assert (out / "config.json").is_file() and not (out / "stale.txt").exists()
     # the base model's own folder (or one holding it) is refused even with force
     with pytest.raises(ExportError, match="the base model or the adapter"):
         fuse_adapter(tiny_model_dir, tiny_adapter, tiny_model_dir, force=True)

@@ -19,6 +19,7 @@ from mlxtui.core.generation import (
     fold_system,
     generate_reply,
     load_adapter_file,
+    read_adapter_config,
     render_prompt,
     select_weights,
     set_adapter_enabled,
@@ -254,6 +255,9 @@ def test_other_layout_is_refused_clearly(
         load_adapter_file(model, bad)
     with pytest.raises(FileNotFoundError, match="no adapter weights"):
         load_adapter_file(model, tmp_path / "nope" / "adapters.safetensors")
+    # a missing folder is named as missing, not as its parent lacking adapter_config.json
+    with pytest.raises(FileNotFoundError, match=r"no adapter at .*nope.*mlxtui runs"):
+        read_adapter_config(tmp_path / "nope")
     (tmp_path / "lonely").mkdir()
     mx.save_safetensors(str(tmp_path / "lonely" / "x.safetensors"), {"a": mx.zeros((1,))})
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):

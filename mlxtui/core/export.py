@@ -128,12 +128,21 @@ def _check_destination(out: Path, force: bool, protected: list[Path]) -> None:
                 f"{out} holds {p} (the base model or the adapter): choose another destination"
             )
     if out.is_dir():
-        if any(out.iterdir()) and not force:
+        if not any(out.iterdir()):
+            return
+        if not force:
             raise ExportError(
                 f"{out} exists and is not empty; choose another path or pass --force to replace it"
             )
-    elif out.exists() and not force:
-        raise ExportError(f"{out} exists; choose another path or pass --force to replace it")
+        if not (out / "config.json").is_file():
+            # --force replaces an earlier model, never a folder of other things (`--save-path .`)
+            shown = ", ".join(sorted(p.name for p in out.iterdir())[:3])
+            raise ExportError(
+                f"{out} is not a model folder (no config.json; it holds {shown}…) and --force "
+                "only replaces a model folder: choose a new or empty folder"
+            )
+    elif out.exists():
+        raise ExportError(f"{out} is a file; give a folder name for the fused model")
 
 
 def _install_dir(tmp: Path, out: Path) -> None:
@@ -189,7 +198,7 @@ def fuse_adapter(
     adapter_path = Path(adapter_path).expanduser()
     out = Path(out_dir).expanduser()
     model_spec = model_spec if model_spec is not None else _model_spec_from_adapter(adapter_path)
-    total = 4 if gguf_file is None else 5
+    total = 3 if gguf_file is None else 4
     report("loading the base model and the adapter", 0, total)
     source = _source_folder(model_spec)
     _check_destination(out, force, [source, adapter_path])
@@ -232,6 +241,8 @@ def _check_gguf_architecture(source: Path) -> str:
 def _check_gguf_destination(out: Path, force: bool, model_spec: Any, source: Path) -> None:
     if out.is_dir():
         raise ExportError(f"{out} is a folder; give a .gguf file name")
+    if out.suffix.lower() != ".gguf":  # --force must never replace a file of another kind
+        raise ExportError(f"{out}: a GGUF file name must end in .gguf")
     spec_file = Path(str(model_spec)).expanduser() if model_spec is not None else None
     if spec_file is not None and spec_file.is_file() and spec_file.resolve() == out.resolve():
         raise ExportError(f"{out} is the model being exported: choose another file name")

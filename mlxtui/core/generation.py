@@ -316,6 +316,11 @@ def _flat_params(model: Any) -> dict[str, Any]:
 def find_adapter_config(path: Path) -> Path:
     """adapter_config.json in the folder `path`, or next to the file `path`."""
     path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no adapter at {path}: give a run's adapters/ folder (e.g. runs/<run>/adapters, "
+            "see `mlxtui runs`) or one .safetensors file in it"
+        )
     folder = path if path.is_dir() else path.parent
     cfg = folder / ADAPTER_CONFIG
     if not cfg.is_file():
