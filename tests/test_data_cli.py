@@ -7,6 +7,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from mlxtui.core.data.cli import add_data_parser, cmd_data
 
 
@@ -127,3 +129,15 @@ def test_stats_says_whether_the_folder_is_missing_or_a_file(tmp_path: Path) -> N
     assert rc == 1 and "is a file; give the folder" in err
     rc, _, err = run("data", "stats", str(tmp_path / "nope"))
     assert rc == 1 and "no such folder" in err
+
+
+def test_sizes_below_one_are_usage_errors(tmp_path: Path) -> None:
+    (tmp_path / "train.jsonl").write_text(json.dumps(GOOD) + "\n")
+    for argv in (
+        ("stats", str(tmp_path), "--batch-size", "0"),  # was a ZeroDivisionError traceback
+        ("validate", str(tmp_path), "--max-seq-length", "-5"),
+        ("validate", str(tmp_path), "--batch-size", "four"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            run("data", *argv)
+        assert e.value.code == 2

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from mlxtui.core.data.cli import positive_int
 from mlxtui.core.generation import (
     adapter_disabled,
     generate_reply,
@@ -358,11 +359,11 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--n", type=int, default=20, help="how many test prompts to answer (default 20)")
     p.add_argument("--max-tokens", type=int, default=128, help="answer length limit (default 128)")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument(
         "--test-batches", type=int, default=-1, help="batches for the test loss (-1 = all)"
     )
-    p.add_argument("--max-seq-length", type=int, default=2048)
+    p.add_argument("--max-seq-length", type=positive_int, default=2048)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.set_defaults(func=cmd_eval)
     return p

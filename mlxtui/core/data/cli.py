@@ -58,30 +58,35 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("dir", help="folder with train.jsonl (valid.jsonl, test.jsonl optional)")
     _model_args(p)
     p.add_argument(
-        "--batch-size", type=int, default=None, help="also check each split holds one batch"
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="also check each split holds one batch",
     )
     _key_args(p)
 
     p = sub.add_parser("stats", help="examples, token lengths (histogram), iterations per epoch")
     p.add_argument("dir", help="folder with train.jsonl")
     _model_args(p)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=positive_int, default=4)
     _key_args(p)
 
     p = sub.add_parser("split", help="shuffle one JSONL file into train/valid(/test).jsonl")
-    p.add_argument("file")
+    p.add_argument("file", help="the JSONL file to split (it is only read)")
     p.add_argument(
         "--ratios", default="0.9,0.1", help="train,valid[,test] fractions (default 0.9,0.1)"
     )
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="overwrite existing train/valid/test.jsonl")
 
     p = sub.add_parser(
         "convert", help="CSV, TSV, JSON array or JSONL rows -> chat or completions JSONL"
     )
-    p.add_argument("file")
-    p.add_argument("--to", choices=("chat", "completions"), default="chat")
+    p.add_argument("file", help="a .csv, .tsv, .json (array of objects) or .jsonl file")
+    p.add_argument(
+        "--to", choices=("chat", "completions"), default="chat", help="record format (default chat)"
+    )
     p.add_argument("--out", required=True, help="output folder (writes <name>.jsonl there)")
     p.add_argument(
         "--prompt-column", default=None, help="default: prompt/instruction/question/input/query"
@@ -118,6 +123,17 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     return data
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (argparse prints the flag and the value)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
@@ -125,7 +141,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         help="model folder, .gguf or 'demo': exact token counts with its tokenizer and chat template "
         "(without it: bytes/4 estimates)",
     )
-    p.add_argument("--max-seq-length", type=int, default=2048)
+    p.add_argument("--max-seq-length", type=positive_int, default=2048)
 
 
 def _key_args(p: argparse.ArgumentParser) -> None:
