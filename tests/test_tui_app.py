@@ -176,7 +176,7 @@ async def test_invalid_config_value_is_refused_in_place() -> None:
         assert form.config.batch_size == 4  # the refused value did not reach the config
         await pilot.press("t")
         assert not any(isinstance(j, Train) for j in box["engine"].jobs)
-        assert any("batch_size" in n.message for n in app._notifications)
+        assert any("Batch size: " in n.message for n in app._notifications)
 
         form.set_value("batch_size", "0")
         await pilot.pause()
@@ -185,7 +185,7 @@ async def test_invalid_config_value_is_refused_in_place() -> None:
         await pilot.pause()
         assert not field.has_class("-invalid")
         assert form.config.batch_size == 2 and not form.errors
-        await pilot.press("t")
+        await pilot.press("escape", "t")  # the refusal put focus in the field: leave it
         assert await wait_for(pilot, lambda: app.status.state == "done")
         trained = [j for j in box["engine"].jobs if isinstance(j, Train)]
         assert trained[0].config.batch_size == 2
@@ -235,6 +235,7 @@ async def test_job_failure_opens_error_modal_and_bad_events_do_not_crash() -> No
         assert await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
         shown = str(app.screen.query_one("#error-message").render())
         assert "out of memory at step 3" in shown
+        assert "Training failed" in str(app.screen.query_one(".modal-title").render())
         assert "lower batch_size" in str(app.screen.query_one("#error-hint").render())
         assert app.status.state == "error"
         await pilot.press("escape")
@@ -288,4 +289,26 @@ async def test_dataset_browser_pages_splits_and_renders_with_tokenizer(tiny_mode
         browser.set_tokenizer(tokenizer, mask_prompt=True)
         text = browser.example_text()
         assert "<|im_start|>assistant" in text
-        assert "trained (bold green; the rest is not trained)" in text
+        assert "trained, in green" in text
+
+
+async def test_train_with_a_refused_field_names_its_label_and_focuses_it() -> None:
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: app.status.model == "fake-model")
+        form = app.query_one(ConfigForm)
+        form.set_value("optimizer_options", "X")
+        await pilot.pause()
+        app.query_one("#pane-chat", Pane).focus()
+        await pilot.press("t")
+        assert await wait_for(
+            pilot,
+            lambda: app.focused is not None and app.focused.id == widget_id("optimizer_options"),
+        )
+        assert not any(isinstance(j, Train) for j in box["engine"].jobs)
+        shown = [n.message for n in app._notifications]
+        assert any("Optimizer options: 'X' is not KEY=VALUE" in m for m in shown), shown
+        assert not any("optimizer_options" in m for m in shown)
+        # Typing now fixes it in place.
+        await pilot.press("ctrl+u")
+        assert await wait_for(pilot, lambda: not form.errors)

@@ -67,6 +67,20 @@ HELP_KEYS = [
 ]
 
 
+# Error titles in words ("Training failed", not "train failed").
+JOB_TITLES = {
+    "train": "Training",
+    "load": "Loading the model",
+    "generate": "The chat reply",
+    "compare": "The A/B reply",
+    "evaluate": "Evaluation",
+    "benchmark": "The benchmark",
+    "fuse": "Fusing",
+    "export": "The GGUF export",
+    "estimate": "The memory estimate",
+}
+
+
 def default_engine_factory(on_event: Callable[[ev.Event], None]) -> Any:
     from mlxtui.core.engine import Engine
 
@@ -358,7 +372,8 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
                 self.exit(1)
                 return
             self.query_one(ConfigForm).disabled = False
-        self.push_screen(ErrorModal(f"{event.kind} failed", event.message, event.hint))
+        title = JOB_TITLES.get(event.kind, event.kind.capitalize())
+        self.push_screen(ErrorModal(f"{title} failed", event.message, event.hint))
 
     def _refresh_suggestions(self) -> None:
         form = self.query_one(ConfigForm)
@@ -430,9 +445,11 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             return
         form = self.query_one(ConfigForm)
         if form.errors:
-            fields = ", ".join(f"{name}: {msg}" for name, msg in form.errors.items())
-            self.notify(f"Fix these first: {fields}", title="Cannot train", severity="error")
-            self._select_pane(0)
+            fields = "\n".join(f"{form.label_of(name)}: {msg}" for name, msg in form.errors.items())
+            self.notify(f"Fix these first:\n{fields}", title="Cannot train", severity="error")
+            self._select_pane(0, focus=False)
+            # Into the first refused field, so the user can type the fix at once.
+            self.call_after_refresh(form.focus_field, next(iter(form.errors)))
             return
         from mlxtui.core.engine import Train
 

@@ -156,6 +156,16 @@ class ConfigForm(VerticalScroll):
     def errors(self) -> dict[str, str]:
         return {name: st.error for name, st in self.states.items() if st.error}
 
+    def label_of(self, name: str) -> str:
+        """The field's label as the form shows it (users do not know the config key names)."""
+        spec = next((f for f in self.fields if f.name == name), None)
+        return (spec.label or spec.name) if spec is not None else name
+
+    def focus_field(self, name: str) -> None:
+        editor = self.query_one(f"#{widget_id(name)}")
+        editor.focus()
+        self.scroll_to_widget(editor)
+
     def show_suggestions(self, suggestions: dict[str, str]) -> None:
         self.suggestions = dict(suggestions)
         for spec in self.fields:

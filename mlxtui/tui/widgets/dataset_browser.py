@@ -64,8 +64,8 @@ def render_record(record: Any, tokenizer: Any, mask_prompt: bool) -> Text:
         try:
             rendered = render_example(record, tokenizer, detect_format(record), mask_prompt)
             text = Text(
-                f"{rendered.format} · {rendered.tokens} tokens, {rendered.trained_tokens} trained"
-                " (bold green; the rest is not trained)\n\n",
+                f"{rendered.format} · {rendered.tokens} tokens · "
+                f"{rendered.trained_tokens} trained, in green\n\n",
                 style="italic",
             )
             for segment in rendered.segments:
