@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 SUBCOMMANDS = ("train", "doctor", "data", "models", "fuse", "export", "eval", "bench", "runs", "dashboard")
@@ -79,7 +80,7 @@ _FLAG_FIELDS = (
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """Defaults < YAML < flags, as in mlx_lm.lora; the demo profile when neither model nor config is given."""
-    from mlxtui.core.config import TrainConfig, from_dict, load_yaml
+    from mlxtui.core.config import ConfigError, TrainConfig, from_dict, load_config, load_yaml
 
     yaml_values: dict[str, Any] = load_yaml(args.config) if args.config else {}
     flags = {k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None}
@@ -92,8 +93,22 @@ def config_from_args(args: argparse.Namespace) -> Any:
         lora["dropout"] = args.lora_dropout
     if args.lora_alpha is not None:
         lora["alpha"] = args.lora_alpha  # becomes scale = alpha / rank in from_dict
+    for where, values in (("the command line", flags), (str(args.config), yaml_values)):
+        if "epochs" in values and "iters" in values:
+            raise ConfigError(
+                f"{where}: both epochs and iters are given; epochs would decide the length, "
+                "so give only one of them"
+            )
+    resume = getattr(args, "resume_run", None)
     uses_demo = not args.config and args.model in (None, "demo") and args.data is None
-    base = TrainConfig.quick_start() if uses_demo else TrainConfig()
+    if resume:
+        # a resumed run keeps its own settings; only what is given now changes them
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume {resume}: no config.yaml there; give a run folder that `mlxtui runs` lists")
+        base = load_config(saved)
+    else:
+        base = TrainConfig.quick_start() if uses_demo else TrainConfig()
     cfg = from_dict(yaml_values, base=base, where=str(args.config)) if yaml_values else base
     if lora:
         merged = dict(cfg.lora_parameters)
@@ -228,20 +243,27 @@ def cmd_train(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     printer = ProgressPrinter(out)
     _say_blas(out)
     pipeline = TrainPipeline(config, on_event=printer)
-    interrupted = {"n": 0}
+    interrupted = {"n": 0, "at": 0.0}
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        # `uv run` forwards the terminal's SIGINT to us as well: one press can arrive twice
+        if interrupted["n"] and now - interrupted["at"] < 1.0:
+            return
         interrupted["n"] += 1
+        interrupted["at"] = now
         if interrupted["n"] > 1:
             print("\nsecond Ctrl-C: exiting without waiting (the last checkpoint is kept)", file=sys.stderr)
             os._exit(130)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(
-            f"\nCtrl-C: stopping after step {printer.iteration} and saving the adapter (Ctrl-C again to quit now)",
+            f"\n{name}: stopping after step {printer.iteration} and saving the adapter (Ctrl-C again to quit now)",
             file=sys.stderr,
         )
         pipeline.stop()
 
-    old = signal.signal(signal.SIGINT, on_sigint)
+    handled = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
     try:
         result = pipeline.execute()
     except (EngineError, ConfigError) as e:
@@ -251,7 +273,8 @@ def cmd_train(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             print(f"  hint: {hint}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if interrupted["n"]:
         print(f"saved: {result.adapter_path}; resume with: mlxtui train --resume {result.run_dir}", file=out)
         return 130

@@ -50,12 +50,20 @@ def evaluate_test_set(config: TrainConfig) -> tuple[float, float]:
     from pathlib import Path
 
     def job(engine: Engine) -> tuple[float, float]:
+        import mlx.core as mx
+
         from mlxtui.core import models
         from mlxtui.core.engine import _resolve_data
         from mlxtui.core.training import evaluate_loss, load_datasets
 
-        adapter = config.adapter_path if config.adapter_path and Path(config.adapter_path).is_dir() else None
-        model, tokenizer, _info = models.load_model(config.model, adapter_path=adapter)
+        adapter = Path(config.adapter_path).expanduser() if config.adapter_path else None
+        if adapter is None or not (adapter / "adapters.safetensors").is_file():
+            raise EngineError(
+                f"adapter_path: no adapter in {adapter} (adapters.safetensors)",
+                "give --adapter-path of a trained adapter, e.g. runs/<run>/adapters",
+            )
+        deq = config.dequantize == "yes" or (config.dequantize == "auto" and mx.default_device() == mx.cpu)
+        model, tokenizer, _info = models.load_model(config.model, adapter_path=str(adapter), dequantize=deq)
         data_dir = _resolve_data(config.data)
         _, _, test = load_datasets(config, data_dir, tokenizer)
         if not test:

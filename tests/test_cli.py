@@ -161,3 +161,33 @@ def test_python_api_returns_metrics_and_adapter_and_streams_events(tiny_model_di
     assert [it for it, _ in result.val_losses] == [0, 2, 4]
     assert (Path(result.adapter_path) / "adapters.safetensors").is_file()
     assert any(isinstance(e, ev.TrainFinished) for e in seen)
+
+
+def test_resume_keeps_the_runs_own_settings_and_flags_still_override(tmp_path):
+    from mlxtui.core.config import save_config
+
+    run = tmp_path / "runs" / "20260101-000000-r"
+    run.mkdir(parents=True)
+    save_config(TrainConfig().with_values(model="m", data="d", num_layers=2, val_batches=1, iters=12), run / "config.yaml")
+    cfg = parse("--resume", str(run), "--iters", "20")
+    assert cfg.resume_run == str(run)
+    assert (cfg.num_layers, cfg.val_batches, cfg.model, cfg.iters) == (2, 1, "m", 20)
+    with pytest.raises(Exception, match="no config.yaml"):
+        parse("--resume", str(tmp_path))
+
+
+def test_epochs_and_iters_together_are_refused():
+    from mlxtui.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="both epochs and iters"):
+        parse("--model", "m", "--epochs", "1", "--iters", "3")
+
+
+def test_test_only_needs_a_real_adapter(tiny_model_dir, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlxtui", "train", "--model", str(tiny_model_dir), "--data", str(_small_data(tmp_path)),
+         "--test", "--adapter-path", str(tmp_path / "nonexistent")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "no adapter in" in proc.stderr and "Traceback" not in proc.stderr

@@ -398,3 +398,13 @@ def test_examples_longer_than_max_seq_length_are_a_warning_not_an_error(tiny_mod
     assert result.status == "completed"
     warnings = [e.message for e in rec.of(ev.Log) if e.level == "warning"]
     assert any("longer than max_seq_length 64" in w and "truncated" in w for w in warnings)
+
+
+def test_resume_with_a_different_layout_is_refused_not_silently_mixed(tiny_model_dir, small_data, tmp_path):
+    def stop_at_2(engine: Engine, e: ev.TrainStep) -> None:
+        if e.iteration == 2:
+            engine.stop()
+
+    first, _ = train(base_config(tiny_model_dir, small_data, tmp_path, iters=8, num_layers=2), Recorder(stop_at_2))
+    with pytest.raises(EngineError, match="does not fit this configuration"):
+        train(base_config(tiny_model_dir, small_data, tmp_path, iters=8, num_layers=4, resume_run=str(first.run_dir)))

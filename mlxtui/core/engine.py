@@ -283,6 +283,9 @@ class Engine:
                     "fix that value (the flag, the Config pane field or the YAML key of that name)",
                 )
             )
+        except _user_errors() as e:
+            # a user's mistake (bad model path, bad GGUF, no test set…): the message says it all
+            self.emit(ev.JobFailed(job_id, job.kind, str(e), _hint_for(e)))
         except DiskFullError as e:
             self.emit(
                 ev.JobFailed(
@@ -488,6 +491,16 @@ class Engine:
         )
 
         config.validate()
+        if config.resume_run and not (Path(config.resume_run) / "state" / "state.json").is_file():
+            raise EngineError(
+                f"{config.resume_run}: no resume state (state/state.json): not a run folder mlxtui wrote",
+                "give a folder that `mlxtui runs` lists, or --resume-adapter-file for a bare adapter",
+            )
+        if config.resume_adapter_file and not Path(config.resume_adapter_file).is_file():
+            raise EngineError(
+                f"resume_adapter_file: {config.resume_adapter_file} does not exist",
+                "give the path of an adapters .safetensors file",
+            )
         if config.model not in (None, "", "demo"):
             try:  # cheap for local paths: a wrong model path is reported before the data is read
                 models.resolve_model(config.model)
@@ -592,14 +605,14 @@ class Engine:
         )
         if report.errors:
             first = report.errors[:5]
-            lines = "\n".join(f"{f.file}:{f.line}: {f.message}" for f in first)
+            lines = "\n".join(f.format() for f in first)
             more = f"\n… and {len(report.errors) - 5} more" if len(report.errors) > 5 else ""
             raise EngineError(
                 f"the dataset has {len(report.errors)} error(s); training did not start:\n{lines}{more}",
                 f"fix them (all are listed by `mlxtui data validate {data_dir}`)",
             )
         for w in report.warnings[:3]:
-            self.emit(ev.Log("warning", f"{w.file}:{w.line}: {w.message}"))
+            self.emit(ev.Log("warning", w.format()))
 
     def _poll_while_paused(self) -> None:
         """While training is paused: keep sampling memory and answer chat jobs."""
@@ -901,6 +914,27 @@ def _copy_to_user_adapter_path(config: TrainConfig, adapter_dir: Path, emit: Eve
         if src.is_file():
             shutil.copy2(src, target / name)
     emit(ev.Log("info", f"adapter also written to {target}"))
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exception types the core raises for a user's mistake, with a message that says what to do."""
+    from mlxtui.core import evaluation, export, models
+    from mlxtui.core.training import TrainingError
+
+    found: list[type[Exception]] = [models.ModelError, evaluation.EvalError, export.ExportError, TrainingError]
+    try:
+        from mlxtui.core.gguf_import import GGUFError
+
+        found.append(GGUFError)
+    except ImportError:
+        pass
+    try:
+        from mlxtui.core.data import PrepareError
+
+        found.append(PrepareError)
+    except ImportError:
+        pass
+    return tuple(found)
 
 
 def _hint_for(e: Exception) -> str:

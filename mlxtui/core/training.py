@@ -466,7 +466,15 @@ class TrainRun:
         import mlx.core as mx
 
         state_dir = run_dir / STATE_DIR
-        self.p.model.load_weights(str(state_dir / "adapters.safetensors"), strict=False)
+        saved = cast(dict[str, Any], mx.load(str(state_dir / "adapters.safetensors")))
+        current = dict(_flat(self.p.model.trainable_parameters()))
+        if {k: tuple(v.shape) for k, v in saved.items()} != {k: tuple(v.shape) for k, v in current.items()}:
+            raise TrainingError(
+                f"{run_dir}: the saved state does not fit this configuration (its trainable weights differ: "
+                "fine_tune_type, num_layers, lora rank or keys changed); resume with the run's own settings "
+                f"(they are in {run_dir / 'config.yaml'})"
+            )
+        self.p.model.load_weights(list(saved.items()), strict=False)
         optimizer.init(self.p.model.trainable_parameters())
         loaded = cast(dict[str, Any], mx.load(str(state_dir / "optimizer.safetensors")))
         _set_leaves(optimizer.state, loaded)
