@@ -48,3 +48,9 @@ def test_a_failed_load_is_an_error_shown_first() -> None:
 def test_job_progress_counts_in_brackets() -> None:
     status = apply_event(Status(), ev.JobProgress(3, "evaluate", "base answer 5/20", 4, 40))
     assert status.message == "base answer 5/20 (4/40)"
+
+
+def test_figures_come_before_the_model_name_so_80_columns_keep_them() -> None:
+    line = status_text(training_status())
+    assert line.index("ETA") < line.index("SmolLM2")
+    assert len(line[: line.index("ETA 0:33") + 8]) <= 78

@@ -101,7 +101,7 @@ def format_duration(seconds: float | None) -> str:
 
 
 def status_text(status: Status) -> str:
-    """One line: state, iteration/total, loss, tokens/s, ETA.
+    """One line: state, iteration/total, loss, tokens/s, ETA, then the model.
 
     What to do next (paused: which key continues; error: what failed) comes right after the state,
     so a narrow terminal cuts the figures, not the instructions.
@@ -110,8 +110,6 @@ def status_text(status: Status) -> str:
     urgent = status.state in ("paused", "error")
     if urgent and status.message:
         parts.append(status.message)
-    if status.model:
-        parts.append(status.model)
     if status.total_iters:
         parts.append(f"it {status.iteration}/{status.total_iters}")
     if status.loss is not None:
@@ -124,4 +122,6 @@ def status_text(status: Status) -> str:
         parts.append(f"ETA {format_duration(status.eta_seconds)}")
     if status.message and not urgent:
         parts.append(status.message)
+    if status.model:  # it does not change: last, where an 80-column line cuts
+        parts.append(status.model)
     return "  │  ".join(parts)
