@@ -45,6 +45,10 @@ async def test_loss_plot_has_no_legend_box_and_dots_the_val_points() -> None:
         assert text.count(VAL_MARKER) >= 2 + TITLE.count(VAL_MARKER)
         axis = text.splitlines()[-2]  # the x tick labels
         assert axis.split() == ["0", "2", "4", "6"]
+        labels = [float(line.split("┤")[0]) for line in text.splitlines() if "┤" in line]
+        assert labels[0] == 4.76 and len(labels) == 4  # evenly spaced, none skipped
+        gaps = {round(a - b, 2) for a, b in zip(labels, labels[1:], strict=False)}
+        assert len(gaps) == 1
 
 
 class SwitchApp(App[None]):

@@ -17,6 +17,7 @@ MAX_REDRAWS_PER_SECOND = 4
 # Beyond this many points a line is thinned for drawing (the stored data stays complete).
 MAX_DRAWN_POINTS = 400
 VAL_MARKER = "•"
+Y_TICKS = 4
 TITLE = f"loss: train (cyan) · val (orange {VAL_MARKER})"
 
 
@@ -123,6 +124,12 @@ class LossPlot(Widget):
         iterations = [it for it, _ in self.train_points] + [it for it, _ in self.val_points]
         if iterations:
             plt.xticks(cast(Any, integer_ticks(min(iterations), max(iterations))))
+            # Few evenly spaced loss labels: plotext's own skip rows unevenly (4.76 4.24 3.20).
+            losses = [loss for _, loss in self.train_points + self.val_points]
+            lo, hi = min(losses), max(losses)
+            if hi > lo:
+                yticks = [lo + (hi - lo) * k / (Y_TICKS - 1) for k in range(Y_TICKS)]
+                plt.yticks(yticks, [f"{t:.2f}" for t in yticks])
         else:
             plt.xlim(0, 1)
             plt.ylim(0, 1)
