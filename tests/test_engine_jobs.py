@@ -85,3 +85,25 @@ def test_jobs_after_training(tiny_model_dir, data, tmp_path):
         assert Path(gguf).stat().st_size > 0
     finally:
         engine.shutdown()
+
+
+def test_esc_cancels_a_reply_queued_behind_training(tiny_model_dir, data, tmp_path):
+    events: list[ev.Event] = []
+    engine = Engine(events.append)
+    engine.start()
+    try:
+        cfg = TrainConfig().with_values(
+            model=str(tiny_model_dir), data=str(data), runs_dir=str(tmp_path), num_layers=2, iters=12,
+            steps_per_eval=100, val_batches=1, memory_guard="off",
+        )
+        train_id = engine.submit(Train(cfg))
+        gen = Generate([{"role": "user", "content": "hi"}], max_tokens=20)
+        engine.submit(gen)
+        engine.cancel_generation()  # esc while the answer is still queued
+        done = engine.run_sync(Generate([{"role": "user", "content": "hi"}], temperature=0.0, max_tokens=3))
+    finally:
+        engine.shutdown()
+    assert any(isinstance(e, ev.JobFinished) and e.job_id == train_id for e in events)
+    stopped = [e for e in events if isinstance(e, ev.GenerationDone) and e.request_id == id(gen)]
+    assert stopped and stopped[0].stopped and stopped[0].text == ""
+    assert done["generation_tokens"] > 0  # a later question is answered normally

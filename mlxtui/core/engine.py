@@ -31,6 +31,8 @@ EventSink = Callable[[ev.Event], None]
 @dataclass
 class Job:
     kind: str = field(init=False, default="job")
+    # set by Engine.cancel_generation(), whether the job is still queued or already running
+    cancel: threading.Event = field(init=False, default_factory=threading.Event, repr=False, compare=False)
 
 
 @dataclass
@@ -134,6 +136,7 @@ class EngineError(RuntimeError):
 
 _SHUTDOWN = object()
 _JOBS_ALLOWED_WHILE_PAUSED = ("generate", "compare")
+_CANCELLABLE = ("generate", "compare", "evaluate")
 
 
 class Engine:
@@ -147,7 +150,7 @@ class Engine:
         self._queue: queue.Queue[tuple[int, Job] | object] = queue.Queue()
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
-        self._cancel_generation = threading.Event()
+        self._cancellable: dict[int, Job] = {}  # queued or running jobs that esc can stop
         self._lock = threading.Lock()
         self._deferred: list[tuple[int, Job]] = []
         self.control: Any = None  # TrainControl of the running train job
@@ -174,6 +177,9 @@ class Engine:
 
     def submit(self, job: Job) -> int:
         job_id = next(self._ids)
+        if job.kind in _CANCELLABLE:
+            with self._lock:
+                self._cancellable[job_id] = job
         self._queue.put((job_id, job))
         return job_id
 
@@ -190,10 +196,13 @@ class Engine:
     def stop(self) -> None:
         if self.control is not None:
             self.control.request_stop()
-        self._cancel_generation.set()
+        self.cancel_generation()
 
     def cancel_generation(self) -> None:
-        self._cancel_generation.set()
+        """Stop the running answer (or evaluation) and drop the ones still queued."""
+        with self._lock:
+            for job in self._cancellable.values():
+                job.cancel.set()
 
     @property
     def training(self) -> bool:
@@ -206,7 +215,7 @@ class Engine:
     def shutdown(self, timeout: float = 10.0) -> None:
         if self.control is not None:
             self.control.request_stop()
-        self._cancel_generation.set()
+        self.cancel_generation()
         self._queue.put(_SHUTDOWN)
         if self._thread is not None:
             self._thread.join(timeout)
@@ -304,6 +313,8 @@ class Engine:
         finally:
             self.current_job = None
             self.control = None
+            with self._lock:
+                self._cancellable.pop(job_id, None)
 
     def _dispatch(self, job_id: int, job: Job) -> Any:
         if isinstance(job, LoadModel):
@@ -559,7 +570,6 @@ class Engine:
             quantization_bits=info.quantization_bits,
         )
         self.control = TrainControl()
-        self._cancel_generation.clear()
         run = TrainRun(
             config.with_values(data=str(data_dir)),
             prepared,
@@ -658,7 +668,6 @@ class Engine:
         from mlxtui.core import generation
 
         self._ensure_model()
-        self._cancel_generation.clear()
         weights = job.weights
         if weights not in ("adapter", "base"):
             self._use_adapter_file(Path(weights))
@@ -714,6 +723,8 @@ class Engine:
         data_dir = _resolve_data(job.data)
 
         def progress(message: str, done: int = 0, total: int = 0) -> None:
+            if job.cancel.is_set():
+                raise EngineError("evaluation stopped", "press e and run it again when you want it")
             self.emit(ev.JobProgress(job_id, "evaluate", message, done, total))
 
         losses: dict[str, tuple[float, float]] = {}
@@ -795,7 +806,6 @@ class Engine:
     def _compare(self, job: Compare) -> dict[str, Any]:
         from mlxtui.core import generation
 
-        self._cancel_generation.clear()
         if self.model is None or not generation.has_adapter(self.model):
             raise EngineError(
                 "there is no adapter to compare with",
@@ -804,7 +814,7 @@ class Engine:
         a = self._stream(job.messages, job, "A", base=True)
         b = (
             self._stream(job.messages, job, "B", base=False)
-            if not self._cancel_generation.is_set()
+            if not job.cancel.is_set()
             else {}
         )
         return {"A": a, "B": b}
@@ -819,15 +829,17 @@ class Engine:
         ctx = generation.adapter_disabled(self.model) if base else contextlib.nullcontext()
         text = ""
         last = None
+        if job.cancel.is_set():  # cancelled while it waited in the queue
+            ctx = contextlib.nullcontext()
         with ctx:
-            for chunk in generation.stream_reply(
+            for chunk in () if job.cancel.is_set() else generation.stream_reply(
                 self.model,
                 self.tokenizer,
                 messages,
                 temperature=job.temperature,
                 top_p=job.top_p,
                 max_tokens=job.max_tokens,
-                should_stop=self._cancel_generation.is_set,
+                should_stop=job.cancel.is_set,
             ):
                 text += chunk.text
                 last = chunk
@@ -843,7 +855,7 @@ class Engine:
             prompt_tps=getattr(last, "prompt_tps", 0.0),
             generation_tps=getattr(last, "generation_tps", 0.0),
             peak_memory=getattr(last, "peak_memory", 0.0),
-            stopped=self._cancel_generation.is_set(),
+            stopped=job.cancel.is_set(),
         )
         self.emit(done)
         return done.to_dict()
