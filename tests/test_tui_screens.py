@@ -212,3 +212,17 @@ async def test_help_lists_screen_keys_at_80x24(tmp_path: Path) -> None:
         await pilot.press("e")
         assert isinstance(app.screen, EvaluateScreen)
         assert sum(isinstance(s, EvaluateScreen | RunsScreen) for s in app.screen_stack) == 1
+
+
+async def test_s_stops_a_running_evaluation(tmp_path: Path) -> None:
+    app, box = make_app(tmp_path / "runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        engine = box["engine"]
+        await pilot.press("e")
+        screen = app.screen
+        assert isinstance(screen, EvaluateScreen)
+        await pilot.press("s")  # nothing running: nothing to stop
+        assert "cancel_generation" not in engine.calls
+        screen.running["evaluate"] = 99
+        await pilot.press("s")
+        assert "cancel_generation" in engine.calls

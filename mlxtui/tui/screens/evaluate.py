@@ -84,6 +84,7 @@ class EvaluateScreen(Screen[None]):
         Binding("q", "app.pop_screen", "Close", show=False),
         Binding("v", "evaluate", "Evaluate", show=True),
         Binding("b", "benchmark", "Benchmark", show=True),
+        Binding("s", "stop_evaluation", "Stop", show=True),
     ]
 
     DEFAULT_CSS = """
@@ -143,6 +144,13 @@ class EvaluateScreen(Screen[None]):
         self.query_one("#eval-bar", ProgressBar).display = False
         # On the button, not in a field, so v and b act at once.
         self.query_one("#eval-run", Button).focus()
+
+    def action_stop_evaluation(self) -> None:
+        """Stop a running evaluation between two examples (the engine checks its cancel token)."""
+        engine = getattr(self.app, "engine", None)
+        if "evaluate" in self.running and engine is not None:
+            engine.cancel_generation()
+            self.notify("stopping the evaluation after the current example")
 
     def action_close(self) -> None:
         """Esc in a field leaves it (so single keys act); Esc elsewhere closes the screen."""
