@@ -312,3 +312,26 @@ async def test_train_with_a_refused_field_names_its_label_and_focuses_it() -> No
         # Typing now fixes it in place.
         await pilot.press("ctrl+u")
         assert await wait_for(pilot, lambda: not form.errors)
+
+
+async def test_a_resumed_run_shows_its_curve_so_far(tmp_path: Any) -> None:
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = [
+        {"event": "val", "iteration": 0, "val_loss": 3.0},
+        {"event": "train", "iteration": 5, "train_loss": 2.5},
+        {"event": "val", "iteration": 10, "val_loss": 2.0},
+        {"event": "train", "iteration": 10, "train_loss": 1.9},
+        {"event": "train", "iteration": 15, "train_loss": 1.5},  # after the resume point: a new run's
+    ]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{cut by a cr")
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        box["engine"].on_event(ev.TrainStarted(str(run), 20, 10, 100, 1000, "lora"))
+        plot = app.query_one(LossPlot)
+        assert await wait_for(pilot, lambda: len(plot.val_points) == 2)
+        assert plot.train_points == [(5, 2.5), (10, 1.9)]
+        assert plot.val_points == [(0, 3.0), (10, 2.0)]

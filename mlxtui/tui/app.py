@@ -315,7 +315,10 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         elif isinstance(event, ev.ValReport):
             self.query_one(LossPlot).add_val(event.iteration, event.val_loss)
         elif isinstance(event, ev.TrainStarted):
-            self.query_one(LossPlot).reset()
+            plot = self.query_one(LossPlot)
+            plot.reset()
+            if event.start_iter > 0:  # a resumed run: its curve so far, from metrics.jsonl
+                plot.load_history(event.run_dir, event.start_iter)
             self.query_one(ConfigForm).disabled = True
         elif isinstance(event, ev.TrainPaused):
             if event.reason != "user":

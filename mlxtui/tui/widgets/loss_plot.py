@@ -7,6 +7,7 @@ Points are stored at once; the drawing is throttled (at most `MAX_REDRAWS_PER_SE
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, cast
 
 from textual.app import ComposeResult
@@ -94,6 +95,19 @@ class LossPlot(Widget):
         if _plottable(iteration, loss):
             self.val_points.append((int(iteration), float(loss)))
             self._dirty = True
+
+    def load_history(self, run_dir: str, upto: int) -> None:
+        """Train reports and validation losses a run recorded up to step `upto` (resume)."""
+        from mlxtui.core.runs import read_metrics
+
+        for record in read_metrics(Path(run_dir)):
+            iteration = record.get("iteration")
+            if not isinstance(iteration, int) or iteration > upto:
+                continue
+            if record.get("event") == "train" and "train_loss" in record:
+                self.add_train(iteration, record["train_loss"])
+            elif record.get("event") == "val" and "val_loss" in record:
+                self.add_val(iteration, record["val_loss"])
 
     def reset(self) -> None:
         self.train_points.clear()
