@@ -239,6 +239,20 @@ class TrainResult:
     estimated_peak_bytes: int | None = None
     message: str = ""
 
+    def finished_event(self) -> ev.TrainFinished:
+        return ev.TrainFinished(
+            run_dir=str(self.run_dir),
+            adapter_path=str(self.adapter_path),
+            final_iteration=self.final_iteration,
+            total_iters=self.total_iters,
+            status=self.status,
+            best_val_loss=self.best_val_loss,
+            best_iteration=self.best_iteration,
+            test_loss=self.test_loss,
+            test_ppl=self.test_ppl,
+            message=self.message,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["run_dir"] = str(self.run_dir)
@@ -930,20 +944,7 @@ class TrainRun:
                     "test_loss": result.test_loss,
                 }
             )
-            self.emit(
-                ev.TrainFinished(
-                    run_dir=str(self.run_dir),
-                    adapter_path=str(self.adapter_dir),
-                    final_iteration=final_iter,
-                    total_iters=self.total_iters,
-                    status=result.status,
-                    best_val_loss=self.best_val_loss,
-                    best_iteration=self.best_iteration,
-                    test_loss=result.test_loss,
-                    test_ppl=result.test_ppl,
-                    message=self.message,
-                )
-            )
+            self.emit(result.finished_event())
             return result
         finally:
             self.metrics_file.close()
