@@ -335,3 +335,32 @@ async def test_a_resumed_run_shows_its_curve_so_far(tmp_path: Any) -> None:
         assert await wait_for(pilot, lambda: len(plot.val_points) == 2)
         assert plot.train_points == [(5, 2.5), (10, 1.9)]
         assert plot.val_points == [(0, 3.0), (10, 2.0)]
+
+
+async def test_dataset_warnings_are_accepted_before_training(tmp_path: Any) -> None:
+    from mlxtui.demo_data import demo_data_dir
+
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = (demo_data_dir() / "train.jsonl").read_text().splitlines()[:12]
+    (data / "train.jsonl").write_text("\n".join(lines[:6]) + "\n\n" + "\n".join(lines[6:]) + "\n")  # a blank line
+    (data / "valid.jsonl").write_text("\n".join(lines[:4]) + "\n")  # leakage: shared with train
+    box: dict[str, FakeEngine] = {}
+
+    def factory(on_event: Callable[[ev.Event], None]) -> FakeEngine:
+        box["engine"] = FakeEngine(on_event)
+        return box["engine"]
+
+    app = MlxtuiApp(TrainConfig.quick_start(data=str(data)), engine_factory=factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        engine = box["engine"]
+        await pilot.press("t")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "warning" in app.screen.question and "train.jsonl:7" in app.screen.question
+        await pilot.press("n")
+        await pilot.pause()
+        assert not any(isinstance(j, Train) for j in engine.jobs)
+        await pilot.press("t")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        assert await wait_for(pilot, lambda: any(isinstance(j, Train) for j in engine.jobs))

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from textual import on
+from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
@@ -167,6 +167,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self.compact = False
         self._saw_steps = False
         self._quit_when_stopped = False
+        self._accepted_warnings: set[str] = set()  # data folders whose warnings the user accepted
         self.events_seen = 0
         self.workbench_init()
         themes, self.theme_errors = discover_themes()
@@ -454,10 +455,56 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             # Into the first refused field, so the user can type the fix at once.
             self.call_after_refresh(form.focus_field, next(iter(form.errors)))
             return
+        self.status = Status(state="training", model=self.status.model, message="checking the dataset…")
+        self.query_one(StatusLine).show(self.status)
+        self._check_data_then_train(form.config)
+
+    @work(thread=True, exclusive=True, group="pre-train", exit_on_error=False)
+    def _check_data_then_train(self, config: TrainConfig) -> None:
+        """Validate the data (plain Python, off the UI thread); warnings are for the user to accept."""
+        from mlxtui.core.data import keys_from, validate_dataset
+
+        data_dir = default_data_dir(config)
+        report = None
+        if data_dir is not None and data_dir.is_dir():
+            try:
+                report = validate_dataset(
+                    data_dir,
+                    tokenizer=None,
+                    max_seq_length=config.max_seq_length,
+                    keys=keys_from(config),
+                    batch_size=config.batch_size,
+                )
+            except Exception:  # noqa: BLE001 - the engine validates again and reports
+                report = None
+        self.call_from_thread(self._after_data_check, config, data_dir, report)
+
+    def _after_data_check(self, config: TrainConfig, data_dir: Path | None, report: Any) -> None:
+        # Errors go on to the engine, which refuses with the file:line list in one place.
+        warnings = list(report.warnings) if report is not None and not report.errors else []
+        key = str(data_dir)
+        if not warnings or key in self._accepted_warnings:
+            self._submit_train(config)
+            return
+        shown = "\n".join(f.format() for f in warnings[:6])
+        more = f"\n… and {len(warnings) - 6} more (v lists them all)" if len(warnings) > 6 else ""
+        question = f"The dataset has {len(warnings)} warning(s):\n{shown}{more}\n\nTrain anyway?"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._accepted_warnings.add(key)
+                self._submit_train(config)
+            else:
+                self.status = Status(state="idle", model=self.status.model, message="training not started")
+                self.query_one(StatusLine).show(self.status)
+
+        self.push_screen(ConfirmScreen(question), answered)
+
+    def _submit_train(self, config: TrainConfig) -> None:
         from mlxtui.core.engine import Train
 
         self._saw_steps = False
-        self.engine.submit(Train(form.config))
+        self.engine.submit(Train(config))
         self.status = Status(state="training", model=self.status.model, message="starting…")
         self.query_one(StatusLine).show(self.status)
 
