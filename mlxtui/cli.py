@@ -328,9 +328,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in {args.runs_dir}")
         return 0
+    width = max(len(r.name) for r in runs)
     for r in runs:
         best = f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-"
-        print(f"{r.name:40} {r.status:14} {r.iteration:>6}/{r.total_iters:<6} best val {best}")
+        print(f"{r.name:{width}}  {r.status:14} {r.iteration:>6}/{r.total_iters:<6} best val {best}")
     return 0
 
 
