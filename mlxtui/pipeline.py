@@ -50,7 +50,6 @@ def evaluate_test_set(config: TrainConfig) -> tuple[float, float]:
     from pathlib import Path
 
     def job(engine: Engine) -> tuple[float, float]:
-        import mlx.core as mx
 
         from mlxtui.core import models
         from mlxtui.core.engine import _resolve_data
@@ -62,7 +61,7 @@ def evaluate_test_set(config: TrainConfig) -> tuple[float, float]:
                 f"adapter_path: no adapter in {adapter} (adapters.safetensors)",
                 "give --adapter-path of a trained adapter, e.g. runs/<run>/adapters",
             )
-        deq = config.dequantize == "yes" or (config.dequantize == "auto" and mx.default_device() == mx.cpu)
+        deq = models.wants_dequantize(config.dequantize)
         model, tokenizer, _info = models.load_model(config.model, adapter_path=str(adapter), dequantize=deq)
         data_dir = _resolve_data(config.data)
         _, _, test = load_datasets(config, data_dir, tokenizer)

@@ -470,9 +470,7 @@ class Engine:
             progress("preparing the demo model (first run converts it once)")
             models.demo_model_dir(progress=progress)
         if dequantize is None:
-            import mlx.core as mx
-
-            dequantize = mx.default_device() == mx.cpu
+            dequantize = models.wants_dequantize("auto")
         try:
             model, tokenizer, info = models.load_model(
                 spec, dequantize=bool(dequantize), adapter_path=adapter_path
@@ -490,7 +488,6 @@ class Engine:
         return info
 
     def _train(self, job_id: int, config: TrainConfig) -> Any:
-        import mlx.core as mx
 
         from mlxtui.core import models
         from mlxtui.core.training import (
@@ -519,11 +516,7 @@ class Engine:
                 raise EngineError(str(e), "check the model field") from None
         data_dir = _resolve_data(config.data)
         self._validate_data(job_id, data_dir, config)
-        deq = (
-            config.fine_tune_type == "full"
-            or config.dequantize == "yes"
-            or (config.dequantize == "auto" and mx.default_device() == mx.cpu)
-        )
+        deq = models.wants_dequantize(config.dequantize, config.fine_tune_type)
         self.emit(ev.JobProgress(job_id, "train", "loading the model"))
         if config.model in (None, "", "demo"):
 

@@ -385,11 +385,9 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    import mlx.core as mx
+    from mlxtui.core.models import load_model, wants_dequantize
 
-    from mlxtui.core.models import load_model
-
-    dq = args.dequantize == "yes" or (args.dequantize == "auto" and mx.default_device() == mx.cpu)
+    dq = wants_dequantize(args.dequantize)
     if args.model is None:
         args.model = default_model_for(args.adapter_path)
     model, tokenizer, _ = load_model(args.model, dequantize=dq)

@@ -264,6 +264,20 @@ def load_model(
     return model, tokenizer, replace(info, source_quantization_bits=stored.quantization_bits)
 
 
+def wants_dequantize(setting: str = "auto", fine_tune_type: str = "lora") -> bool:
+    """Whether to train (or run) a float copy of a quantized base.
+
+    "auto" means yes on MLX's CPU back-end, where quantized matmuls skip BLAS and a float copy
+    trains about 20x faster (DESIGN.md); a full fine-tune always needs float weights.
+    Dequantizing a float model is a no-op, so this need not know the model.
+    """
+    import mlx.core as mx
+
+    if fine_tune_type == "full" or setting == "yes":
+        return True
+    return setting == "auto" and mx.default_device() == mx.cpu
+
+
 def dequantize_model(model: Any, dtype: Any = None) -> bool:
     """Replace quantized layers by float ones in place; return whether any were quantized.
 

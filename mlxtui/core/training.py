@@ -274,20 +274,6 @@ class Prepared:
     quantization_bits: int | None
 
 
-def default_dequantize(config: TrainConfig, quantized: bool) -> bool:
-    import mlx.core as mx
-
-    if not quantized:
-        return False
-    if config.fine_tune_type == "full":
-        return True  # quantized weights cannot be trained directly
-    if config.dequantize == "yes":
-        return True
-    if config.dequantize == "no":
-        return False
-    return mx.default_device() == mx.cpu  # ~20x faster on CPU (DESIGN.md)
-
-
 def load_datasets(config: TrainConfig, data_dir: Path, tokenizer: Any) -> tuple[Any, Any, Any]:
     from mlx_lm.tuner.datasets import CacheDataset, create_dataset
 
