@@ -43,6 +43,46 @@ class JobProgress(Event):
 
 
 @dataclass(frozen=True)
+class PhaseStarted(Event):
+    """A long stretch of work inside a job began: loading, tokenizing, validation, saving…
+
+    `phase` is a stable key ("load", "dequantize", "adapters", "tokenize", "validate_data",
+    "validate", "samples", "save", "test", "fuse", "export", "gguf_import", "estimate", …);
+    `label` is the words a person reads ("validation", "sample answers"). `total` is the number
+    of units (batches, answers, tensors) when known, else 0.
+    """
+
+    job_id: int
+    kind: str  # the job kind the phase belongs to ("train", "load", "evaluate", "fuse", …)
+    phase: str
+    label: str
+    total: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class PhaseProgress(Event):
+    """Unit `done` of `total` of the running phase is finished (e.g. validation batch 3 of 4)."""
+
+    job_id: int
+    kind: str
+    phase: str
+    label: str
+    done: int
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class PhaseFinished(Event):
+    job_id: int
+    kind: str
+    phase: str
+    label: str
+    seconds: float
+    outcome: str = "done"  # "done" | "stopped" (a stop/cancel interrupted it) | "failed"
+
+
+@dataclass(frozen=True)
 class JobFinished(Event):
     job_id: int
     kind: str
@@ -193,7 +233,11 @@ class TestResult(Event):
 
 @dataclass(frozen=True)
 class MemorySampled(Event):
+    """One telemetry sample. `swap_growth_per_min` (bytes/minute, None until there is a span)
+    is computed once in core and is the very figure the memory guard acts on."""
+
     sample: Any  # mlxtui.core.memory.MemorySample (frozen)
+    swap_growth_per_min: float | None = None
 
 
 @dataclass(frozen=True)
