@@ -22,7 +22,8 @@ from mlx.utils import tree_flatten
 from mlx_lm import load
 from mlx_lm.tuner.utils import linear_to_lora_layers
 
-from mlxtui.core.evaluation import DEFAULT_BENCH_PROMPT, benchmark_base_and_adapter, format_bench
+from mlxtui.cli.eval import format_bench
+from mlxtui.core.evaluation import DEFAULT_BENCH_PROMPT, benchmark_base_and_adapter
 from mlxtui.core.generation import load_adapter_file
 from mlxtui.core.models import demo_model_dir, dequantize_model
 

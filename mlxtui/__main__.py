@@ -1,5 +1,5 @@
 import sys
 
-from mlxtui.cli import main
+from mlxtui.cli.main import main
 
 sys.exit(main())

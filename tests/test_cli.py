@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mlxtui.cli import ProgressPrinter, build_parser, config_from_args, main
+from mlxtui.cli.main import build_parser, main
+from mlxtui.cli.progress import ProgressPrinter
+from mlxtui.cli.train import config_from_args
 from mlxtui.core.config import TrainConfig, epochs_to_iters
 
 

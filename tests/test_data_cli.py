@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mlxtui.core.data.cli import add_data_parser, cmd_data
+from mlxtui.cli.data import add_parser as add_data_parser
+from mlxtui.cli.data import run as cmd_data
 
 
 def run(*argv: str, load_tokenizer=None) -> tuple[int, str, str]:

@@ -10,16 +10,16 @@ import sys
 
 import pytest
 
+from mlxtui.cli.doctor import add_parser as add_doctor_parser
+from mlxtui.cli.doctor import format_report
+from mlxtui.cli.doctor import run as cmd_doctor
 from mlxtui.core import doctor
 from mlxtui.core.blas import blas_status
 from mlxtui.core.doctor import (
     DoctorFinding,
     DoctorReport,
-    add_doctor_parser,
     check_architecture,
     check_disk,
-    cmd_doctor,
-    format_report,
     run_doctor,
 )
 

@@ -12,18 +12,20 @@ import pytest
 from mlx_lm import load as mlx_load
 from test_generation import greedy, make_adapter
 
+from mlxtui.cli.eval import (
+    add_bench_parser,
+    add_eval_parser,
+    format_bench,
+    format_compare,
+    format_losses,
+)
 from mlxtui.core.evaluation import (
     BenchResult,
     CompareReport,
     EvalError,
-    add_bench_parser,
-    add_eval_parser,
     before_after,
     benchmark,
     benchmark_base_and_adapter,
-    format_bench,
-    format_compare,
-    format_losses,
     load_records,
     prompt_and_reference,
     rouge_l,

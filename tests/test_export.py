@@ -16,12 +16,12 @@ from mlx_lm import load as mlx_load
 from mlx_lm.gguf import permute_weights, translate_weight_names
 from test_generation import greedy, make_adapter
 
+from mlxtui.cli.export import add_parser as add_export_parser
+from mlxtui.cli.fuse import add_parser as add_fuse_parser
 from mlxtui.core import export
 from mlxtui.core.export import (
     NO_TOKEN,
     ExportError,
-    add_export_parser,
-    add_fuse_parser,
     export_gguf,
     fuse_adapter,
     upload_to_hub,

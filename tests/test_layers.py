@@ -10,7 +10,7 @@ def test_importing_the_core_does_not_import_textual():
     code = (
         "import sys\n"
         "import mlxtui, mlxtui.core.config, mlxtui.core.engine, mlxtui.core.training, mlxtui.core.data\n"
-        "import mlxtui.core.models, mlxtui.core.runs, mlxtui.core.events, mlxtui.pipeline, mlxtui.cli\n"
+        "import mlxtui.core.models, mlxtui.core.runs, mlxtui.core.events, mlxtui.pipeline, mlxtui.cli.main\n"
         "from mlxtui import TrainConfig, TrainPipeline\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext', 'plotext') or m.startswith('mlxtui.tui'))\n"
         "print(bad)\n"

@@ -36,6 +36,7 @@ import json  # noqa: E402
 import pytest  # noqa: E402
 from tiny_model import make_tiny_gguf, make_tiny_model  # noqa: E402
 
+from mlxtui.cli.models import add_parser as add_models_parser  # noqa: E402
 from mlxtui.core import models  # noqa: E402
 from mlxtui.core.models import ModelError  # noqa: E402
 
@@ -293,7 +294,7 @@ def test_load_model_missing_adapter(tiny_model_dir, tmp_path):
 
 def _cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="mlxtui")
-    models.add_models_parser(parser.add_subparsers(dest="command"))
+    add_models_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(list(argv))
     return args.func(args)
 

@@ -1,8 +1,7 @@
-"""`mlxtui doctor`: check that this machine can train with MLX, and say what to do if not."""
+"""Environment checks behind `mlxtui doctor`: can this machine train with MLX, and what to do if not."""
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import os
@@ -23,7 +22,6 @@ MIN_PYTHON = (3, 11)
 MIN_DISK_FREE_BYTES = 5 * GB
 LOW_AVAILABLE_BYTES = 2 * GB
 MIN_MACOS = (13, 5)  # MLX wheels need macOS 13.5 or newer
-SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗"}
 
 
 @dataclass(frozen=True)
@@ -303,33 +301,3 @@ def run_doctor() -> DoctorReport:
     ):
         findings += _safe(name, fn)
     return DoctorReport(tuple(findings))
-
-
-def format_report(report: DoctorReport) -> str:
-    """An aligned table: symbol, name, value, then the advice on its own indented line."""
-    width = max((len(f.name) for f in report.findings), default=0)
-    lines = []
-    for f in report.findings:
-        lines.append(f"{SYMBOLS[f.status]} {f.name.ljust(width)}  {f.value}")
-        if f.advice and f.status != "ok":
-            lines.append(f"  {' ' * width}  → {f.advice}")
-    counts = report.to_dict()["counts"]
-    lines.append("")
-    lines.append(f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failures")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def add_doctor_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("doctor", help="check this machine for MLX fine-tuning")
-    p.add_argument("--json", action="store_true", help="print the findings as JSON")
-    p.set_defaults(func=cmd_doctor)
-    return p
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    report = run_doctor()
-    print(report.to_json() if getattr(args, "json", False) else format_report(report))
-    return 0 if report.ok else 1

@@ -15,12 +15,10 @@ The MLX work runs on the engine thread; `upload_to_hub` is network only.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import socket
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -412,133 +410,3 @@ def upload_to_hub(
     except Exception as e:  # noqa: BLE001 - hub errors (401, 403, network) have many types
         raise ExportError(f"upload to {repo_id} failed: {type(e).__name__}: {e}") from e
     return str(url)
-
-
-# ------------------------------------------------------------------ CLI
-
-
-def add_fuse_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """`mlxtui fuse`, with mlx_lm.fuse's flags."""
-    p = subparsers.add_parser(
-        "fuse", help="fuse an adapter into its base model (MLX folder, optional GGUF)"
-    )
-    p.add_argument(
-        "--model", default=None, help="base model (default: the 'model' of the adapter's config)"
-    )
-    p.add_argument(
-        "--adapter-path",
-        default="adapters",
-        help="adapter folder or .safetensors file (default: adapters)",
-    )
-    p.add_argument(
-        "--save-path", default="fused_model", help="folder to write (default: fused_model)"
-    )
-    p.add_argument("--dequantize", action="store_true", help="write a de-quantized (float) model")
-    p.add_argument(
-        "--force", action="store_true", help="replace --save-path / the GGUF file if they exist"
-    )
-    p.add_argument(
-        "--export-gguf", action="store_true", help="also write a GGUF file (llama/mistral/mixtral)"
-    )
-    p.add_argument(
-        "--gguf-path",
-        default=DEFAULT_GGUF_NAME,
-        help=f"GGUF file name, inside --save-path unless absolute (default: {DEFAULT_GGUF_NAME})",
-    )
-    p.add_argument(
-        "--upload-repo",
-        default=None,
-        help="Hugging Face repo (owner/name) to upload the fused model to",
-    )
-    p.set_defaults(func=cmd_fuse)
-    return p
-
-
-def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """`mlxtui export gguf|hub`."""
-    p = subparsers.add_parser(
-        "export", help="export a model as GGUF or upload it to the Hugging Face hub"
-    )
-    sub = p.add_subparsers(dest="export_command", required=True)
-    g = sub.add_parser(
-        "gguf", help="write a float16 GGUF file (llama/mistral/mixtral), adapter fused in"
-    )
-    g.add_argument(
-        "--model",
-        default=None,
-        help="base model (default: the adapter's config 'model', else demo)",
-    )
-    g.add_argument(
-        "--adapter-path", default=None, help="adapter folder or .safetensors file to fuse in"
-    )
-    g.add_argument("--out", required=True, help="the .gguf file to write")
-    g.add_argument("--force", action="store_true", help="replace --out if it exists")
-    h = sub.add_parser("hub", help="upload a model folder to the Hugging Face hub")
-    h.add_argument("folder", help="the model folder (e.g. made by `mlxtui fuse`)")
-    h.add_argument("repo_id", help="owner/name")
-    h.add_argument("--private", action="store_true")
-    h.add_argument(
-        "--token", default=None, help="Hugging Face token (default: HF_TOKEN or the login cache)"
-    )
-    p.set_defaults(func=cmd_export)
-    return p
-
-
-def _progress(message: str, done: int, total: int) -> None:
-    print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from mlxtui.core.models import ModelError
-
-    return (ExportError, ModelError, ValueError, FileNotFoundError, OSError)
-
-
-def cmd_fuse(args: argparse.Namespace) -> int:
-    try:
-        save = Path(args.save_path).expanduser()
-        gguf = None
-        if args.export_gguf:
-            gguf = Path(args.gguf_path).expanduser()
-            gguf = gguf if gguf.is_absolute() else save / gguf
-        if args.upload_repo and not hub_token():
-            raise ExportError(NO_TOKEN)  # say so before the slow part
-        out = fuse_adapter(
-            args.model,
-            args.adapter_path,
-            save,
-            dequantize=args.dequantize,
-            force=args.force,
-            progress=_progress,
-            gguf_file=gguf,
-        )
-        print(out)
-        if gguf is not None:
-            print(gguf)
-        if args.upload_repo:
-            print(upload_to_hub(out, args.upload_repo))
-    except _errors() as e:
-        print(f"mlxtui fuse: error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    try:
-        if args.export_command == "gguf":
-            model = args.model
-            if model is None and args.adapter_path is None:
-                model = "demo"
-            print(
-                export_gguf(
-                    model, args.adapter_path, args.out, force=args.force, progress=_progress
-                )
-            )
-        elif args.export_command == "hub":
-            print(upload_to_hub(args.folder, args.repo_id, token=args.token, private=args.private))
-        else:
-            raise ExportError(f"unknown export command {args.export_command!r}")
-    except _errors() as e:
-        print(f"mlxtui export: error: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -9,15 +9,12 @@ is converted once into the cache (`MLXTUI_CACHE_DIR` or the platform cache dir) 
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import os
 import re
 import shutil
 import socket
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -368,62 +365,20 @@ def _flat(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> list[tuple
     return list(flat)
 
 
-def describe(info: ModelInfo) -> str:
-    """A few human lines about a model, for `mlxtui models info`."""
-    quant = f"{info.quantization_bits}-bit (group {info.group_size})"
-    lines = [
-        f"name        {info.name}",
-        f"path        {info.path}",
-        f"type        {info.model_type}, {info.num_layers} layers, hidden {info.hidden_size}",
-        f"parameters  {info.num_parameters / 1e6:.1f} M",
-        f"weights     {quant if info.quantization_bits else 'not quantized'}, {info.dtype}"
-        + (", dequantized" if info.dequantized else ""),
-        f"memory      {info.size_bytes / 2**20:.1f} MiB",
-        f"chat        {'chat template' if info.has_chat_template else 'no chat template'}",
-    ]
-    return "\n".join(lines)
+# ---------------------------------------------------------------- tokenizer only
 
 
-# ---------------------------------------------------------------- CLI
+def load_tokenizer(spec: str) -> Any:
+    """The tokenizer of a model (no weights are loaded): a folder, "demo", a .gguf file or a hub id.
 
+    The spec goes through resolve_model, so --model means the same thing as in `mlxtui train`.
+    """
+    target: Path | str = resolve_model(spec)
+    path = Path(target).expanduser()
+    if path.is_dir():
+        from mlx_lm.tokenizer_utils import load
 
-def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `models {demo,import-gguf,info}` to an argparse subparsers object."""
-    p = subparsers.add_parser("models", help="prepare, import and inspect models")
-    sub = p.add_subparsers(dest="models_command", required=True)
-    sub.add_parser("demo", help="convert the demo model (SmolLM2-135M) if needed; print its folder")
-    imp = sub.add_parser("import-gguf", help="convert a llama GGUF file into an MLX folder")
-    imp.add_argument("file", help="the .gguf file")
-    imp.add_argument("out_dir", help="the MLX model folder to create")
-    imp.add_argument("--force", action="store_true", help="replace out_dir if it is not empty")
-    info = sub.add_parser("info", help="load a model and describe it")
-    info.add_argument("model", help="MLX folder, .gguf file, Hugging Face id, or 'demo'")
-    p.set_defaults(func=cmd_models)
-    return p
+        return load(path)
+    from mlx_lm.utils import load_tokenizer as mlx_lm_load_tokenizer
 
-
-def _stderr_progress() -> Callable[[str, int, int], None]:
-    start = time.perf_counter()
-
-    def report(message: str, done: int, total: int) -> None:
-        print(f"[{done}/{total}] {message} ({time.perf_counter() - start:.1f}s)", file=sys.stderr)
-
-    return report
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    """Run a `models` subcommand; a ModelError becomes one line on stderr and exit status 1."""
-    try:
-        if args.models_command == "demo":
-            print(demo_model_dir(_stderr_progress()))
-        elif args.models_command == "import-gguf":
-            print(import_gguf(args.file, args.out_dir, _stderr_progress(), overwrite=args.force))
-        elif args.models_command == "info":
-            _, _, info = load_model(args.model, progress=_stderr_progress())
-            print(describe(info))
-        else:
-            raise ModelError(f"unknown models command {args.models_command!r}")
-    except ModelError as e:
-        print(f"mlxtui models: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return mlx_lm_load_tokenizer(str(target))

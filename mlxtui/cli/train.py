@@ -1,21 +1,29 @@
-"""Entry points: `mlxtui` (dashboard), `mlxtui train` (headless), and the tool subcommands."""
+"""`mlxtui train`: train headless with mlx_lm.lora's flags, a progress line, Ctrl-C that saves.
+
+The flags, YAML keys and defaults are mlx_lm.lora's (a user's command line means what it
+meant there); precedence is defaults < YAML (--config) < flags.
+"""
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-SUBCOMMANDS = ("train", "doctor", "data", "models", "fuse", "export", "eval", "bench", "runs", "dashboard")
+from mlxtui.cli.progress import ProgressPrinter
+
+__all__ = ["ProgressPrinter", "add_parser", "add_train_arguments", "config_from_args", "run"]
 
 
-# ------------------------------------------------------------------ train flags
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train headless with a progress bar (mlx_lm.lora compatible flags)")
+    add_train_arguments(p)
+    p.set_defaults(func=run)
+    return p
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,6 +86,12 @@ _FLAG_FIELDS = (
 ).split()
 
 
+def given_train_flags(args: argparse.Namespace) -> bool:
+    """Whether any train flag (or --config) was given on this command line."""
+    extra = ["config", "lora_rank", "lora_alpha", "lora_scale", "lora_dropout"]
+    return any(getattr(args, k, None) is not None for k in _FLAG_FIELDS + extra)
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
     """Defaults < YAML < flags, as in mlx_lm.lora; the demo profile when neither model nor config is given."""
     from mlxtui.core.config import ConfigError, TrainConfig, from_dict, load_config, load_yaml
@@ -118,116 +132,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return from_dict(flags, base=cfg, where="the command line")
 
 
-# ------------------------------------------------------------------ headless train
-
-
-class ProgressPrinter:
-    """The headless subscriber: a one-line progress bar on a TTY, plain lines otherwise."""
-
-    def __init__(self, out: TextIO = sys.stdout, tty: bool | None = None) -> None:
-        self.out = out
-        self.tty = out.isatty() if tty is None else tty
-        self.total = 0
-        self.last_val: float | None = None
-        self.last_line = 0.0
-        self.iteration = 0
-        self.run_dir = ""
-
-    def __call__(self, e: Any) -> None:
-        from mlxtui.core import events as ev
-
-        if isinstance(e, ev.TrainStarted):
-            self.total = e.total_iters
-            self.run_dir = e.run_dir
-            self._line(
-                f"training {e.fine_tune_type}: {e.trainable_parameters:,} of {e.total_parameters:,} parameters "
-                f"trainable, steps {e.start_iter + 1}..{e.total_iters}, run folder {e.run_dir}"
-            )
-        elif isinstance(e, ev.TrainStep):
-            self.iteration = e.iteration
-            if self.tty:
-                self._bar(e)
-        elif isinstance(e, ev.TrainReport):
-            if not self.tty:
-                self._line(
-                    f"step {e.iteration}/{e.total_iters}: train loss {e.train_loss:.4f}, lr {e.learning_rate:.2e}, "
-                    f"{e.tokens_per_second:.0f} tok/s, peak {e.peak_memory:.2f} GB"
-                )
-        elif isinstance(e, ev.ValReport):
-            self.last_val = e.val_loss
-            best = " (best)" if e.is_best else ""
-            self._line(f"step {e.iteration}: val loss {e.val_loss:.4f}{best} ({e.val_time:.1f} s)")
-        elif isinstance(e, ev.SamplePredictions):
-            for item in e.items[:1]:
-                self._line(f"  sample @ {e.iteration}: {item.prompt!r} -> {item.answer[:100]!r}")
-        elif isinstance(e, ev.CheckpointSaved) and e.kind in ("best", "periodic") and not e.path.endswith("/adapters.safetensors"):
-            self._line(f"step {e.iteration}: saved {e.kind} checkpoint {e.path}")
-        elif isinstance(e, ev.TrainPaused):
-            self._line(f"paused at step {e.iteration}: {e.message}")
-        elif isinstance(e, ev.TrainResumed):
-            self._line(f"continuing at step {e.iteration}")
-        elif isinstance(e, ev.MemoryAlert):
-            self._line(f"memory {e.level}: {e.message}")
-            for s in e.suggestions:
-                self._line(f"  - {s}")
-        elif isinstance(e, ev.Log):
-            self._line(f"{e.level}: {e.message}")
-        elif isinstance(e, ev.TestResult):
-            self._line(f"test loss {e.test_loss:.4f}, test ppl {e.test_ppl:.3f}")
-        elif isinstance(e, ev.JobProgress):
-            self._line(e.message)
-        elif isinstance(e, ev.TrainFinished):
-            self._line(_finish_line(e))
-
-    def _bar(self, e: Any) -> None:
-        now = time.monotonic()
-        if now - self.last_line < 0.2 and e.iteration != e.total_iters:
-            return
-        self.last_line = now
-        width = 24
-        filled = int(width * e.iteration / max(1, e.total_iters))
-        eta = _fmt_eta(e.eta_seconds)
-        val = f" val {self.last_val:.3f}" if self.last_val is not None else ""
-        text = (
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {e.iteration}/{e.total_iters} loss {e.loss:.3f}{val} "
-            f"{e.tokens_per_second:.0f} tok/s ETA {eta} peak {e.peak_memory:.2f} GB"
-        )
-        self.out.write(text.ljust(100)[:120])
-        self.out.flush()
-        self._bar_open = True
-
-    def _line(self, text: str) -> None:
-        if self.tty and getattr(self, "_bar_open", False):
-            self.out.write("\r" + " " * 110 + "\r")
-            self._bar_open = False
-        self.out.write(text + "\n")
-        self.out.flush()
-
-
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "--:--"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-def _finish_line(e: Any) -> str:
-    where = f"adapter in {e.adapter_path}"
-    if e.status == "completed":
-        head = f"done: {e.final_iteration}/{e.total_iters} steps"
-    elif e.status == "early_stopped":
-        head = f"stopped early at step {e.final_iteration}: {e.message}"
-    elif e.status == "stopped":
-        head = f"stopped at step {e.final_iteration} of {e.total_iters}; resume with: mlxtui train --resume {e.run_dir}"
-    else:
-        head = f"failed at step {e.final_iteration}: {e.message}"
-    best = f", best val loss {e.best_val_loss:.4f} at step {e.best_iteration}" if e.best_val_loss is not None else ""
-    return f"{head}{best}; {where}"
-
-
-def cmd_train(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     from mlxtui.core.config import ConfigError
     from mlxtui.core.engine import EngineError
     from mlxtui.pipeline import TrainPipeline
@@ -273,6 +179,7 @@ def cmd_train(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             print(f"  hint: {hint}", file=sys.stderr)
         return 1
     finally:
+        printer.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if interrupted["n"]:
@@ -318,136 +225,3 @@ def _test_only(config: Any, out: TextIO) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ runs
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    from mlxtui.core.runs import list_runs
-
-    runs = list_runs(args.runs_dir)
-    if not runs:
-        print(f"no runs in {args.runs_dir}")
-        return 0
-    width = max(len(r.name) for r in runs)
-    for r in runs:
-        best = f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-"
-        print(f"{r.name:{width}}  {r.status:14} {r.iteration:>6}/{r.total_iters:<6} best val {best}")
-    return 0
-
-
-# ------------------------------------------------------------------ parser
-
-
-def _optional(module: str, adder: str) -> Callable[[Any], Any] | None:
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return None
-    return getattr(mod, adder, None)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mlxtui",
-        description="A terminal dashboard for fine-tuning language models with MLX.",
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command")
-    dash = sub.add_parser("dashboard", help="open the dashboard (the default)")
-    add_train_arguments(dash)
-    dash.add_argument("--theme", help="theme name (see themes/)")
-    train = sub.add_parser("train", help="train headless with a progress bar (mlx_lm.lora compatible flags)")
-    add_train_arguments(train)
-    runs = sub.add_parser("runs", help="list run folders")
-    runs.add_argument("--runs-dir", default="runs")
-    for module, adder in (
-        ("mlxtui.core.doctor", "add_doctor_parser"),
-        ("mlxtui.core.data.cli", "add_data_parser"),
-        ("mlxtui.core.models", "add_models_parser"),
-        ("mlxtui.core.export", "add_fuse_parser"),
-        ("mlxtui.core.export", "add_export_parser"),
-        ("mlxtui.core.evaluation", "add_eval_parser"),
-        ("mlxtui.core.evaluation", "add_bench_parser"),
-    ):
-        add = _optional(module, adder)
-        if add is not None:
-            add(sub)
-    return parser
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    import importlib
-
-    cmd = args.command
-    if cmd == "train":
-        return cmd_train(args)
-    if cmd == "runs":
-        return cmd_runs(args)
-    if cmd in (None, "dashboard"):
-        return cmd_dashboard(args)
-    table = {
-        "doctor": ("mlxtui.core.doctor", "cmd_doctor"),
-        "data": ("mlxtui.core.data.cli", "cmd_data"),
-        "models": ("mlxtui.core.models", "cmd_models"),
-        "fuse": ("mlxtui.core.export", "cmd_fuse"),
-        "export": ("mlxtui.core.export", "cmd_export"),
-        "eval": ("mlxtui.core.evaluation", "cmd_eval"),
-        "bench": ("mlxtui.core.evaluation", "cmd_bench"),
-    }
-    module, name = table[cmd]
-    return int(getattr(importlib.import_module(module), name)(args))
-
-
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    from mlxtui.core.config import ConfigError, TrainConfig
-
-    if hasattr(args, "config") and any(getattr(args, k, None) is not None for k in _FLAG_FIELDS + ["config"]):
-        try:
-            config = config_from_args(args)
-        except ConfigError as e:
-            print(f"mlxtui: {e}", file=sys.stderr)
-            return 2
-    else:
-        config = TrainConfig.quick_start()
-    from mlxtui.tui import run_dashboard
-
-    return int(run_dashboard(config, theme=getattr(args, "theme", None)) or 0)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help", "--version"):
-        argv = ["dashboard", *argv]
-    _maybe_fast_blas(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.version:
-        from importlib.metadata import version
-
-        print(f"mlxtui {version('mlxtui')}")
-        return 0
-    try:
-        return _dispatch(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # `mlxtui data stats … | head`: the reader left; not an error worth a traceback
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-
-
-def _maybe_fast_blas(argv: list[str]) -> None:
-    """On Linux CPU, re-exec with OpenBLAS preloaded when it is installed (DESIGN.md: ~20x)."""
-    try:
-        from mlxtui.core.blas import maybe_reexec_with_openblas
-    except ImportError:
-        return
-    maybe_reexec_with_openblas(["-m", "mlxtui", *argv])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,8 @@
-"""`mlxtui data …`: validate, stats, split, convert, show. Wired into mlxtui/cli.py by the lead.
+"""`mlxtui data …`: validate, stats, split, convert, show.
 
-`add_data_parser(subparsers)` adds the `data` command; `cmd_data(args)` runs it and returns the
-exit status (0 ok, 1 problems found or refused, 2 bad usage such as a tokenizer that won't load).
+`add_parser(subparsers)` adds the `data` command; `run(args)` runs it and returns the exit
+status (0 ok, 1 problems found or refused, 2 bad usage such as a tokenizer that won't load).
+The work is mlxtui.core.data's; only the tokenizer comes from mlxtui.core.models.
 """
 
 from __future__ import annotations
@@ -12,42 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .formats import DEFAULT_KEYS, FormatKeys, data_file
-from .index import JsonlIndex, RecordError
-from .prepare import PrepareError, convert_file, split_file
-from .render import RenderedExample, RenderError, render_example
-from .stats import dataset_stats, format_stats
-from .validate import validate_dataset
-
 TokenizerLoader = Callable[[str], Any]
 
 GREEN, DIM, RESET = "\033[32m", "\033[2m", "\033[0m"
 
 
 def default_load_tokenizer(spec: str) -> Any:
-    """The tokenizer of a model (no weights are loaded): a folder, "demo", a .gguf file or a hub id.
+    from mlxtui.core.models import load_tokenizer
 
-    The spec goes through mlxtui.core.models.resolve_model when that module is there, so --model
-    means the same thing as in `mlxtui train`.
-    """
-    target: Path | str = spec
-    try:
-        from mlxtui.core.models import resolve_model
-    except ImportError:
-        pass
-    else:
-        target = resolve_model(spec)
-    path = Path(target).expanduser()
-    if path.is_dir():
-        from mlx_lm.tokenizer_utils import load
-
-        return load(path)
-    from mlx_lm.utils import load_tokenizer
-
-    return load_tokenizer(str(target))
+    return load_tokenizer(spec)
 
 
-def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add `data` with its sub-commands to an argparse subparsers object; returns the `data` parser."""
     data = subparsers.add_parser("data", help="check, measure, split, convert and show datasets")
     sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
@@ -119,7 +96,7 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     _key_args(p)
 
-    data.set_defaults(func=cmd_data)
+    data.set_defaults(func=run)
     return data
 
 
@@ -145,24 +122,26 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _key_args(p: argparse.ArgumentParser) -> None:
-    d = DEFAULT_KEYS
-    p.add_argument("--prompt-feature", default=d.prompt_feature)
-    p.add_argument("--completion-feature", default=d.completion_feature)
-    p.add_argument("--text-feature", default=d.text_feature)
-    p.add_argument("--chat-feature", default=d.chat_feature)
+    # defaults are filled in by _keys: mlxtui.core.data is not imported to print --help
+    p.add_argument("--prompt-feature", default=None, help="default: prompt")
+    p.add_argument("--completion-feature", default=None, help="default: completion")
+    p.add_argument("--text-feature", default=None, help="default: text")
+    p.add_argument("--chat-feature", default=None, help="default: messages")
 
 
-def _keys(args: argparse.Namespace) -> FormatKeys:
+def _keys(args: argparse.Namespace) -> Any:
+    from mlxtui.core.data import DEFAULT_KEYS, FormatKeys
+
     d = DEFAULT_KEYS
     return FormatKeys(
-        prompt_feature=getattr(args, "prompt_feature", d.prompt_feature),
-        completion_feature=getattr(args, "completion_feature", d.completion_feature),
-        text_feature=getattr(args, "text_feature", d.text_feature),
-        chat_feature=getattr(args, "chat_feature", d.chat_feature),
+        prompt_feature=getattr(args, "prompt_feature", None) or d.prompt_feature,
+        completion_feature=getattr(args, "completion_feature", None) or d.completion_feature,
+        text_feature=getattr(args, "text_feature", None) or d.text_feature,
+        chat_feature=getattr(args, "chat_feature", None) or d.chat_feature,
     )
 
 
-def cmd_data(
+def run(
     args: argparse.Namespace,
     load_tokenizer: TokenizerLoader | None = None,
     out: TextIO | None = None,
@@ -197,13 +176,15 @@ def cmd_data(
                     file=err,
                 )
             return 2
+    from mlxtui.core.data import PrepareError, RenderError
+
     try:
         return handlers[command](args, tokenizer, out, err)
     except (PrepareError, RenderError) as e:
         print(f"error: {e}", file=err)
         return 1
     except BrokenPipeError:
-        raise  # `… | head`: the caller's reader left; mlxtui.cli.main handles it
+        raise  # `… | head`: the caller's reader left; mlxtui.cli.main.main handles it
     except OSError as e:  # permission denied, disk full, ...: say which file, no traceback
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=err)
@@ -223,6 +204,8 @@ def _progress(err: TextIO, label: str) -> Callable[[int, int], None] | None:
 
 
 def _validate(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) -> int:
+    from mlxtui.core.data import validate_dataset
+
     report = validate_dataset(
         args.dir,
         tokenizer,
@@ -252,6 +235,8 @@ def _stats(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) -
             f"error: no train.jsonl in {args.dir} (see `mlxtui data validate {args.dir}`)", file=err
         )
         return 1
+    from mlxtui.core.data import dataset_stats, format_stats
+
     stats = dataset_stats(
         args.dir,
         tokenizer,
@@ -265,6 +250,8 @@ def _stats(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) -
 
 
 def _split(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) -> int:
+    from mlxtui.core.data import split_file
+
     result = split_file(args.file, args.ratios, seed=args.seed, out_dir=args.out, force=args.force)
     for name, path in result.paths.items():
         print(f"{path}: {result.counts[name]} examples", file=out)
@@ -274,6 +261,8 @@ def _split(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) -
 
 
 def _convert(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) -> int:
+    from mlxtui.core.data import convert_file
+
     result = convert_file(
         args.file,
         to=args.to,
@@ -296,6 +285,8 @@ def _convert(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO)
 
 
 def _show(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) -> int:
+    from mlxtui.core.data import JsonlIndex, RecordError, data_file, render_example
+
     path = data_file(args.path)
     if not path.is_file():
         print(f"error: {path}: file not found", file=err)
@@ -322,7 +313,7 @@ def _show(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) ->
     return 0
 
 
-def format_example(ex: RenderedExample, where: str, color: bool = False) -> str:
+def format_example(ex: Any, where: str, color: bool = False) -> str:
     """An example for a terminal: the trained part green (or between [train]…[/train] without color)."""
     estimate = " (estimated, no --model)" if ex.approximate else ""
     head = f"{where}  {ex.format}  {ex.tokens} tokens{estimate}, {ex.trained_tokens} trained"

@@ -1,0 +1,255 @@
+"""The headless subscriber: engine events as a progress bar on a TTY, plain lines otherwise.
+
+`mlxtui train`, `eval`, `bench`, `fuse`, `export` and `models` print through it. Long work
+inside a job (loading, tokenizing, validation, sample answers, saving, fuse/export stages)
+arrives as PhaseStarted/PhaseProgress/PhaseFinished: on a TTY one line shows the running
+phase with its count and elapsed seconds, redrawn every second even while no event comes
+(a model load can be silent for a minute); elsewhere (a log file, CI) each phase writes one
+line when it starts and one when it ends, never one per batch.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from mlxtui.core import events as ev
+
+LINE_WIDTH = 110
+
+
+@dataclass
+class _Phase:
+    label: str
+    total: int
+    started_at: float
+    done: int = 0
+
+
+def phase_text(label: str, done: int, total: int, seconds: float) -> str:
+    """'validation 3/4 · 12 s'; without a known total 'loading the model · 12 s'."""
+    count = f" {done}/{total}" if total else (f" {done}" if done else "")
+    return f"{label}{count} · {seconds:.0f} s"
+
+
+class ProgressPrinter:
+    """Prints engine events for a person.
+
+    out: where the lines go. tty: draw the updating line (default: out.isatty()).
+    steps_out: where JobProgress lines go as `[done/total] message` (the tool commands put
+    them on stderr so stdout stays the result); None prints the bare message on `out`.
+    steps_elapsed: add the seconds since the printer started to each of those lines.
+    """
+
+    def __init__(
+        self,
+        out: TextIO = sys.stdout,
+        tty: bool | None = None,
+        *,
+        steps_out: TextIO | None = None,
+        steps_elapsed: bool = False,
+        clock: Callable[[], float] = time.time,
+        tick_seconds: float = 1.0,
+    ) -> None:
+        self.out = out
+        self.tty = out.isatty() if tty is None else tty
+        self.steps_out = steps_out
+        self.steps_elapsed = steps_elapsed
+        self.clock = clock
+        self.tick_seconds = tick_seconds
+        self.total = 0
+        self.last_val: float | None = None
+        self.last_line = 0.0
+        self.iteration = 0
+        self.run_dir = ""
+        self._start = clock()
+        self._line_open = False
+        self._phases: dict[tuple[int, str], _Phase] = {}
+        self._lock = threading.RLock()
+        self._ticker: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    # ---------------------------------------------------------------- events
+
+    def __call__(self, e: Any) -> None:
+        with self._lock:
+            self._handle(e)
+
+    def _handle(self, e: Any) -> None:
+        if isinstance(e, ev.PhaseStarted | ev.PhaseProgress | ev.PhaseFinished):
+            self._phase(e)
+        elif isinstance(e, ev.TrainStarted):
+            self.total = e.total_iters
+            self.run_dir = e.run_dir
+            self._line(
+                f"training {e.fine_tune_type}: {e.trainable_parameters:,} of {e.total_parameters:,} parameters "
+                f"trainable, steps {e.start_iter + 1}..{e.total_iters}, run folder {e.run_dir}"
+            )
+        elif isinstance(e, ev.TrainStep):
+            self.iteration = e.iteration
+            if self.tty:
+                self._bar(e)
+        elif isinstance(e, ev.TrainReport):
+            if not self.tty:
+                self._line(
+                    f"step {e.iteration}/{e.total_iters}: train loss {e.train_loss:.4f}, lr {e.learning_rate:.2e}, "
+                    f"{e.tokens_per_second:.0f} tok/s, peak {e.peak_memory:.2f} GB"
+                )
+        elif isinstance(e, ev.ValReport):
+            self.last_val = e.val_loss
+            best = " (best)" if e.is_best else ""
+            self._line(f"step {e.iteration}: val loss {e.val_loss:.4f}{best} ({e.val_time:.1f} s)")
+        elif isinstance(e, ev.SamplePredictions):
+            for item in e.items[:1]:
+                self._line(f"  sample @ {e.iteration}: {item.prompt!r} -> {item.answer[:100]!r}")
+        elif (
+            isinstance(e, ev.CheckpointSaved)
+            and e.kind in ("best", "periodic")
+            and not e.path.endswith("/adapters.safetensors")
+        ):
+            self._line(f"step {e.iteration}: saved {e.kind} checkpoint {e.path}")
+        elif isinstance(e, ev.TrainPaused):
+            self._line(f"paused at step {e.iteration}: {e.message}")
+        elif isinstance(e, ev.TrainResumed):
+            self._line(f"continuing at step {e.iteration}")
+        elif isinstance(e, ev.MemoryAlert):
+            self._line(f"memory {e.level}: {e.message}")
+            for s in e.suggestions:
+                self._line(f"  - {s}")
+        elif isinstance(e, ev.Log):
+            self._line(f"{e.level}: {e.message}")
+        elif isinstance(e, ev.TestResult):
+            self._line(f"test loss {e.test_loss:.4f}, test ppl {e.test_ppl:.3f}")
+        elif isinstance(e, ev.JobProgress):
+            self._step(e)
+        elif isinstance(e, ev.TrainFinished):
+            self._line(finish_line(e))
+
+    def _step(self, e: ev.JobProgress) -> None:
+        if self.steps_out is None:
+            self._line(e.message)
+            return
+        since = f" ({self.clock() - self._start:.1f}s)" if self.steps_elapsed else ""
+        self._clear()
+        print(f"[{e.done}/{e.total}] {e.message}{since}", file=self.steps_out, flush=True)
+
+    # ---------------------------------------------------------------- phases
+
+    def _phase(self, e: Any) -> None:
+        key = (e.job_id, e.phase)
+        if isinstance(e, ev.PhaseStarted):
+            self._phases[key] = _Phase(e.label, e.total, e.started_at)
+            if self.tty:
+                self._draw_phase()
+                self._start_ticker()
+            else:
+                self._line(f"{e.label} {0}/{e.total} …" if e.total else f"{e.label} …")
+        elif isinstance(e, ev.PhaseProgress):
+            phase = self._phases.get(key)
+            if phase is None:  # its start was before we subscribed
+                phase = self._phases[key] = _Phase(e.label, e.total, self.clock())
+            phase.done, phase.total = e.done, e.total or phase.total
+            if self.tty:
+                self._draw_phase()
+        else:
+            phase = self._phases.pop(key, None)
+            done = phase.done if phase is not None else 0
+            total = phase.total if phase is not None else 0
+            if phase is not None and e.outcome == "done" and total:
+                done = total
+            text = phase_text(e.label, done, total, e.seconds)
+            if e.outcome != "done":
+                text += f" ({e.outcome})"
+            self._line(text)
+            if self.tty and self._phases:
+                self._draw_phase()
+
+    def _draw_phase(self) -> None:
+        if not self._phases:
+            return
+        phase = list(self._phases.values())[-1]  # the innermost: the one started last
+        seconds = max(0.0, self.clock() - phase.started_at)
+        self._draw(phase_text(phase.label, phase.done, phase.total, seconds))
+
+    def _start_ticker(self) -> None:
+        if self._ticker is not None:
+            return
+
+        def tick() -> None:
+            while not self._closed.wait(self.tick_seconds):
+                with self._lock:
+                    if self._phases:
+                        self._draw_phase()
+
+        self._ticker = threading.Thread(target=tick, name="progress-ticker", daemon=True)
+        self._ticker.start()
+
+    def close(self) -> None:
+        """Stop redrawing (the job is over)."""
+        self._closed.set()
+        if self._ticker is not None:
+            self._ticker.join(2 * self.tick_seconds)
+            self._ticker = None
+        with self._lock:
+            self._clear()
+
+    # ---------------------------------------------------------------- drawing
+
+    def _bar(self, e: Any) -> None:
+        now = time.monotonic()
+        if now - self.last_line < 0.2 and e.iteration != e.total_iters:
+            return
+        self.last_line = now
+        width = 24
+        filled = int(width * e.iteration / max(1, e.total_iters))
+        eta = fmt_eta(e.eta_seconds)
+        val = f" val {self.last_val:.3f}" if self.last_val is not None else ""
+        self._draw(
+            f"[{'#' * filled}{'.' * (width - filled)}] {e.iteration}/{e.total_iters} loss {e.loss:.3f}{val} "
+            f"{e.tokens_per_second:.0f} tok/s ETA {eta} peak {e.peak_memory:.2f} GB"
+        )
+
+    def _draw(self, text: str) -> None:
+        """The one updating line of a TTY."""
+        self.out.write("\r" + text.ljust(100)[:120])
+        self.out.flush()
+        self._line_open = True
+
+    def _clear(self) -> None:
+        if self.tty and self._line_open:
+            self.out.write("\r" + " " * LINE_WIDTH + "\r")
+            self.out.flush()
+            self._line_open = False
+
+    def _line(self, text: str) -> None:
+        self._clear()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+def fmt_eta(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def finish_line(e: Any) -> str:
+    where = f"adapter in {e.adapter_path}"
+    if e.status == "completed":
+        head = f"done: {e.final_iteration}/{e.total_iters} steps"
+    elif e.status == "early_stopped":
+        head = f"stopped early at step {e.final_iteration}: {e.message}"
+    elif e.status == "stopped":
+        head = f"stopped at step {e.final_iteration} of {e.total_iters}; resume with: mlxtui train --resume {e.run_dir}"
+    else:
+        head = f"failed at step {e.final_iteration}: {e.message}"
+    best = f", best val loss {e.best_val_loss:.4f} at step {e.best_iteration}" if e.best_val_loss is not None else ""
+    return f"{head}{best}; {where}"
