@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from dataclasses import asdict
 from typing import Any
 
 from mlxtui.cli.data import positive_int
@@ -170,6 +168,8 @@ def run_eval(args: argparse.Namespace) -> int:
     finally:
         printer.close()
     if args.json:
+        import json
+
         out = {
             "model": args.model,
             "adapter_path": args.adapter_path,
@@ -214,6 +214,9 @@ def run_bench(args: argparse.Namespace) -> int:
     finally:
         printer.close()
     if args.json:
+        import json
+        from dataclasses import asdict
+
         print(json.dumps({k: asdict(v) for k, v in results.items()}, indent=2))
     else:
         print(format_bench(results))

@@ -15,20 +15,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TextIO
-
-from mlxtui.core import events as ev
 
 LINE_WIDTH = 110
 
 
-@dataclass
 class _Phase:
-    label: str
-    total: int
-    started_at: float
-    done: int = 0
+    # a plain class: importing dataclasses would cost `--help` ~10 ms
+    __slots__ = ("label", "total", "started_at", "done")
+
+    def __init__(self, label: str, total: int, started_at: float, done: int = 0) -> None:
+        self.label, self.total, self.started_at, self.done = label, total, started_at, done
 
 
 def phase_text(label: str, done: int, total: int, seconds: float) -> str:
@@ -81,6 +78,8 @@ class ProgressPrinter:
             self._handle(e)
 
     def _handle(self, e: Any) -> None:
+        from mlxtui.core import events as ev  # here, not at the top: `--help` needs no events
+
         if isinstance(e, ev.PhaseStarted | ev.PhaseProgress | ev.PhaseFinished):
             self._phase(e)
         elif isinstance(e, ev.TrainStarted):
@@ -130,7 +129,7 @@ class ProgressPrinter:
         elif isinstance(e, ev.TrainFinished):
             self._line(finish_line(e))
 
-    def _step(self, e: ev.JobProgress) -> None:
+    def _step(self, e: Any) -> None:
         if self.steps_out is None:
             self._line(e.message)
             return
@@ -141,6 +140,8 @@ class ProgressPrinter:
     # ---------------------------------------------------------------- phases
 
     def _phase(self, e: Any) -> None:
+        from mlxtui.core import events as ev
+
         key = (e.job_id, e.phase)
         if isinstance(e, ev.PhaseStarted):
             self._phases[key] = _Phase(e.label, e.total, e.started_at)

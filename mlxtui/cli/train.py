@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 from mlxtui.cli.progress import ProgressPrinter
@@ -117,6 +116,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     uses_demo = not args.config and args.model in (None, "demo") and args.data is None
     if resume:
         # a resumed run keeps its own settings; only what is given now changes them
+        from pathlib import Path
+
         saved = Path(resume) / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"--resume {resume}: no config.yaml there; give a run folder that `mlxtui runs` lists")
