@@ -19,93 +19,90 @@ __all__ = ["ProgressPrinter", "add_parser", "add_train_arguments", "config_from_
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train headless with a progress bar (mlx_lm.lora compatible flags)")
+    p = sub.add_parser(
+        "train",
+        help="train headless with a progress bar (mlx_lm.lora compatible flags)",
+        description="Train headless. Flags and YAML keys are mlx_lm.lora's; without --model, --data "
+        "or --config the quick-start profile (the demo model and dataset) is used.",
+    )
     add_train_arguments(p)
     p.set_defaults(func=run)
     return p
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """mlx_lm.lora's flags with its names (defaults None: YAML and defaults fill in), plus ours."""
-    a = p.add_argument
-    a("--model", help="local MLX model folder, .gguf file, Hugging Face id, or 'demo' (default)")
-    a("--train", action="store_true", default=None, help="train (the default of `mlxtui train`; accepted for mlx_lm.lora compatibility)")
-    a("--data", help="folder with train.jsonl, valid.jsonl, test.jsonl (default: the demo dataset)")
-    a("--fine-tune-type", choices=["lora", "dora", "full"], help="lora (QLoRA when the base is quantized), dora or full")
-    a("--optimizer", choices=["adam", "adamw", "muon", "sgd", "adafactor"], help="default adam")
-    a("--mask-prompt", action="store_true", default=None, help="mask the prompt in the loss")
-    a("--num-layers", "--lora-layers", dest="num_layers", type=int, help="last N blocks to fine-tune, -1 = all (mlx-lm default 16; quick start 8)")
-    a("--batch-size", type=int, help="examples per step (default 4)")
-    a("--iters", type=int, help="optimizer steps (mlx-lm default 1000; quick start 80)")
-    a("--epochs", type=int, help="passes over the training set; iterations = ceil(epochs x examples / batch)")
-    a("--val-batches", type=int, help="validation batches, -1 = all (default 25; quick start 4)")
-    a("--learning-rate", type=float, help="step size (mlx-lm default 1e-5; quick start 2e-4 for a 4-bit base)")
-    a("--steps-per-report", type=int, help="report the mean train loss every N steps (default 10)")
-    a("--steps-per-eval", type=int, help="validation loss every N steps (default 200)")
-    a("--grad-accumulation-steps", type=int, help="steps per optimizer update (default 1)")
-    a("--resume-adapter-file", help="start from these adapter weights (as mlx_lm.lora)")
-    a("--adapter-path", help="where the final adapter is also written (mlx_lm.lora's folder)")
-    a("--save-every", type=int, help="checkpoint every N steps (default 100)")
-    a("--test", action="store_true", default=None, help="evaluate on the test set (after training, or alone without --train)")
-    a("--test-batches", type=int, help="test batches, -1 = all (default 500)")
-    a("--max-seq-length", type=int, help="longer examples are truncated (default 2048; quick start 512)")
-    a("-c", "--config", help="a YAML file with the options (mlx_lm.lora --config compatible)")
-    a("--grad-checkpoint", action="store_true", default=None, help="recompute activations: less memory, slower")
-    a("--clear-cache-threshold", help="clear MLX's cache between steps above this size (e.g. 2GB)")
-    a("--report-to", help="accepted for compatibility; mlxtui logs to metrics.jsonl")
-    a("--project-name", help="accepted for compatibility")
-    a("--seed", type=int, help="random seed (default 0)")
-    a("--trust-remote-code", action="store_true", default=None)
-    # the seeds' aliases
-    a("--lora-rank", type=int, help="LoRA rank (lora_parameters.rank)")
-    a("--lora-alpha", type=float, help="PEFT-style alpha: mlx-lm's scale = alpha / rank")
-    a("--lora-scale", type=float, help="mlx-lm's LoRA scale (lora_parameters.scale)")
-    a("--lora-dropout", type=float, help="LoRA dropout (lora_parameters.dropout)")
-    a("--warmup", type=int, help="linear learning-rate warmup steps")
-    # mlxtui's own
-    a("--lr-phases", help="multi-phase schedule ITERS:LR,... e.g. 400:2e-5,400:1e-5,200:2e-6")
-    a("--dequantize", choices=["auto", "yes", "no"], help="train a float copy of a quantized base (auto: yes on CPU)")
-    a("--early-stopping-patience", type=int, help="evaluations without improvement before stopping (0 = off)")
-    a("--early-stopping-min-delta", type=float, help="smallest val-loss drop that counts")
-    a("--memory-guard", choices=["pause", "warn", "off"], help="when swap grows or pressure turns red (default pause)")
-    a("--memory-limit", help="mx.set_memory_limit, e.g. 12GB")
-    a("--cache-limit", help="mx.set_cache_limit, e.g. 2GB")
-    a("--sample-prompts", type=int, help="held-out prompts answered at each evaluation (0 = off)")
-    a("--runs-dir", help="where run folders go (default ./runs)")
-    a("--run-name", help="runs/<timestamp>-<name>")
-    a("--resume", dest="resume_run", help="continue a run folder exactly where it stopped")
+    """Every setting of the table in mlxtui.core.config that has a flag, plus -c/--config.
+
+    Defaults stay None, so a flag that is not given leaves the YAML's value or the default
+    (mlx_lm.lora's precedence); the help says the default instead.
+    """
+    from mlxtui.core.config import SETTINGS, TrainConfig
+
+    defaults, quick = TrainConfig(), TrainConfig.quick_start()
+    p.add_argument("-c", "--config", help="a YAML file with the options (mlx_lm.lora --config compatible)")
+    for spec in SETTINGS:
+        if not spec.flags:
+            continue
+        help_text = (spec.help + _default_note(spec, defaults, quick)).replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": spec.flag_dest, "help": help_text}
+        if spec.kind == "bool":
+            kwargs.update(action="store_true", default=None)
+        elif spec.kind in ("int", "optional_int"):
+            kwargs["type"] = int
+        elif spec.kind == "float":
+            kwargs["type"] = float
+        elif spec.kind == "choice":
+            kwargs["choices"] = spec.choices
+        p.add_argument(*spec.flags, **kwargs)
 
 
-_FLAG_FIELDS = (
-    "model data train fine_tune_type optimizer mask_prompt num_layers batch_size iters epochs val_batches "
-    "learning_rate steps_per_report steps_per_eval grad_accumulation_steps resume_adapter_file adapter_path "
-    "save_every test test_batches max_seq_length grad_checkpoint clear_cache_threshold report_to project_name "
-    "seed trust_remote_code lr_phases dequantize early_stopping_patience early_stopping_min_delta memory_guard "
-    "memory_limit cache_limit sample_prompts runs_dir run_name resume_run warmup"
-).split()
+def _default_note(spec: Any, defaults: Any, quick: Any) -> str:
+    """' (default 4)', or both values when the quick start differs from mlx-lm's default."""
+    from mlxtui.core.config import get_field
+
+    if spec.kind == "bool":
+        return ""
+    mlx_lm, ours = get_field(defaults, spec.name), get_field(quick, spec.name)
+    if mlx_lm is None or mlx_lm == "":
+        return ""
+    if ours != mlx_lm:
+        return f" (default {_show(mlx_lm)}; quick start {_show(ours)})"
+    return f" (default {_show(mlx_lm)})"
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags on this command line, by setting name."""
+    from mlxtui.core.config import SETTINGS
+
+    return {
+        spec.name: getattr(args, spec.flag_dest)
+        for spec in SETTINGS
+        if spec.flags and getattr(args, spec.flag_dest, None) is not None
+    }
 
 
 def given_train_flags(args: argparse.Namespace) -> bool:
     """Whether any train flag (or --config) was given on this command line."""
-    extra = ["config", "lora_rank", "lora_alpha", "lora_scale", "lora_dropout"]
-    return any(getattr(args, k, None) is not None for k in _FLAG_FIELDS + extra)
+    return getattr(args, "config", None) is not None or bool(given_settings(args))
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """Defaults < YAML < flags, as in mlx_lm.lora; the demo profile when neither model nor config is given."""
-    from mlxtui.core.config import ConfigError, TrainConfig, from_dict, load_config, load_yaml
+    from mlxtui.core.config import (
+        ConfigError,
+        TrainConfig,
+        from_dict,
+        from_settings,
+        load_config,
+        load_yaml,
+    )
 
     yaml_values: dict[str, Any] = load_yaml(args.config) if args.config else {}
-    flags = {k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None}
-    lora: dict[str, Any] = {}
-    if args.lora_rank is not None:
-        lora["rank"] = args.lora_rank
-    if args.lora_scale is not None:
-        lora["scale"] = args.lora_scale
-    if args.lora_dropout is not None:
-        lora["dropout"] = args.lora_dropout
-    if args.lora_alpha is not None:
-        lora["alpha"] = args.lora_alpha  # becomes scale = alpha / rank in from_dict
+    flags = given_settings(args)
     for where, values in (("the command line", flags), (str(args.config), yaml_values)):
         if "epochs" in values and "iters" in values:
             raise ConfigError(
@@ -115,9 +112,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     resume = getattr(args, "resume_run", None)
     uses_demo = not args.config and args.model in (None, "demo") and args.data is None
     if resume:
-        # a resumed run keeps its own settings; only what is given now changes them
         from pathlib import Path
 
+        # a resumed run keeps its own settings; only what is given now changes them
         saved = Path(resume) / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"--resume {resume}: no config.yaml there; give a run folder that `mlxtui runs` lists")
@@ -125,12 +122,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     else:
         base = TrainConfig.quick_start() if uses_demo else TrainConfig()
     cfg = from_dict(yaml_values, base=base, where=str(args.config)) if yaml_values else base
-    if lora:
-        merged = dict(cfg.lora_parameters)
-        merged.pop("alpha", None)
-        merged.update(lora)
-        flags["lora_parameters"] = merged
-    return from_dict(flags, base=cfg, where="the command line")
+    return from_settings(flags, base=cfg, where="the command line")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

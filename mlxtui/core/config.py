@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 FINE_TUNE_TYPES = ("lora", "dora", "full")
 OPTIMIZERS = ("adam", "adamw", "muon", "sgd", "adafactor")
@@ -155,7 +154,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field and what to do."""
-        for spec in FORM_FIELDS:
+        for spec in SETTINGS:
             _value, error = validate_field(spec.name, get_field(self, spec.name))
             if error:
                 raise ConfigError(f"{spec.name}: {error}")
@@ -193,27 +192,16 @@ class TrainConfig:
         return out
 
     def to_yaml(self) -> str:
+        import yaml
+
         return yaml.safe_dump(self.to_mlx_lm_dict(), sort_keys=False, default_flow_style=False)
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
-_OMIT_WHEN_NONE = {
-    "hf_dataset",
-    "prompt_feature",
-    "completion_feature",
-    "chat_feature",
-    "text_feature",
-    "report_to",
-    "project_name",
-    "resume_adapter_file",
-    "lr_schedule",
-    "epochs",
-    "lr_phases",
-    "memory_limit",
-    "cache_limit",
-    "run_name",
-    "resume_run",
-}
+# A None value is left out of config.yaml (mlx_lm.lora then uses its own default), except the
+# model and the data: there None means the demo ones, and mlx_lm.lora's would be another model.
+_WRITTEN_WHEN_NONE = ("model", "data")
+_OMIT_WHEN_NONE = {f.name for f in fields(TrainConfig) if f.default is None} - set(_WRITTEN_WHEN_NONE)
 # Keys mlx_lm.lora puts in its own saved adapter_config.json / accepts in YAML.
 MLX_LM_ONLY_KEYS = {"config"}
 
@@ -400,82 +388,153 @@ def _unknown_key_message(key: str, where: str, known: tuple[str, ...] = FIELD_NA
     return f"unknown key '{key}' in {where}{hint}"
 
 
-# ---------------------------------------------------------------- the form
+# ---------------------------------------------------------------- the settings table
 
 
 @dataclass(frozen=True)
 class FieldSpec:
+    """One setting, declared once: the form, the command line, YAML and validation read it.
+
+    `name` is a TrainConfig field, or a view on part of a nested one (`lora_rank` is
+    lora_parameters.rank): `field` says which TrainConfig field it writes, `yaml` its YAML key
+    (dotted inside a mapping). `label` is the Config form's; an empty label keeps it out of
+    the form and `not_in_form` says why. `flags` are the command-line flags, mlx_lm.lora's
+    names first (`dest` when the argparse name differs); an empty tuple needs `no_flag`.
+    """
+
     name: str
     label: str
-    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "optional_str" | "optional_int"
+    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "optional_str" | "optional_int" | "mapping"
     help: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    flags: tuple[str, ...] = ()
+    dest: str = ""
+    field: str = ""
+    yaml: str = ""
+    not_in_form: str = ""
+    no_flag: str = ""
+
+    @property
+    def config_field(self) -> str:
+        return self.field or self.name
+
+    @property
+    def yaml_key(self) -> str:
+        return self.yaml or self.config_field
+
+    @property
+    def flag_dest(self) -> str:
+        return self.dest or self.name
 
 
+_S = FieldSpec
+_LORA = "lora_parameters"
+_NOT_A_FLAG = "a mapping: set it in YAML, or through the flags of its parts"
 # fmt: off
-FORM_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("model", "Model", "optional_str", "local MLX folder, .gguf file, Hugging Face id, or empty for the demo model"),
-    FieldSpec("data", "Data folder", "optional_str", "folder with train.jsonl/valid.jsonl/test.jsonl, or empty for the demo dataset"),
-    FieldSpec("fine_tune_type", "Method", "choice", "lora, dora or full (QLoRA = LoRA on a quantized base)", FINE_TUNE_TYPES),
-    FieldSpec("dequantize", "Dequantize base", "choice", "train a float copy of a quantized base: auto = yes on the CPU back-end (about 20x faster there)", DEQUANTIZE_CHOICES),
-    FieldSpec("optimizer", "Optimizer", "choice", "adam, adamw, muon, sgd or adafactor", OPTIMIZERS),
-    FieldSpec("optimizer_options", "Optimizer options", "optional_str", "optimizer_config for this optimizer: KEY=VALUE,... e.g. weight_decay=0.01,betas=0.9 0.98"),
-    FieldSpec("batch_size", "Batch size", "int", "examples per step", minimum=1, maximum=4096),
-    FieldSpec("iters", "Iterations", "int", "optimizer steps (ignored when epochs is set)", minimum=1),
-    FieldSpec("epochs", "Epochs", "optional_int", "passes over the training set: iterations = ceil(epochs x examples / batch)", minimum=1),
-    FieldSpec("learning_rate", "Learning rate", "float", "Adam step size", minimum=0.0, maximum=1.0),
-    FieldSpec("lr_schedule_name", "LR schedule", "choice", "constant, cosine_decay (to 0 over the run) or linear_decay; a YAML lr_schedule gives full control", SCHEDULE_CHOICES),
-    FieldSpec("warmup", "Warmup steps", "int", "linear warmup from 0 to the learning rate", minimum=0),
-    FieldSpec("lr_phases", "LR phases", "optional_str", "ITERS:LR,... e.g. 400:2e-5,400:1e-5,200:2e-6 (overrides the schedule)"),
-    FieldSpec("num_layers", "Layers to tune", "int", "last N transformer blocks; -1 = all", minimum=-1),
-    FieldSpec("lora_rank", "LoRA rank", "int", "rank r of the adapter matrices", minimum=1, maximum=1024),
-    FieldSpec("lora_scale", "LoRA scale", "float", "mlx-lm's scale; PEFT's alpha = scale x rank", minimum=0.0),
-    FieldSpec("lora_dropout", "LoRA dropout", "float", "dropout on the adapter input", minimum=0.0, maximum=0.99),
-    FieldSpec("lora_keys", "LoRA keys", "optional_str", "comma-separated modules, e.g. self_attn.q_proj,self_attn.v_proj; empty = mlx-lm's default"),
-    FieldSpec("grad_checkpoint", "Grad checkpointing", "bool", "recompute activations: less memory, ~30% slower"),
-    FieldSpec("grad_accumulation_steps", "Grad accumulation", "int", "steps per optimizer update", minimum=1),
-    FieldSpec("mask_prompt", "Mask prompt", "bool", "train only on the completion / last assistant turn"),
-    FieldSpec("prompt_feature", "Prompt key", "optional_str", "completions data: the prompt's key (default prompt)"),
-    FieldSpec("completion_feature", "Completion key", "optional_str", "completions data: the completion's key (default completion)"),
-    FieldSpec("chat_feature", "Chat key", "optional_str", "chat data: the messages' key (default messages)"),
-    FieldSpec("text_feature", "Text key", "optional_str", "text data: the text's key (default text)"),
-    FieldSpec("steps_per_report", "Steps per report", "int", "training loss reported every N steps", minimum=1),
-    FieldSpec("steps_per_eval", "Steps per eval", "int", "validation loss every N steps", minimum=1),
-    FieldSpec("save_every", "Save every", "int", "checkpoint every N steps", minimum=1),
-    FieldSpec("val_batches", "Validation batches", "int", "-1 = the whole validation set", minimum=-1),
-    FieldSpec("max_seq_length", "Max sequence length", "int", "longer examples are truncated", minimum=8),
-    FieldSpec("sample_prompts", "Sample prompts", "int", "held-out prompts answered at each evaluation (0 = off)", minimum=0, maximum=16),
-    FieldSpec("test", "Test after training", "bool", "evaluate test.jsonl: loss and perplexity"),
-    FieldSpec("test_batches", "Test batches", "int", "-1 = the whole test set", minimum=-1),
-    FieldSpec("seed", "Seed", "int", "random seed (data order, init, dropout)", minimum=0),
-    FieldSpec("trust_remote_code", "Trust remote code", "bool", "let a Hugging Face model's own tokenizer code run"),
-    FieldSpec("early_stopping_patience", "Early stop patience", "int", "evaluations without improvement before stopping; 0 = off", minimum=0),
-    FieldSpec("early_stopping_min_delta", "Early stop min delta", "float", "smallest val-loss drop that counts as improvement", minimum=0.0),
-    FieldSpec("resume_adapter_file", "Resume adapter file", "optional_str", "start from these adapter weights (.safetensors)"),
-    FieldSpec("adapter_path", "Adapter folder", "str", "the final adapter is also copied here (runs/<run>/adapters always has it)"),
-    FieldSpec("run_name", "Run name", "optional_str", "runs/<timestamp>-<name>; empty = the model's name"),
-    FieldSpec("runs_dir", "Runs folder", "str", "where run folders are created"),
-    FieldSpec("memory_guard", "Memory guard", "choice", "when swap grows or pressure turns red: pause, warn, or off", MEMORY_GUARD_POLICIES),
-    FieldSpec("swap_growth_mb_per_min", "Swap growth limit", "float", "MB per minute of swap growth that trips the guard", minimum=1.0),
-    FieldSpec("memory_limit", "MLX memory limit", "optional_str", "mx.set_memory_limit, e.g. 12GB; empty = MLX default"),
-    FieldSpec("cache_limit", "MLX cache limit", "optional_str", "mx.set_cache_limit, e.g. 2GB; empty = MLX default"),
-    FieldSpec("clear_cache_threshold", "Clear-cache threshold", "str", "clear MLX's cache between steps above this size, e.g. 1GB; 0 = never"),
+SETTINGS: tuple[FieldSpec, ...] = (
+    _S("model", "Model", "optional_str", "local MLX folder, .gguf file, Hugging Face id, or empty for the demo model", flags=("--model",)),
+    _S("data", "Data folder", "optional_str", "folder with train.jsonl/valid.jsonl/test.jsonl, or empty for the demo dataset", flags=("--data",)),
+    _S("train", "", "bool", "train (the default of `mlxtui train`; accepted for mlx_lm.lora compatibility)", flags=("--train",), not_in_form="the dashboard trains when you press t"),
+    _S("fine_tune_type", "Method", "choice", "lora, dora or full (QLoRA = LoRA on a quantized base)", FINE_TUNE_TYPES, flags=("--fine-tune-type",)),
+    _S("dequantize", "Dequantize base", "choice", "train a float copy of a quantized base: auto = yes on the CPU back-end (about 20x faster there)", DEQUANTIZE_CHOICES, flags=("--dequantize",)),
+    _S("optimizer", "Optimizer", "choice", "adam, adamw, muon, sgd or adafactor", OPTIMIZERS, flags=("--optimizer",)),
+    _S("optimizer_options", "Optimizer options", "optional_str", "optimizer_config for this optimizer: KEY=VALUE,... e.g. weight_decay=0.01,betas=0.9 0.98", flags=("--optimizer-options",), field="optimizer_config", yaml="optimizer_config.<optimizer>"),
+    _S("optimizer_config", "", "mapping", "per-optimizer options, e.g. {adamw: {weight_decay: 0.01}}", not_in_form="edited as Optimizer options (the chosen optimizer's part)", no_flag=_NOT_A_FLAG),
+    _S("batch_size", "Batch size", "int", "examples per step", minimum=1, maximum=4096, flags=("--batch-size",)),
+    _S("iters", "Iterations", "int", "optimizer steps (ignored when epochs is set)", minimum=1, flags=("--iters",)),
+    _S("epochs", "Epochs", "optional_int", "passes over the training set: iterations = ceil(epochs x examples / batch)", minimum=1, flags=("--epochs",)),
+    _S("learning_rate", "Learning rate", "float", "Adam step size", minimum=0.0, maximum=1.0, flags=("--learning-rate",)),
+    _S("lr_schedule_name", "LR schedule", "choice", "constant, cosine_decay (to 0 over the run) or linear_decay; a YAML lr_schedule gives full control", SCHEDULE_CHOICES, flags=("--lr-schedule",), field="lr_schedule", yaml="lr_schedule.name"),
+    _S("lr_schedule", "", "mapping", "mlx-lm's schedule: {name, arguments, warmup, warmup_init}", not_in_form="edited as LR schedule and Warmup steps", no_flag=_NOT_A_FLAG),
+    _S("warmup", "Warmup steps", "int", "linear warmup from 0 to the learning rate", minimum=0, flags=("--warmup",)),
+    _S("lr_phases", "LR phases", "optional_str", "ITERS:LR,... e.g. 400:2e-5,400:1e-5,200:2e-6 (overrides the schedule)", flags=("--lr-phases",)),
+    _S("num_layers", "Layers to tune", "int", "last N transformer blocks; -1 = all", minimum=-1, flags=("--num-layers", "--lora-layers")),
+    _S("lora_rank", "LoRA rank", "int", "rank r of the adapter matrices", minimum=1, maximum=1024, flags=("--lora-rank",), field=_LORA, yaml="lora_parameters.rank"),
+    _S("lora_scale", "LoRA scale", "float", "mlx-lm's scale; PEFT's alpha = scale x rank", minimum=0.0, flags=("--lora-scale",), field=_LORA, yaml="lora_parameters.scale"),
+    _S("lora_alpha", "", "float", "PEFT-style alpha: mlx-lm's scale = alpha / rank", minimum=0.0, flags=("--lora-alpha",), field=_LORA, yaml="lora_parameters.alpha", not_in_form="the form sets LoRA scale and shows the alpha it means next to it"),
+    _S("lora_dropout", "LoRA dropout", "float", "dropout on the adapter input", minimum=0.0, maximum=0.99, flags=("--lora-dropout",), field=_LORA, yaml="lora_parameters.dropout"),
+    _S("lora_keys", "LoRA keys", "optional_str", "comma-separated modules, e.g. self_attn.q_proj,self_attn.v_proj; empty = mlx-lm's default", flags=("--lora-keys",), field=_LORA, yaml="lora_parameters.keys"),
+    _S("lora_parameters", "", "mapping", "mlx-lm's LoRA parameters: {rank, scale, dropout, keys}", not_in_form="edited as LoRA rank, scale, dropout and keys", no_flag=_NOT_A_FLAG),
+    _S("grad_checkpoint", "Grad checkpointing", "bool", "recompute activations: less memory, ~30% slower", flags=("--grad-checkpoint",)),
+    _S("grad_accumulation_steps", "Grad accumulation", "int", "steps per optimizer update", minimum=1, flags=("--grad-accumulation-steps",)),
+    _S("mask_prompt", "Mask prompt", "bool", "train only on the completion / last assistant turn", flags=("--mask-prompt",)),
+    _S("prompt_feature", "Prompt key", "optional_str", "completions data: the prompt's key (default prompt)", flags=("--prompt-feature",)),
+    _S("completion_feature", "Completion key", "optional_str", "completions data: the completion's key (default completion)", flags=("--completion-feature",)),
+    _S("chat_feature", "Chat key", "optional_str", "chat data: the messages' key (default messages)", flags=("--chat-feature",)),
+    _S("text_feature", "Text key", "optional_str", "text data: the text's key (default text)", flags=("--text-feature",)),
+    _S("hf_dataset", "", "mapping", "mlx-lm's Hugging Face dataset block (passed through)", not_in_form="a mapping for datasets on the hub; set it in YAML", no_flag="a mapping passed through to mlx-lm; set it in YAML, as with mlx_lm.lora"),
+    _S("steps_per_report", "Steps per report", "int", "training loss reported every N steps", minimum=1, flags=("--steps-per-report",)),
+    _S("steps_per_eval", "Steps per eval", "int", "validation loss every N steps", minimum=1, flags=("--steps-per-eval",)),
+    _S("save_every", "Save every", "int", "checkpoint every N steps", minimum=1, flags=("--save-every",)),
+    _S("val_batches", "Validation batches", "int", "-1 = the whole validation set", minimum=-1, flags=("--val-batches",)),
+    _S("max_seq_length", "Max sequence length", "int", "longer examples are truncated", minimum=8, flags=("--max-seq-length",)),
+    _S("sample_prompts", "Sample prompts", "int", "held-out prompts answered at each evaluation (0 = off)", minimum=0, maximum=16, flags=("--sample-prompts",)),
+    _S("test", "Test after training", "bool", "evaluate test.jsonl: loss and perplexity", flags=("--test",)),
+    _S("test_batches", "Test batches", "int", "-1 = the whole test set", minimum=-1, flags=("--test-batches",)),
+    _S("seed", "Seed", "int", "random seed (data order, init, dropout)", minimum=0, flags=("--seed",)),
+    _S("trust_remote_code", "Trust remote code", "bool", "let a Hugging Face model's own tokenizer code run", flags=("--trust-remote-code",)),
+    _S("early_stopping_patience", "Early stop patience", "int", "evaluations without improvement before stopping; 0 = off", minimum=0, flags=("--early-stopping-patience",)),
+    _S("early_stopping_min_delta", "Early stop min delta", "float", "smallest val-loss drop that counts as improvement", minimum=0.0, flags=("--early-stopping-min-delta",)),
+    _S("resume_adapter_file", "Resume adapter file", "optional_str", "start from these adapter weights (.safetensors)", flags=("--resume-adapter-file",)),
+    _S("adapter_path", "Adapter folder", "str", "the final adapter is also copied here (runs/<run>/adapters always has it)", flags=("--adapter-path",)),
+    _S("run_name", "Run name", "optional_str", "runs/<timestamp>-<name>; empty = the model's name", flags=("--run-name",)),
+    _S("runs_dir", "Runs folder", "str", "where run folders are created", flags=("--runs-dir",)),
+    _S("resume_run", "", "optional_str", "continue a run folder exactly where it stopped", flags=("--resume",), not_in_form="the Runs screen resumes a run"),
+    _S("memory_guard", "Memory guard", "choice", "when swap grows or pressure turns red: pause, warn, or off", MEMORY_GUARD_POLICIES, flags=("--memory-guard",)),
+    _S("swap_growth_mb_per_min", "Swap growth limit", "float", "MB per minute of swap growth that trips the guard", minimum=1.0, flags=("--swap-growth-mb-per-min",)),
+    _S("memory_limit", "MLX memory limit", "optional_str", "mx.set_memory_limit, e.g. 12GB; empty = MLX default", flags=("--memory-limit",)),
+    _S("cache_limit", "MLX cache limit", "optional_str", "mx.set_cache_limit, e.g. 2GB; empty = MLX default", flags=("--cache-limit",)),
+    _S("clear_cache_threshold", "Clear-cache threshold", "str", "clear MLX's cache between steps above this size, e.g. 1GB; 0 = never", flags=("--clear-cache-threshold",)),
+    _S("report_to", "", "optional_str", "accepted for compatibility; mlxtui logs to metrics.jsonl", flags=("--report-to",), not_in_form="mlx_lm.lora's wandb/swanlab switch; mlxtui ignores it"),
+    _S("project_name", "", "optional_str", "accepted for compatibility", flags=("--project-name",), not_in_form="mlx_lm.lora's wandb/swanlab project; mlxtui ignores it"),
 )
 # fmt: on
+FORM_FIELDS: tuple[FieldSpec, ...] = tuple(s for s in SETTINGS if s.label)
 FORM_FIELD_NAMES = tuple(s.name for s in FORM_FIELDS)
-_LORA_FORM_KEYS = {"lora_rank": "rank", "lora_scale": "scale", "lora_dropout": "dropout"}
+SETTING_NAMES = tuple(s.name for s in SETTINGS)
+_BY_NAME = {s.name: s for s in SETTINGS}
+_LORA_FORM_KEYS = {
+    s.name: s.yaml_key.split(".", 1)[1] for s in SETTINGS if s.yaml_key.startswith(_LORA + ".")
+}
+
+
+def setting(name: str) -> FieldSpec:
+    """The table row of a setting (a TrainConfig field or a view such as lora_rank)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ConfigError(_unknown_key_message(name, "the settings", SETTING_NAMES)) from None
+
+
+def field_label(name: str) -> str:
+    """The words a person sees for a setting in the form ("Batch size"), for errors.
+
+    A setting outside the form is named by its YAML key; an unknown name is returned as it is.
+    """
+    spec = _BY_NAME.get(name)
+    if spec is None:
+        return name
+    return spec.label or spec.yaml_key
+
+
+def flag_for(name: str) -> str | None:
+    """The command-line flag of a setting (mlx_lm.lora's name), or None when it has none."""
+    spec = _BY_NAME.get(name)
+    return spec.flags[0] if spec is not None and spec.flags else None
 
 
 def get_field(config: TrainConfig, name: str) -> Any:
-    """A form field's value; a few fields are views on nested mlx-lm keys."""
-    if name in _LORA_FORM_KEYS:
-        key = _LORA_FORM_KEYS[name]
-        return config.lora_parameters.get(key, DEFAULT_LORA_PARAMETERS[key])
+    """A setting's value; a few settings are views on nested mlx-lm keys."""
+    if name == "lora_alpha":
+        return config.lora_alpha
     if name == "lora_keys":
         keys = config.lora_parameters.get("keys")
         return ",".join(keys) if keys else None
+    if name in _LORA_FORM_KEYS:
+        key = _LORA_FORM_KEYS[name]
+        return config.lora_parameters.get(key, DEFAULT_LORA_PARAMETERS[key])
     if name == "lr_schedule_name":
         sched = config.lr_schedule or {}
         name_ = sched.get("name", "constant")
@@ -488,29 +547,75 @@ def get_field(config: TrainConfig, name: str) -> Any:
 
 
 def set_field(config: TrainConfig, name: str, value: Any) -> TrainConfig:
-    if name in _LORA_FORM_KEYS or name == "lora_keys":
-        lp = dict(config.lora_parameters)
-        if name == "lora_keys":
-            if value:
-                lp["keys"] = [k.strip() for k in str(value).split(",") if k.strip()]
+    """The config with one setting changed (the value as validate_field returns it)."""
+    return from_settings({name: value}, base=config, where="", validate=False)
+
+
+def settings_to_dict(values: dict[str, Any], base: TrainConfig) -> dict[str, Any]:
+    """Settings by name (views included) -> the TrainConfig keys `from_dict` takes.
+
+    Views on one nested key are merged together over `base`'s value: `--lora-rank 16
+    --lora-alpha 32` gives lora_parameters with rank 16 and alpha 32 (from_dict turns alpha
+    into scale = alpha / rank with the new rank).
+    """
+    out: dict[str, Any] = {}
+    lora: dict[str, Any] | None = None
+    for name, value in values.items():
+        if name in _LORA_FORM_KEYS:
+            if lora is None:
+                lora = dict(base.lora_parameters)
+                lora.pop("alpha", None)
+            key = _LORA_FORM_KEYS[name]
+            if key == "keys":
+                keys = [k.strip() for k in str(value or "").split(",") if k.strip()]
+                if keys:
+                    lora["keys"] = keys
+                else:
+                    lora.pop("keys", None)
             else:
-                lp.pop("keys", None)
+                lora[key] = value
+        elif name == "lr_schedule_name":
+            if value in (None, "constant"):
+                out["lr_schedule"] = None
+            else:
+                # arguments are filled in from the learning rate and the run length at training time
+                out["lr_schedule"] = {"name": "linear_schedule" if value == "linear_decay" else value}
+        elif name == "clear_cache_threshold":
+            out[name] = parse_size(value, name) if value is not None else 0
+        elif name == "optimizer_options":
+            optimizer = values.get("optimizer", base.optimizer)
+            oc = {k: dict(v or {}) for k, v in base.optimizer_config.items()}
+            oc[optimizer] = parse_options(value or "")
+            out["optimizer_config"] = oc
         else:
-            lp[_LORA_FORM_KEYS[name]] = value
-        return config.with_values(lora_parameters=lp)
-    if name == "lr_schedule_name":
-        if value in (None, "constant"):
-            return config.with_values(lr_schedule=None)
-        # arguments are filled in from the learning rate and the run length at training time
-        sched = "linear_schedule" if value == "linear_decay" else value
-        return config.with_values(lr_schedule={"name": sched})
-    if name == "clear_cache_threshold":
-        return config.with_values(clear_cache_threshold=parse_size(value, name))
-    if name == "optimizer_options":
-        oc = {k: dict(v or {}) for k, v in config.optimizer_config.items()}
-        oc[config.optimizer] = parse_options(value or "")
-        return config.with_values(optimizer_config=oc)
-    return config.with_values(**{name: value})
+            out[name] = value
+    if lora is not None:
+        out[_LORA] = lora
+    return out
+
+
+def from_settings(
+    values: dict[str, Any], base: TrainConfig, where: str = "the settings", validate: bool = True
+) -> TrainConfig:
+    """Overlay settings by name (flags, form fields; views included) on `base`.
+
+    Values are already parsed (argparse's types, `validate_field`); a nested key is replaced
+    as a whole, so an emptied LoRA keys field removes `keys`.
+    """
+    changes = settings_to_dict(values, base)
+    lora = changes.get(_LORA)
+    if lora is not None and "alpha" in lora:
+        # PEFT-style alpha given: mlx-lm needs scale = alpha / rank
+        lora = dict(lora)
+        lora["scale"] = float(lora.pop("alpha")) / float(lora.get("rank", DEFAULT_LORA_PARAMETERS["rank"]))
+        changes[_LORA] = lora
+    cfg = base.with_values(**changes)
+    if validate:
+        try:
+            cfg.validate()
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return cfg
 
 
 def parse_options(text: str) -> dict[str, Any]:
@@ -543,16 +648,11 @@ def format_options(options: dict[str, Any]) -> str | None:
     return ",".join(parts)
 
 
-def _spec(name: str) -> FieldSpec:
-    for s in FORM_FIELDS:
-        if s.name == name:
-            return s
-    raise ConfigError(_unknown_key_message(name, "the form", FORM_FIELD_NAMES))
-
-
 def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
     """Parse a form value: (value, None) when good, (None, reason) when refused."""
-    spec = _spec(name)
+    spec = setting(name)
+    if spec.kind == "mapping":
+        return raw, None  # checked as a whole by TrainConfig.validate
     text = raw.strip() if isinstance(raw, str) else raw
     try:
         if spec.kind in ("optional_str", "optional_int") and (text is None or text == ""):
@@ -610,32 +710,42 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
 # ---------------------------------------------------------------- loading YAML
 
 
-class _MlxLmLoader(yaml.SafeLoader):
-    """mlx-lm's YAML loader: it reads 1e-5 (no dot) as a float, plain YAML reads a string."""
+@functools.cache
+def _mlx_lm_loader() -> Any:
+    """mlx-lm's YAML loader: it reads 1e-5 (no dot) as a float, plain YAML reads a string.
 
+    Built on first use: importing YAML would slow every `mlxtui --help`.
+    """
+    import yaml
 
-_MlxLmLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:
-     [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+][0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+    class MlxLmLoader(yaml.SafeLoader):
+        pass
+
+    MlxLmLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"""^(?:
+         [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+            re.X,
+        ),
+        list("-+0123456789."),
+    )
+    return MlxLmLoader
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file; errors name the file (and line) and the fix."""
+    import yaml
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file (give the path of a YAML file, e.g. run.yaml)")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_MlxLmLoader)
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_mlx_lm_loader())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
