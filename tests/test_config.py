@@ -116,3 +116,34 @@ def test_optimizer_options_and_dataset_keys_in_the_form():
     assert cfg.prompt_feature == "question"
     names = {f.name for f in FORM_FIELDS}
     assert {"optimizer_options", "prompt_feature", "completion_feature", "chat_feature", "text_feature", "trust_remote_code"} <= names
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"lora_parameters": {"rank": 0}}, "lora_rank"),
+        ({"memory_limit": "lots"}, "memory_limit"),
+        ({"lr_phases": "1-2"}, "lr_phases"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr_schedule": {"name": "wavy"}}, "lr_schedule"),
+    ],
+)
+def test_config_errors_carry_the_setting_and_name_no_flag(changes, field):
+    from mlxtui.core.config import field_label, from_dict
+
+    with pytest.raises(ConfigError) as info:
+        from_dict(changes, where="run.yaml")
+    e = info.value
+    assert e.field == field and e.where == "run.yaml"
+    assert "--" not in e.message and e.message
+    assert str(e) == f"run.yaml: {field}: {e.message}"
+    # the dashboard's wording: its own label for the setting
+    assert field_label(field) != field or field == "lr_schedule"
+
+
+def test_yaml_may_name_any_mlx_lm_schedule_not_only_the_forms_three():
+    from mlxtui.core.config import from_dict
+
+    cfg = from_dict({"lr_schedule": {"name": "exponential_decay", "arguments": [1e-3, 0.9]}})
+    assert cfg.lr_schedule["name"] == "exponential_decay"

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from mlxtui.cli.errors import config_error_text
 from mlxtui.cli.train import add_train_arguments, config_from_args, given_train_flags
 
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             config = config_from_args(args)
         except ConfigError as e:
-            print(f"mlxtui: {e}", file=sys.stderr)
+            print(f"mlxtui: {config_error_text(e)}", file=sys.stderr)
             return 2
     else:
         config = TrainConfig.quick_start()

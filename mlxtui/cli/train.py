@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from mlxtui.cli.errors import COMMAND_LINE, config_error_text
 from mlxtui.cli.progress import ProgressPrinter
 
 __all__ = ["ProgressPrinter", "add_parser", "add_train_arguments", "config_from_args", "run"]
@@ -103,7 +104,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
     yaml_values: dict[str, Any] = load_yaml(args.config) if args.config else {}
     flags = given_settings(args)
-    for where, values in (("the command line", flags), (str(args.config), yaml_values)):
+    for where, values in ((COMMAND_LINE, flags), (str(args.config), yaml_values)):
         if "epochs" in values and "iters" in values:
             raise ConfigError(
                 f"{where}: both epochs and iters are given; epochs would decide the length, "
@@ -122,7 +123,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     else:
         base = TrainConfig.quick_start() if uses_demo else TrainConfig()
     cfg = from_dict(yaml_values, base=base, where=str(args.config)) if yaml_values else base
-    return from_settings(flags, base=cfg, where="the command line")
+    return from_settings(flags, base=cfg, where=COMMAND_LINE)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         config = config_from_args(args)
     except ConfigError as e:
-        print(f"mlxtui train: {e}", file=sys.stderr)
+        print(f"mlxtui train: {config_error_text(e)}", file=sys.stderr)
         return 2
     if config.test and args.train is None and (not args.config or not config.train):
         if args.train is None and args.iters is None and args.epochs is None and not _yaml_says_train(args):
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         result = pipeline.execute()
     except (EngineError, ConfigError) as e:
-        print(f"mlxtui train: {e}", file=sys.stderr)
+        print(f"mlxtui train: {config_error_text(e) if isinstance(e, ConfigError) else e}", file=sys.stderr)
         hint = getattr(e, "hint", "")
         if hint:
             print(f"  hint: {hint}", file=sys.stderr)

@@ -33,7 +33,27 @@ DEFAULT_LORA_PARAMETERS: dict[str, Any] = {"rank": 8, "dropout": 0.0, "scale": 2
 
 
 class ConfigError(ValueError):
-    """A bad value or key, with where it came from and what to do."""
+    """A bad value or key: what is wrong and what to do (`message`), which setting (`field`,
+    a name of the settings table: a TrainConfig field or a view such as lora_rank), and where
+    it came from (`where`: a YAML file, "the command line").
+
+    The message names no flag and no form label: each front end words the setting its own
+    way (the CLI with `config.flag_for`, the dashboard with `config.field_label`). str() is
+    the plain form, `where: field: message`, as YAML users and the Python API read it.
+    """
+
+    def __init__(self, message: str, field: str | None = None, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.where = where
+
+    def __str__(self) -> str:
+        return ": ".join(part for part in (self.where, self.field, self.message) if part)
+
+    def at(self, where: str) -> ConfigError:
+        """The same error, said to come from `where` (kept if it already names a place)."""
+        return ConfigError(self.message, self.field, self.where or where)
 
 
 def _default_lora() -> dict[str, Any]:
@@ -144,7 +164,7 @@ class TrainConfig:
         """Iterations to run: `epochs` wins when set (ceiling division), phases when given."""
         if self.epochs is not None:
             if n_train is None:
-                raise ConfigError("epochs is set but the training set size is unknown")
+                raise ConfigError("is set but the training set size is unknown", "epochs")
             return epochs_to_iters(self.epochs, n_train, self.batch_size)
         if self.lr_phases:
             return sum(n for n, _ in parse_phases(self.lr_phases))
@@ -155,9 +175,11 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field and what to do."""
         for spec in SETTINGS:
+            if spec.name == "lr_schedule_name":
+                continue  # the form's three choices; YAML may name any mlx-lm schedule (below)
             _value, error = validate_field(spec.name, get_field(self, spec.name))
             if error:
-                raise ConfigError(f"{spec.name}: {error}")
+                raise ConfigError(error, spec.name)
         lp = self.lora_parameters
         for key in lp:
             if key not in ("rank", "scale", "dropout", "keys", "alpha"):
@@ -171,9 +193,9 @@ class TrainConfig:
         if self.lr_phases:
             parse_phases(self.lr_phases)
         if self.epochs is not None and self.epochs < 1:
-            raise ConfigError("epochs: must be at least 1 (or leave it unset to use iters)")
+            raise ConfigError("must be at least 1 (or leave it unset to use iters)", "epochs")
         if self.grad_accumulation_steps < 1:
-            raise ConfigError("grad_accumulation_steps: must be at least 1")
+            raise ConfigError("must be at least 1", "grad_accumulation_steps")
         for name in ("memory_limit", "cache_limit"):
             value = getattr(self, name)
             if value is not None:
@@ -224,19 +246,20 @@ def parse_phases(text: str) -> list[tuple[int, float]]:
         m = _PHASE_RE.match(part)
         if not m:
             raise ConfigError(
-                f"lr_phases: phase {i} '{part.strip()}' is not ITERATIONS:LEARNING_RATE "
-                "(write e.g. 400:2e-5,400:1e-5,200:2e-6)"
+                f"phase {i} '{part.strip()}' is not ITERATIONS:LEARNING_RATE "
+                "(write e.g. 400:2e-5,400:1e-5,200:2e-6)",
+                "lr_phases",
             )
         n, lr = int(m.group(1)), float(m.group(2))
         if n <= 0 or not (lr > 0 and math.isfinite(lr)):
-            raise ConfigError(f"lr_phases: phase {i} needs iterations > 0 and a learning rate > 0")
+            raise ConfigError(f"phase {i} needs iterations > 0 and a learning rate > 0", "lr_phases")
         phases.append((n, lr))
     return phases
 
 
 def validate_schedule(schedule: Any) -> None:
     if not isinstance(schedule, dict):
-        raise ConfigError("lr_schedule: must be a mapping with 'name' and 'arguments'")
+        raise ConfigError("must be a mapping with 'name' and 'arguments'", "lr_schedule")
     for key in schedule:
         if key not in ("name", "arguments", "warmup", "warmup_init"):
             raise ConfigError(
@@ -246,12 +269,12 @@ def validate_schedule(schedule: Any) -> None:
             )
     name = schedule.get("name")
     if name not in SCHEDULE_NAMES:
-        raise ConfigError(f"lr_schedule.name: '{name}' is not one of {', '.join(SCHEDULE_NAMES)}")
+        raise ConfigError(f"name '{name}' is not one of {', '.join(SCHEDULE_NAMES)}", "lr_schedule")
     args = schedule.get("arguments")
     if args is None and name in ("cosine_decay", "linear_schedule"):
         return  # filled in from learning_rate and the run length (the dashboard's choice)
     if not isinstance(args, list | tuple) or not args:
-        raise ConfigError("lr_schedule.arguments: give a list, e.g. [1e-5, 1000] for cosine_decay")
+        raise ConfigError("arguments: give a list, e.g. [1e-5, 1000] for cosine_decay", "lr_schedule")
 
 
 def build_lr_schedule(config: TrainConfig, total_iters: int) -> Any:
@@ -317,7 +340,7 @@ def _py_schedule(name: str, args: list[Any]) -> Any:
     if name == "step_decay":
         init, rate, size = float(args[0]), float(args[1]), int(args[2])
         return lambda step: init * rate ** (step // size)
-    raise ConfigError(f"lr_schedule.name: '{name}' is not one of {', '.join(SCHEDULE_NAMES)}")
+    raise ConfigError(f"name '{name}' is not one of {', '.join(SCHEDULE_NAMES)}", "lr_schedule")
 
 
 def _py_join(pieces: list[Any], bounds: list[int]) -> Any:
@@ -374,9 +397,7 @@ def parse_size(value: Any, name: str = "size") -> int:
         return int(value)
     m = _SIZE_RE.match(str(value))
     if not m:
-        raise ConfigError(
-            f"{name}: '{value}' is not a size (write e.g. 8GB, 512MB or a number of bytes)"
-        )
+        raise ConfigError(f"'{value}' is not a size (write e.g. 8GB, 512MB or a number of bytes)", name)
     unit = (m.group(2) or "").upper().rstrip("B").rstrip("I")
     mult = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
     return int(float(m.group(1)) * mult)
@@ -602,7 +623,10 @@ def from_settings(
     Values are already parsed (argparse's types, `validate_field`); a nested key is replaced
     as a whole, so an emptied LoRA keys field removes `keys`.
     """
-    changes = settings_to_dict(values, base)
+    try:
+        changes = settings_to_dict(values, base)
+    except ConfigError as e:
+        raise e.at(where) from None
     lora = changes.get(_LORA)
     if lora is not None and "alpha" in lora:
         # PEFT-style alpha given: mlx-lm needs scale = alpha / rank
@@ -614,7 +638,7 @@ def from_settings(
         try:
             cfg.validate()
         except ConfigError as e:
-            raise ConfigError(f"{where}: {e}") from None
+            raise e.at(where) from None
     return cfg
 
 
@@ -624,7 +648,7 @@ def parse_options(text: str) -> dict[str, Any]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, raw = part.partition("=")
         if not sep or not key.strip() or not raw.strip():
-            raise ConfigError(f"optimizer_options: '{part}' is not KEY=VALUE (e.g. weight_decay=0.01)")
+            raise ConfigError(f"'{part}' is not KEY=VALUE (e.g. weight_decay=0.01)", "optimizer_options")
         values = []
         for tok in raw.split():
             try:
@@ -632,7 +656,7 @@ def parse_options(text: str) -> dict[str, Any]:
             except ValueError:
                 low = tok.lower()
                 if low not in ("true", "false"):
-                    raise ConfigError(f"optimizer_options: {key.strip()}={raw.strip()} is not a number") from None
+                    raise ConfigError(f"{key.strip()}={raw.strip()} is not a number", "optimizer_options") from None
                 values.append(low == "true")
         out[key.strip()] = values[0] if len(values) == 1 else values
     return out
@@ -694,7 +718,7 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
             if not math.isfinite(value):
                 return None, "must be a finite number"
     except ConfigError as e:
-        return None, str(e).split(": ", 1)[-1]
+        return None, e.message
     except (TypeError, ValueError):
         kind = "a whole number" if spec.kind in ("int", "optional_int") else "a number"
         return None, f"'{raw}' is not {kind}"
@@ -778,9 +802,7 @@ def from_dict(
         lp = dict(base.lora_parameters)
         given = changes["lora_parameters"] or {}
         if not isinstance(given, dict):
-            raise ConfigError(
-                f"lora_parameters in {where}: must be a mapping (rank, scale, dropout, keys)"
-            )
+            raise ConfigError("must be a mapping (rank, scale, dropout, keys)", "lora_parameters", where)
         lp.update(given)
         if "alpha" in lp:
             # PEFT-style alpha given: mlx-lm needs scale = alpha / rank.
@@ -797,7 +819,7 @@ def from_dict(
             try:
                 changes[key] = float(changes[key])
             except ValueError:
-                raise ConfigError(f"{key} in {where}: '{changes[key]}' is not a number") from None
+                raise ConfigError(f"'{changes[key]}' is not a number", key, where) from None
     if "clear_cache_threshold" in changes and isinstance(changes["clear_cache_threshold"], str):
         changes["clear_cache_threshold"] = parse_size(
             changes["clear_cache_threshold"], "clear_cache_threshold"
@@ -809,7 +831,7 @@ def from_dict(
     try:
         cfg.validate()
     except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
+        raise e.at(where) from None
     return cfg
 
 
