@@ -166,7 +166,10 @@ class ProgressPrinter:
             text = phase_text(e.label, done, total, e.seconds)
             if e.outcome != "done":
                 text += f" ({e.outcome})"
-            self._line(text)
+            if not self.tty or e.seconds >= 1.0 or e.outcome != "done":
+                self._line(text)  # on a TTY a phase of a moment only flashes by
+            else:
+                self._clear()
             if self.tty and self._phases:
                 self._draw_phase()
 
