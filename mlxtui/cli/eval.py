@@ -136,6 +136,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from mlxtui.core.engine import EngineError
 
     printer = _printer()
+    failures: tuple[type[BaseException], ...] = (EngineError, *_errors())
     try:
         if args.n < 1 or args.max_tokens < 1:
             raise evaluation.EvalError("--n and --max-tokens must be at least 1")
@@ -162,7 +163,7 @@ def run_eval(args: argparse.Namespace) -> int:
             return base, tuned, report
 
         base, tuned, report = run_call(job, "evaluate", printer, errors=_errors())
-    except (EngineError, *_errors()) as e:
+    except failures as e:
         print(f"mlxtui eval: error: {e}", file=sys.stderr)
         return 1
     finally:
@@ -193,6 +194,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from mlxtui.core.engine import EngineError
 
     printer = _printer()
+    failures: tuple[type[BaseException], ...] = (EngineError, *_errors())
     try:
         if args.runs < 1 or args.max_tokens < 1:
             raise evaluation.EvalError("--runs and --max-tokens must be at least 1")
@@ -208,7 +210,7 @@ def run_bench(args: argparse.Namespace) -> int:
             return {"base": evaluation.benchmark(model, tok, prompt, args.runs, args.max_tokens)}
 
         results = run_call(job, "benchmark", printer, errors=_errors())
-    except (EngineError, *_errors()) as e:
+    except failures as e:
         print(f"mlxtui bench: error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from mlxtui.core.engine import EngineError
 
     printer = ProgressPrinter(sys.stderr, steps_out=sys.stderr)
+    failures: tuple[type[BaseException], ...] = (EngineError, *export_errors())
     try:
         if args.export_command == "gguf":
             model = args.model
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             print(export.upload_to_hub(args.folder, args.repo_id, token=args.token, private=args.private))
         else:
             raise export.ExportError(f"unknown export command {args.export_command!r}")
-    except (EngineError, *export_errors()) as e:
+    except failures as e:
         print(f"mlxtui export: error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from mlxtui.core.engine import EngineError
 
     printer = ProgressPrinter(sys.stderr, steps_out=sys.stderr)
+    failures: tuple[type[BaseException], ...] = (EngineError, *export_errors())
     try:
         save = Path(args.save_path).expanduser()
         gguf = None
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             print(gguf)
         if args.upload_repo:
             print(export.upload_to_hub(out, args.upload_repo))
-    except (EngineError, *export_errors()) as e:
+    except failures as e:
         print(f"mlxtui fuse: error: {e}", file=sys.stderr)
         return 1
     finally:
