@@ -57,7 +57,10 @@ def heavy_modules(argv: list[str]) -> list[str]:
         "        pass\n"
         f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # no BLAS re-exec: it would replace the probe (code from before the cli package re-executes
+    # before parsing)
+    env = dict(os.environ, MLXTUI_NO_BLAS_REEXEC="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return out.stdout.split()
 
 

@@ -13,7 +13,6 @@ exactly what it meant to mlx_lm.lora.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import math
 import re
@@ -404,6 +403,8 @@ def parse_size(value: Any, name: str = "size") -> int:
 
 
 def _unknown_key_message(key: str, where: str, known: tuple[str, ...] = FIELD_NAMES) -> str:
+    import difflib  # only when a key is wrong: not on every start
+
     near = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
     hint = f"; did you mean '{near[0]}'?" if near else f"; known keys: {', '.join(known)}"
     return f"unknown key '{key}' in {where}{hint}"
