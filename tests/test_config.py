@@ -147,3 +147,10 @@ def test_yaml_may_name_any_mlx_lm_schedule_not_only_the_forms_three():
 
     cfg = from_dict({"lr_schedule": {"name": "exponential_decay", "arguments": [1e-3, 0.9]}})
     assert cfg.lr_schedule["name"] == "exponential_decay"
+
+
+def test_the_python_api_may_give_folders_as_paths(tmp_path):
+    cfg = TrainConfig().with_values(data=tmp_path, resume_run=tmp_path / "run", runs_dir=tmp_path)
+    cfg.validate()
+    assert validate_field("run_name", 3) == ("3", None)
+    assert "must be text" in (validate_field("run_name", ["a"])[1] or "")

@@ -376,3 +376,9 @@ def test_demo_gguf_matches_the_original_gguf(demo_model_dir: Path, tmp_path: Pat
         )
         got = np.asarray(exported[name].data, dtype=np.float32).reshape(-1)
         np.testing.assert_allclose(got, want, atol=5e-3, err_msg=name)
+
+
+def test_the_fuse_command_names_the_gguf_file_as_the_export_code_does() -> None:
+    from mlxtui.cli import fuse as fuse_cmd
+
+    assert fuse_cmd.DEFAULT_GGUF_NAME == export.DEFAULT_GGUF_NAME

@@ -17,7 +17,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 FINE_TUNE_TYPES = ("lora", "dora", "full")
@@ -683,9 +683,11 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
         if spec.kind in ("optional_str", "optional_int") and (text is None or text == ""):
             return None, None
         if spec.kind in ("str", "optional_str"):
-            if isinstance(text, int | float) and not isinstance(text, bool):
-                text = str(text)
-            if not isinstance(text, str) or (spec.kind == "str" and not text):
+            if isinstance(text, int | float | PurePath) and not isinstance(text, bool):
+                text = str(text)  # the Python API may give a Path for a folder
+            if not isinstance(text, str):
+                return None, f"must be text, not {type(text).__name__}"
+            if spec.kind == "str" and not text:
                 return None, "must not be empty"
             if name in ("memory_limit", "cache_limit", "clear_cache_threshold"):
                 parse_size(text, name)
