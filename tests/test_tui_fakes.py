@@ -75,6 +75,11 @@ def sample(step: int, pressure: str = "green") -> MemorySample:
     )
 
 
+def swap_growth(step: int) -> float | None:
+    """What core computes for the fake samples: GiB/8 more swap every 10 s, None until a span."""
+    return None if step == 0 else (GiB / 8) * 60 / 10
+
+
 FAKE_DEVICE = {
     "device": "Device(cpu, 0)",
     "name": "fake-cpu",
@@ -269,7 +274,7 @@ class FakeEngine:
                         for i, (prompt, reference) in enumerate(SAMPLE_PROMPTS)
                     )
                     emit(ev.SamplePredictions(it, items))
-                emit(ev.MemorySampled(sample(it // 5)))
+                emit(ev.MemorySampled(sample(it // 5), swap_growth(it // 5)))
         emit(ev.TrainFinished("/fake/run", "/fake/run/adapters", it, total, status, 1.2, total))
 
 

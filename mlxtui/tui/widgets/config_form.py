@@ -16,9 +16,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static, Switch
 
-from mlxtui.core import events as ev
 from mlxtui.core.config import FieldSpec, TrainConfig, get_field, set_field, validate_field
-from mlxtui.tui.widgets.memory_estimate import EstimateView, JobRequest
+from mlxtui.tui.messages import SubmitJob
+from mlxtui.tui.widgets.memory_estimate import EstimateView
 
 # Fields that change the estimated peak memory.
 MEMORY_FIELDS = frozenset(
@@ -171,12 +171,10 @@ class ConfigForm(VerticalScroll):
         for spec in self.fields:
             self._refresh_note(spec.name)
 
-    def observe(self, event: ev.Event) -> None:
-        """Engine events that concern the form: the model (for estimates) and the estimate view."""
-        if isinstance(event, ev.ModelLoaded):
-            self.model_ready = True
-            self.request_estimate(delay=0)
-        self.query_one(EstimateView).observe(event)
+    def model_loaded(self) -> None:
+        """Estimates need the loaded model's shapes: from now on the form asks for them."""
+        self.model_ready = True
+        self.request_estimate(delay=0)
 
     def request_estimate(self, delay: float = ESTIMATE_DEBOUNCE_S) -> None:
         """Ask for an estimate of the current values `delay` seconds from now (restarts the wait)."""
@@ -192,7 +190,7 @@ class ConfigForm(VerticalScroll):
 
         self._estimate_timer = None
         if self.model_ready and not self.errors:
-            self.post_message(JobRequest(Estimate(self.config)))
+            self.post_message(SubmitJob(Estimate(self.config)))
 
     def set_value(self, name: str, raw: str) -> None:
         """Type `raw` into a text field (used by tests and by commands)."""

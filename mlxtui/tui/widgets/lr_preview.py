@@ -144,21 +144,23 @@ class LossPane(Vertical):
         self.show_lr = not self.show_lr
         self._apply_mode()
 
-    def observe(self, event: ev.Event) -> None:
-        if isinstance(event, ev.TrainStarted):
-            self.show_lr = False
-            self.current_lr = self.current_iteration = None
-            self._banner("")
-            self._apply_mode()
-        elif isinstance(event, ev.TrainStep):
-            self.current_lr, self.current_iteration = event.learning_rate, event.iteration
-            self._draw_line()
-            if self.show_lr:
-                self.query_one(LrPreview).mark(event.iteration)
-        elif isinstance(event, ev.TrainPaused) and event.reason == "nan":
-            self._banner(event.message or f"loss is not a number at step {event.iteration}")
-        elif isinstance(event, ev.TrainResumed | ev.TrainFinished):
-            self._banner("")
+    def train_started(self) -> None:
+        self.show_lr = False
+        self.current_lr = self.current_iteration = None
+        self._banner("")
+        self._apply_mode()
+
+    def train_step(self, step: ev.TrainStep) -> None:
+        self.current_lr, self.current_iteration = step.learning_rate, step.iteration
+        self._draw_line()
+        if self.show_lr:
+            self.query_one(LrPreview).mark(step.iteration)
+
+    def show_nan(self, paused: ev.TrainPaused) -> None:
+        self._banner(paused.message or f"loss is not a number at step {paused.iteration}")
+
+    def clear_banner(self) -> None:
+        self._banner("")
 
     def banner_text(self) -> str:
         return str(self.query_one("#loss-banner", Static).render())

@@ -1,6 +1,6 @@
 """The pre-flight memory estimate shown at the top of the Config pane, and its details modal.
 
-The widget only renders `MemoryEstimated` events and asks for new ones (`JobRequest`); the
+The widget only renders `MemoryEstimated` events (the form asks for new ones); the
 arithmetic runs on the engine thread (`Estimate` job, it needs the loaded model's shapes).
 After a run it also shows the estimate next to the peak the trainer measured.
 """
@@ -8,14 +8,11 @@ After a run it also shows the estimate next to the peak the trainer measured.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
@@ -25,15 +22,6 @@ from mlxtui.core.memory import format_bytes
 VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "will swap": "bold red"}
 # mlx-lm reports peak memory in GB of 10^9 bytes (mx.get_peak_memory() / 1e9).
 MLX_LM_GB = 1e9
-
-
-class JobRequest(Message):
-    """A widget asks the app to submit `job` to the engine; `submitted(job_id or None)` follows."""
-
-    def __init__(self, job: Any, submitted: Callable[[int | None], None] | None = None) -> None:
-        super().__init__()
-        self.job = job
-        self.submitted = submitted
 
 
 def estimate_lines(estimate: ev.MemoryEstimated, with_options: bool = True) -> Text:
@@ -76,7 +64,7 @@ def short_error(message: str) -> str:
 
 
 class EstimateView(Static):
-    """Renders the latest estimate; `observe(event)` keeps it current."""
+    """Renders the latest estimate and, after a run, the estimate against the measured peak."""
 
     DEFAULT_CSS = """
     EstimateView { height: auto; padding: 0 1; color: $text-muted; }
@@ -91,22 +79,26 @@ class EstimateView(Static):
         self.run_peak_gb = 0.0
         self.last_run: Text | None = None
 
-    def observe(self, event: ev.Event) -> None:
-        if isinstance(event, ev.MemoryEstimated):
-            self.estimate, self.pending, self.error = event, False, None
-        elif isinstance(event, ev.JobFailed) and event.kind == "estimate":
-            self.pending, self.error = False, event.message
-        elif isinstance(event, ev.TrainStarted):
-            self.run_estimate, self.run_peak_gb = event.estimated_peak_bytes, 0.0
-        elif isinstance(event, ev.TrainStep | ev.TrainReport):
-            peak = event.peak_memory
-            if isinstance(peak, int | float) and peak == peak:
-                self.run_peak_gb = max(self.run_peak_gb, float(peak))
-        elif isinstance(event, ev.TrainFinished):
-            if self.run_peak_gb > 0:
-                self.last_run = comparison_line(self.run_estimate, self.run_peak_gb)
-        else:
-            return
+    def show_estimate(self, estimate: ev.MemoryEstimated) -> None:
+        self.estimate, self.pending, self.error = estimate, False, None
+        self.redraw()
+
+    def show_error(self, message: str) -> None:
+        self.pending, self.error = False, message
+        self.redraw()
+
+    def run_started(self, estimated_peak_bytes: int | None) -> None:
+        self.run_estimate, self.run_peak_gb = estimated_peak_bytes, 0.0
+        self.redraw()
+
+    def run_peak(self, peak_gb: float) -> None:
+        """The trainer's peak so far (GB of 10^9 bytes, as mlx-lm reports it)."""
+        if isinstance(peak_gb, int | float) and peak_gb == peak_gb:
+            self.run_peak_gb = max(self.run_peak_gb, float(peak_gb))
+
+    def run_finished(self) -> None:
+        if self.run_peak_gb > 0:
+            self.last_run = comparison_line(self.run_estimate, self.run_peak_gb)
         self.redraw()
 
     def set_pending(self) -> None:
