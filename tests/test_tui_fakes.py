@@ -210,7 +210,7 @@ class FakeEngine:
         if kind == "LoadModel":
             emit(ev.ModelLoaded("fake-model", "/fake/model", 4, 1_000_000, None, "float32"))
         elif kind == "Train":
-            self._train(job)
+            self._train(job_id, job)
         elif kind in ("Generate", "Compare"):
             self.reply_gate.wait()
             for slot in ("A", "B") if kind == "Compare" else ("",):
@@ -252,7 +252,7 @@ class FakeEngine:
             result = FAKE_DEVICE if job.description == "device info" else job.fn(self)
         emit(ev.JobFinished(job_id, getattr(job, "kind", kind), result))
 
-    def _train(self, job: Any) -> None:
+    def _train(self, job_id: int, job: Any) -> None:
         self.gate.wait()
         emit = self.on_event
         total = self.train_steps
@@ -267,6 +267,10 @@ class FakeEngine:
             loss = 3.0 - 0.1 * it
             emit(ev.TrainStep(it, total, loss, 2e-4, 400.0, 2.0, 512 * it, 1.5, float(total - it)))
             if it % 5 == 0:
+                emit(ev.PhaseStarted(job_id, "train", "validate", "validation", 2))
+                for batch in (1, 2):
+                    emit(ev.PhaseProgress(job_id, "train", "validate", "validation", batch, 2))
+                emit(ev.PhaseFinished(job_id, "train", "validate", "validation", 0.5))
                 emit(ev.ValReport(it, loss + 0.2, 0.5, True))
                 if self.samples:
                     items = tuple(

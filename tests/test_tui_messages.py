@@ -114,7 +114,11 @@ def _tui_imports(path: Path) -> set[str]:
     """Every mlxtui.tui module `path` imports, at the top or inside a function."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlxtui.tui"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("mlxtui.tui")
+        ):
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
                 is_module = (TUI.parent.parent / (sub.replace(".", "/") + ".py")).is_file()

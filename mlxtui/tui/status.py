@@ -23,6 +23,7 @@ class Phase:
     """A long stretch of work inside a job (PhaseStarted … PhaseFinished)."""
 
     job_id: int
+    kind: str  # the job kind it belongs to ("train", "load", …)
     key: str
     label: str
     started_at: float
@@ -88,7 +89,7 @@ def _model_loaded(status: Status, event: ev.ModelLoaded) -> Status:
 def _train_started(status: Status, event: ev.TrainStarted) -> Status:
     return replace(
         status,
-        state="training",
+        state="stopping" if status.state == "stopping" else "training",  # a stop asked early holds
         iteration=event.start_iter,
         total_iters=event.total_iters,
         loss=None,
@@ -150,6 +151,7 @@ def _train_finished(status: Status, event: ev.TrainFinished) -> Status:
         iteration=event.final_iteration,
         eta_seconds=None,
         message=event.message or event.status,
+        phases=tuple(p for p in status.phases if p.kind != "train"),  # the run's phases end with it
     )
 
 
@@ -181,7 +183,9 @@ def _job_failed(status: Status, event: ev.JobFailed) -> Status:
 
 @folds(ev.PhaseStarted)
 def _phase_started(status: Status, event: ev.PhaseStarted) -> Status:
-    phase = Phase(event.job_id, event.phase, event.label, event.started_at, 0, event.total)
+    phase = Phase(
+        event.job_id, event.kind, event.phase, event.label, event.started_at, 0, event.total
+    )
     others = tuple(p for p in status.phases if (p.job_id, p.key) != (event.job_id, event.phase))
     return replace(status, phases=(*others, phase))
 
@@ -194,7 +198,9 @@ def _phase_progress(status: Status, event: ev.PhaseProgress) -> Status:
             phases[i] = replace(p, label=event.label or p.label, done=event.done, total=event.total)
             return replace(status, phases=tuple(phases))
     # A progress whose start was missed still names the phase (elapsed counts from now).
-    started = Phase(event.job_id, event.phase, event.label, time.time(), event.done, event.total)
+    started = Phase(
+        event.job_id, event.kind, event.phase, event.label, time.time(), event.done, event.total
+    )
     return replace(status, phases=(*phases, started))
 
 
