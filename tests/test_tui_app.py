@@ -14,7 +14,7 @@ from textual.widgets import Input
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
-from mlxtui.core.engine import Compare, Generate, LoadModel, Train
+from mlxtui.core.engine import Compare, Estimate, Generate, LoadModel, Train
 from mlxtui.tui.app import PANES, MlxtuiApp, Pane
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
 from mlxtui.tui.widgets.chat import ChatPane
@@ -411,3 +411,56 @@ async def test_status_line_names_the_phase_and_its_seconds_move_on_without_event
         )
         from_engine_thread(app, ev.PhaseFinished(9, "train", "validate", "validation", 13.0))
         assert await wait_for(pilot, lambda: "validation" not in shown())
+
+
+async def test_a_committed_model_field_loads_that_model_then_estimates_and_chats_with_it() -> None:
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        engine = box["engine"]
+        assert await wait_for(pilot, lambda: any(isinstance(j, Estimate) for j in engine.jobs))
+        form = app.query_one(ConfigForm)
+        loads = lambda: [j for j in engine.jobs if isinstance(j, LoadModel)]  # noqa: E731
+        assert len(loads()) == 1  # the start-up model
+
+        form.focus_field("model")
+        await pilot.press(*"/models/other")
+        await pilot.pause(0.5)
+        assert len(loads()) == 1  # typing alone loads nothing
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: len(loads()) == 2)
+        load = loads()[1]
+        assert load.spec == "/models/other"
+        assert load.dequantize is None  # the form's "auto", as at start-up
+        after = engine.jobs[engine.jobs.index(load) + 1 :]
+        assert await wait_for(
+            pilot,
+            lambda: any(isinstance(j, Estimate) for j in engine.jobs[engine.jobs.index(load) :]),
+        ), after
+        estimate = next(
+            j for j in engine.jobs[engine.jobs.index(load) :] if isinstance(j, Estimate)
+        )
+        assert estimate.config.model == "/models/other"
+        assert await wait_for(pilot, lambda: app.status.model == "fake:/models/other")
+
+        await pilot.press("escape")  # leaving the field commits the same value: no new load
+        await pilot.pause(0.6)
+        assert len(loads()) == 2
+
+        # One load at a time: commits during a load wait, and only the latest is loaded next.
+        engine.load_gate.clear()
+        for spec in ("/models/a", "/models/b", "/models/c"):
+            form.set_value("model", spec)
+            form.post_message(ConfigForm.Committed("model", spec))
+            await pilot.pause(0.5)
+        assert [j.spec for j in loads()[2:]] == ["/models/a"]
+        engine.load_gate.set()
+        assert await wait_for(pilot, lambda: len(loads()) == 4)
+        assert loads()[3].spec == "/models/c"
+        assert await wait_for(pilot, lambda: app.status.model == "fake:/models/c")
+
+        # The chat's next reply goes to the engine after that load, so it answers with that model.
+        await pilot.press("5")
+        await pilot.press(*"hi", "enter")
+        assert await wait_for(pilot, lambda: any(isinstance(j, Generate) for j in engine.jobs))
+        generate = next(j for j in engine.jobs if isinstance(j, Generate))
+        assert engine.jobs.index(generate) > engine.jobs.index(loads()[3])

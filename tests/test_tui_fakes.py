@@ -135,6 +135,8 @@ class FakeEngine:
         self.gate.set()
         self.reply_gate = threading.Event()  # ... and a reply before its first token
         self.reply_gate.set()
+        self.load_gate = threading.Event()  # ... and a model load
+        self.load_gate.set()
         self.shut_down = False
 
     # --------------------------------------------------------- interface
@@ -185,6 +187,7 @@ class FakeEngine:
         self._running.set()
         self.gate.set()
         self.reply_gate.set()
+        self.load_gate.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -208,7 +211,9 @@ class FakeEngine:
             emit(ev.JobFailed(job_id, job.kind, f"fake {job.kind} failure", "fake hint"))
             return
         if kind == "LoadModel":
-            emit(ev.ModelLoaded("fake-model", "/fake/model", 4, 1_000_000, None, "float32"))
+            self.load_gate.wait()
+            name = "fake-model" if job.spec in (None, "", "demo") else f"fake:{job.spec}"
+            emit(ev.ModelLoaded(name, job.spec or "/fake/model", 4, 1_000_000, None, "float32"))
         elif kind == "Train":
             self._train(job_id, job)
         elif kind in ("Generate", "Compare"):

@@ -54,6 +54,9 @@ PANES = (
     ("pane-data", "Dataset"),
     ("pane-chat", "Chat"),
 )
+# A committed Model field loads that model this long after the last commit (Enter, then leaving
+# the field, commits twice).
+MODEL_DEBOUNCE_S = 0.3
 # Below this size the panes are shown one at a time (tabs) instead of in a grid.
 COMPACT_WIDTH = 110
 COMPACT_HEIGHT = 32
@@ -97,6 +100,11 @@ def default_engine_factory(on_event: Callable[[ev.Event], None]) -> Any:
 
 def _dequantize_flag(value: str) -> bool | None:
     return {"yes": True, "no": False}.get(value)
+
+
+def _model_key(spec: str | None) -> str:
+    """Specs naming the same model compare equal (empty and "demo" both mean the demo model)."""
+    return "demo" if spec in (None, "", "demo") else str(spec).strip()
 
 
 class Pane(Vertical):
@@ -165,9 +173,13 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self._saw_steps = False
         self._quit_when_stopped = False
         self._accepted_warnings: set[str] = set()  # data folders whose warnings the user accepted
-        self._replies: dict[
-            int, MessagePump
-        ] = {}  # job id -> who submitted it (SubmitJob.reply_to)
+        # job id -> who submitted it (SubmitJob.reply_to), to get that job's messages
+        self._replies: dict[int, MessagePump] = {}
+        # The model the engine holds or is loading (a spec as typed; None/""/"demo": the demo).
+        self._model_spec: str | None = self.config.model
+        self._model_job: int | None = None  # the LoadModel job in flight, one at a time
+        self._wanted_model: str | None = self.config.model
+        self._model_timer: Any = None
         self.events_seen = 0
         self.workbench_init()
         themes, self.theme_errors = discover_themes()
@@ -228,7 +240,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             )
             return
         self.workbench_mount()
-        self._load_model()
+        self._load_model(self.config.model)
         self.query_one(MemoryGauge).request_device_info()
 
     def on_unmount(self) -> None:
@@ -477,6 +489,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
     @on(msg.JobFinished)
     def _job_finished(self, message: msg.JobFinished) -> None:
         finished = message.event
+        self._model_job_ended(finished.job_id)
         if not self._reply(message, finished.job_id, last=True) and finished.kind in (
             "generate",
             "compare",
@@ -486,6 +499,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
     @on(msg.JobFailed)
     def _job_failed(self, message: msg.JobFailed) -> None:
         failed = message.event
+        self._model_job_ended(failed.job_id)
         self._reply(message, failed.job_id, last=True)
         if failed.kind == "estimate":
             # Shown in the Config pane, under the field that caused it, not as a modal per key.
@@ -541,13 +555,28 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             form = self.query_one(ConfigForm)
             self.query_one(DatasetBrowser).set_tokenizer(tokenizer, form.config.mask_prompt)
 
-    def _load_model(self) -> None:
+    def _load_model(self, spec: str | None) -> None:
         from mlxtui.core.engine import LoadModel
 
         self.show_status(apply_event(self.status, ev.JobStarted(0, "load", "loading model…")))
-        self.submit_job(
-            LoadModel(self.config.model, dequantize=_dequantize_flag(self.config.dequantize))
-        )
+        dequantize = _dequantize_flag(self.query_one(ConfigForm).config.dequantize)
+        self._model_spec = spec
+        self._model_job = self.submit_job(LoadModel(spec, dequantize=dequantize))
+
+    def _want_model(self, spec: str | None) -> None:
+        """Load `spec` unless the engine holds it or loads it; a load in flight finishes first."""
+        self._wanted_model = spec
+        if self._model_job is None and _model_key(spec) != _model_key(self._model_spec):
+            self._load_model(spec)
+
+    def training_loads(self, config: TrainConfig) -> None:
+        """A train job loads the model it trains: the engine holds that one afterwards."""
+        self._model_spec = self._wanted_model = config.model
+
+    def _model_job_ended(self, job_id: int) -> None:
+        if job_id == self._model_job:
+            self._model_job = None
+            self._want_model(self._wanted_model)  # the field may have changed meanwhile
 
     # ------------------------------------------------------------ widget messages
 
@@ -557,6 +586,16 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self.cockpit_config_changed(event.name)
         if event.name == "mask_prompt":
             self._update_tokenizer()
+
+    @on(ConfigForm.Committed)
+    def _field_committed(self, event: ConfigForm.Committed) -> None:
+        # The estimate, the chat and the next run use the model the field names: load it.
+        if event.name != "model" or self.engine is None:
+            return
+        if self._model_timer is not None:
+            self._model_timer.stop()
+        spec = event.value
+        self._model_timer = self.set_timer(MODEL_DEBOUNCE_S, lambda: self._want_model(spec))
 
     @on(ChatPane.Send)
     def _chat_send(self, event: ChatPane.Send) -> None:
@@ -645,6 +684,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         from mlxtui.core.engine import Train
 
         self._saw_steps = False
+        self.training_loads(config)
         self.submit_job(Train(config))
         self.show_status(Status(state="training", model=self.status.model, message="starting…"))
 

@@ -56,6 +56,7 @@ class WorkbenchMixin:
     screen_stack: Any
     submit_job: Any
     show_status: Any
+    training_loads: Any
 
     def workbench_init(self) -> None:
         self.samples = SampleHistory()
@@ -187,6 +188,7 @@ class WorkbenchMixin:
         config = self.resume_config(Path(run_path))
         self._close_tools()
         self._saw_steps = False
+        self.training_loads(config)
         self.submit_job(Train(config))
         self.show_status(Status(state="training", model=self.status.model, message="resuming…"))
         self.notify(f"continuing {Path(run_path).name}")

@@ -90,6 +90,17 @@ class ConfigForm(VerticalScroll):
             self.name = name
             self.value = value
 
+    class Committed(Message):
+        """A text field's valid value was confirmed: Enter, or the focus left the field.
+
+        For work too costly to redo on each keystroke (loading another model).
+        """
+
+        def __init__(self, name: str, value: Any) -> None:
+            super().__init__()
+            self.name = name
+            self.value = value
+
     def __init__(
         self,
         fields: tuple[FieldSpec, ...],
@@ -206,6 +217,17 @@ class ConfigForm(VerticalScroll):
         event.stop()
         self._accept(spec.name, event.value, event.input)
 
+    @on(Input.Submitted)
+    @on(Input.Blurred)
+    def _input_committed(self, event: Input.Submitted | Input.Blurred) -> None:
+        spec = self._by_id.get(event.input.id or "")
+        if spec is None:
+            return
+        event.stop()
+        state = self.states[spec.name]
+        if state.error is None:
+            self.post_message(self.Committed(spec.name, state.value))
+
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         spec = self._by_id.get(event.select.id or "")
@@ -241,7 +263,8 @@ class ConfigForm(VerticalScroll):
         self._refresh_note(name)
         if error is None and value != previous.value:
             self.post_message(self.Changed(name, value))
-            if name in MEMORY_FIELDS:
+            # Another model is estimated once it has loaded (the app loads it on commit).
+            if name in MEMORY_FIELDS and name != "model":
                 self.request_estimate()
 
     def _refresh_note(self, name: str) -> None:
