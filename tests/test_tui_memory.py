@@ -57,12 +57,12 @@ def test_estimate_lines_colour_the_verdict_and_list_options_when_it_does_not_fit
     fits = ev.MemoryEstimated(3 * GiB, {}, "fits", 8 * GiB, "", (("batch size 4 → 2", GiB),))
     text = estimate_lines(fits)
     assert "estimated peak 3.0 GB — fits (8.0 GB available)" in text.plain
-    assert "bold green" in styles(text) and "cheaper" not in text.plain
+    assert "bold $success" in styles(text) and "cheaper" not in text.plain
     swap = ev.MemoryEstimated(9 * GiB, {}, "will swap", 8 * GiB, "", (("batch size 8 → 4", GiB),))
     text = estimate_lines(swap)
-    assert "bold red" in styles(text)
+    assert "bold $error" in styles(text)
     assert "batch size 8 → 4: 1.0 GB" in text.plain
-    assert "bold yellow" in styles(estimate_lines(ev.MemoryEstimated(6, {}, "tight", 8)))
+    assert "bold $warning" in styles(estimate_lines(ev.MemoryEstimated(6, {}, "tight", 8)))
 
 
 async def test_estimate_follows_the_form_lr_preview_and_device() -> None:

@@ -22,6 +22,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.events import DescendantBlur
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Label, Select, Static
@@ -56,25 +57,33 @@ def preview(line: str) -> str:
     return line[:PREVIEW_CHARS]
 
 
-def render_record(record: Any, tokenizer: Any, mask_prompt: bool) -> Text:
+# The trained tokens: "success" is green in the bundled themes, as the header line says.
+TRAINED = "bold $success"
+
+
+def render_record(record: Any, tokenizer: Any, mask_prompt: bool) -> Content:
     """The example as the model will see it (trained parts highlighted), or pretty JSON."""
     if isinstance(record, RecordError):
-        return Text(f"line {record.line}: {record.message}\n\n{record.text}", style="bold red")
+        return Content.styled(
+            f"line {record.line}: {record.message}\n\n{record.text}", "bold $error"
+        )
     if tokenizer is not None:
         try:
             rendered = render_example(record, tokenizer, detect_format(record), mask_prompt)
-            text = Text(
+            text = Content.styled(
                 f"{rendered.format} · {rendered.tokens} tokens · "
                 f"{rendered.trained_tokens} trained, in green\n\n",
-                style="italic",
+                "italic",
             )
             for segment in rendered.segments:
-                text.append(segment.text, style="bold green" if segment.trains else "dim")
+                text = text.append_text(segment.text, TRAINED if segment.trains else "dim")
             return text
         except Exception as exc:  # a template problem must still let the user read the example
-            fallback = Text(f"(cannot render with the chat template: {exc})\n\n", style="yellow")
-            return fallback + Text(json.dumps(record, indent=2, ensure_ascii=False))
-    return Text(json.dumps(record, indent=2, ensure_ascii=False))
+            fallback = Content.styled(
+                f"(cannot render with the chat template: {exc})\n\n", "$warning"
+            )
+            return fallback.append(json.dumps(record, indent=2, ensure_ascii=False))
+    return Content(json.dumps(record, indent=2, ensure_ascii=False))
 
 
 class DatasetBrowser(Widget):

@@ -14,6 +14,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.widgets import Label, Sparkline, Static
 
 from mlxtui.core import events as ev
@@ -27,7 +28,8 @@ SERIES = (
     ("used", "used", "system_used"),
     ("swap", "swap", "swap_used"),
 )
-PRESSURE_STYLE = {"green": "bold green", "yellow": "bold yellow", "red": "bold red"}
+# Pressure levels (core names them by traffic-light colour) drawn in the theme's colours.
+PRESSURE_STYLE = {"green": "bold $success", "yellow": "bold $warning", "red": "bold $error"}
 DEVICE_JOB = "device info"
 
 
@@ -201,7 +203,7 @@ class MemoryGauge(VerticalScroll):
             swap += " —/m"
         else:
             swap += f" {'+' if growth >= 0 else '-'}{format_bytes(abs(growth))}/m"
-        text = Text(
+        text = Content(
             "\n".join(
                 [
                     f"MLX   {format_bytes(get('mlx_active'))}  peak {format_bytes(get('mlx_peak'))}",
@@ -214,10 +216,10 @@ class MemoryGauge(VerticalScroll):
                 ]
             )
         )
-        text.append(f"● {pressure.upper()}", style=PRESSURE_STYLE.get(pressure, "bold"))
+        text = text.append_text(f"● {pressure.upper()}", PRESSURE_STYLE.get(pressure, "bold"))
         source = pressure_source(sample)
         if source:
-            text.append(f"  {source}", style="dim")
+            text = text.append_text(f"  {source}", "dim")
         self.query_one("#mem-text", Static).update(text)
         self.set_pressure(pressure)
         for key, _label, _field in SERIES:
