@@ -269,6 +269,6 @@ async def test_typing_demo_in_the_data_field_browses_the_demo_set() -> None:
     )
     async with app.run_test(size=(120, 40)) as pilot:
         browser = app.query_one(DatasetBrowser)
-        assert browser.data_dir == Path(__file__).parent
+        assert await wait_for(pilot, lambda: browser.data_dir == Path(__file__).parent)
         app.query_one(ConfigForm).set_value("data", "demo")
         assert await wait_for(pilot, lambda: browser.data_dir == demo_data_dir())

@@ -54,6 +54,8 @@ PANES = (
     ("pane-data", "Dataset"),
     ("pane-chat", "Chat"),
 )
+# Jobs a person asked for and waits on: while training runs they are queued behind it (say so).
+WAITS_FOR_TRAINING = frozenset({"generate", "compare", "evaluate", "benchmark", "fuse", "export"})
 # A committed Model field loads that model this long after the last commit (Enter, then leaving
 # the field, commits twice).
 MODEL_DEBOUNCE_S = 0.3
@@ -225,23 +227,37 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             )
         for error in self.theme_errors:
             self.notify(str(error), title="Theme file skipped", severity="warning", timeout=10)
-        self.query_one(DatasetBrowser).set_data_dir(data_folder(self.config))
         self._refresh_suggestions()
         self.cockpit_mount()
         # A running phase's elapsed seconds move on even when no event comes.
         self.set_interval(1.0, self._tick_phase)
+        # The engine's thread (importing MLX, loading the model) and the dataset indexer hold
+        # the GIL much of the time: start them once the first frame is on screen, so the
+        # dashboard appears at once (0.6 s sooner here, benchmarks/bench_first_frame.py).
+        self.call_after_refresh(self._after_first_frame)
         try:
             self.engine = self.engine_factory(self.bridge)
-            self.engine.start()
         except Exception as exc:
-            self.engine = None
-            self.push_screen(
-                ErrorModal("The MLX engine did not start", str(exc), "run `mlxtui doctor`")
-            )
+            self._engine_failed(exc)
             return
         self.workbench_mount()
-        self._load_model(self.config.model)
+        self._load_model(self.config.model)  # queued until the engine's thread starts
         self.query_one(MemoryGauge).request_device_info()
+
+    def _after_first_frame(self) -> None:
+        self.query_one(DatasetBrowser).set_data_dir(data_folder(self.config))
+        if self.engine is None:
+            return
+        try:
+            self.engine.start()
+        except Exception as exc:
+            self._engine_failed(exc)
+
+    def _engine_failed(self, exc: Exception) -> None:
+        self.engine = None
+        self.push_screen(
+            ErrorModal("The MLX engine did not start", str(exc), "run `mlxtui doctor`")
+        )
 
     def on_unmount(self) -> None:
         if self.engine is not None:
@@ -295,7 +311,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         if self.engine is None:
             self.notify("The engine is not running (see `mlxtui doctor`).", severity="error")
             return None
-        if self.status.state in ("training", "stopping") and getattr(job, "kind", "") != "train":
+        if self.status.state in ("training", "stopping") and job.kind in WAITS_FOR_TRAINING:
             self.notify(
                 "Training is running: this starts when it ends (press p to pause for chat).",
                 severity="warning",
@@ -378,7 +394,6 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         pane = self.query_one("#pane-memory", Pane)
         for level in ("yellow", "red"):
             pane.set_class(gauge.pressure == level, f"-pressure-{level}")
-        self.refresh_schedule_if_waiting()
 
     @on(msg.GenerationToken)
     def _tokens(self, message: msg.GenerationToken) -> None:
@@ -596,6 +611,12 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             self._model_timer.stop()
         spec = event.value
         self._model_timer = self.set_timer(MODEL_DEBOUNCE_S, lambda: self._want_model(spec))
+
+    @on(DatasetBrowser.Indexed)
+    def _dataset_indexed(self) -> None:
+        # The training set's size shapes the iteration hints and an epochs-long schedule.
+        self._refresh_suggestions()
+        self.refresh_schedule()
 
     @on(ChatPane.Send)
     def _chat_send(self, event: ChatPane.Send) -> None:

@@ -51,23 +51,16 @@ class CockpitMixin:
     notify: Any
     push_screen: Any
     _select_pane: Any
-    _schedule_waiting = False
 
     # ------------------------------------------------------------ hooks called by app.py
 
     def cockpit_mount(self) -> None:
-        self._schedule_waiting = False
         self.refresh_schedule()
 
     def cockpit_config_changed(self, name: str) -> None:
         if name == "data":
             self.query_one(DatasetBrowser).set_data_dir(data_folder(self._form_config()))
         self.refresh_schedule()
-
-    def refresh_schedule_if_waiting(self) -> None:
-        """With epochs the schedule's length is known once the dataset is indexed: try again."""
-        if self._schedule_waiting:
-            self.refresh_schedule()
 
     # ------------------------------------------------------------ LR preview
 
@@ -82,8 +75,8 @@ class CockpitMixin:
         return None
 
     def refresh_schedule(self) -> None:
-        shown = self.query_one(LossPane).show_schedule(self._form_config(), self._n_train())
-        self._schedule_waiting = not shown
+        """Draw the schedule; with epochs it waits for the dataset's size (DatasetBrowser.Indexed)."""
+        self.query_one(LossPane).show_schedule(self._form_config(), self._n_train())
 
     def action_toggle_lr(self) -> None:
         self.query_one(LossPane).toggle()

@@ -24,6 +24,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.events import DescendantBlur
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Label, Select, Static
 
@@ -87,6 +88,14 @@ def render_record(record: Any, tokenizer: Any, mask_prompt: bool) -> Content:
 
 
 class DatasetBrowser(Widget):
+    class Indexed(Message):
+        """The split's index is complete: its size is known (hints and the schedule use it)."""
+
+        def __init__(self, split: str, examples: int) -> None:
+            super().__init__()
+            self.split = split
+            self.examples = examples
+
     BINDINGS = [
         Binding("slash", "find", "Search", key_display="/"),
         Binding("n", "next_match(1)", "Next match", show=False),
@@ -111,6 +120,7 @@ class DatasetBrowser(Widget):
         self.data_dir: Path | None = None
         self.split = "train"
         self.index: JsonlIndex | None = None
+        self._reported: JsonlIndex | None = None  # the index whose completion was posted
         self.tokenizer: Any = None
         self.mask_prompt = False
         self.loaded_rows = 0
@@ -351,6 +361,9 @@ class DatasetBrowser(Widget):
         index = self.index
         if index is None:
             return
+        if index.is_complete and index is not self._reported:
+            self._reported = index
+            self.post_message(self.Indexed(self.split, len(index)))
         if self.search is None:
             more = "" if index.is_complete else "+ (indexing)"
             noun = "example" if len(index) == 1 and index.is_complete else "examples"
