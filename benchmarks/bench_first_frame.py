@@ -8,6 +8,10 @@ Each run opens a detached tmux session of 120x40 running the command, polls the 
 session. The clock starts just before tmux is asked to start the session, so it includes
 Python's start, the imports and Textual's first paint: what a person waits for. Prints each
 run and the median. Target (issue 9): under 1.5 s.
+
+On Linux it also prints the CPU seconds the dashboard's processes had used by then (user +
+system, from /proc): on a busy machine the wall time stretches with the load, the CPU time
+much less, and until the first frame the dashboard runs mostly on one thread.
 """
 
 from __future__ import annotations
@@ -39,7 +43,40 @@ def screen(session: str) -> str:
     return done.stdout
 
 
-def one_run(command: str, width: int, height: int, timeout: float, index: int) -> float | None:
+def cpu_seconds(root: int) -> float | None:
+    """User + system CPU of `root` and its descendants (Linux /proc), None where unreadable."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command name: state ppid ... utime(12) stime(13), counted from state = 0
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    if root not in stats:
+        return None
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats[pid][1]
+        todo.extend(child for child, (parent, _cpu) in stats.items() if parent == pid)
+    return total
+
+
+def pane_pid(session: str) -> int | None:
+    done = subprocess.run(
+        ["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return int(done.stdout.split()[0]) if done.stdout.strip() else None
+
+
+def one_run(
+    command: str, width: int, height: int, timeout: float, index: int
+) -> tuple[float, float | None] | None:
     session = f"mlxtui-first-frame-{os.getpid()}-{index}"
     start = time.perf_counter()
     subprocess.run(
@@ -47,9 +84,11 @@ def one_run(command: str, width: int, height: int, timeout: float, index: int) -
         check=True,
     )
     try:
+        pid = pane_pid(session)
         while time.perf_counter() - start < timeout:
             if MARKER in screen(session):
-                return time.perf_counter() - start
+                took = time.perf_counter() - start
+                return took, cpu_seconds(pid) if pid is not None else None
             time.sleep(0.01)
         print(f"  run {index}: no '{MARKER}' after {timeout:.0f} s; the screen was:")
         print("  " + screen(session).strip().replace("\n", "\n  "))
@@ -72,16 +111,26 @@ def main() -> int:
         return 1
     command = args.command or default_command()
     print(f"first frame of `{command}` at {args.width}x{args.height}, {args.runs} runs")
-    times = []
+    times, cpus = [], []
     for i in range(1, args.runs + 1):
-        took = one_run(command, args.width, args.height, args.timeout, i)
-        if took is not None:
+        result = one_run(command, args.width, args.height, args.timeout, i)
+        if result is not None:
+            took, cpu = result
             times.append(took)
-            print(f"  run {i}: {took:.3f} s")
+            cpu_note = f" ({cpu:.2f} CPU s)" if cpu is not None else ""
+            if cpu is not None:
+                cpus.append(cpu)
+            print(f"  run {i}: {took:.3f} s{cpu_note}")
     if not times:
         print("no run drew the dashboard")
         return 1
     print(f"median {statistics.median(times):.3f} s (min {min(times):.3f}, max {max(times):.3f})")
+    if cpus:
+        print(f"median CPU time to the first frame {statistics.median(cpus):.2f} s")
+    try:
+        print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    except OSError:
+        pass
     return 0
 
 

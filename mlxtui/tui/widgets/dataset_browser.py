@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -28,9 +28,10 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Label, Select, Static
 
-from mlxtui.core.data.formats import SPLITS, detect_format
-from mlxtui.core.data.index import JsonlIndex, RecordError, Search
-from mlxtui.core.data.render import render_example
+if TYPE_CHECKING:
+    # mlxtui.core.data imports numpy (a quarter of the dashboard's import time): it is imported
+    # when a data folder is set, after the first frame (benchmarks/bench_first_frame.py).
+    from mlxtui.core.data.index import JsonlIndex, Search
 
 PAGE_ROWS = 100
 PREVIEW_CHARS = 200
@@ -64,6 +65,10 @@ TRAINED = "bold $success"
 
 def render_record(record: Any, tokenizer: Any, mask_prompt: bool) -> Content:
     """The example as the model will see it (trained parts highlighted), or pretty JSON."""
+    from mlxtui.core.data.formats import detect_format
+    from mlxtui.core.data.index import RecordError
+    from mlxtui.core.data.render import render_example
+
     if isinstance(record, RecordError):
         return Content.styled(
             f"line {record.line}: {record.message}\n\n{record.text}", "bold $error"
@@ -121,6 +126,7 @@ class DatasetBrowser(Widget):
         self.split = "train"
         self.index: JsonlIndex | None = None
         self._reported: JsonlIndex | None = None  # the index whose completion was posted
+        self._all_splits = False  # the split menu lists them all (set_data_dir)
         self.tokenizer: Any = None
         self.mask_prompt = False
         self.loaded_rows = 0
@@ -135,9 +141,9 @@ class DatasetBrowser(Widget):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ds-bar"):
-            yield Select(
-                [(s, s) for s in SPLITS],
-                value="train",
+            yield Select(  # all the splits once a data folder is set (set_data_dir)
+                [(self.split, self.split)],
+                value=self.split,
                 allow_blank=False,
                 id="ds-split",
                 compact=True,
@@ -165,6 +171,13 @@ class DatasetBrowser(Widget):
     # ------------------------------------------------------------ public
 
     def set_data_dir(self, data_dir: str | Path | None) -> None:
+        from mlxtui.core.data.formats import SPLITS
+
+        if not self._all_splits:
+            self._all_splits = True
+            select: Select[str] = self.query_one("#ds-split", Select)
+            select.set_options([(s, s) for s in SPLITS])
+            select.value = self.split
         self.data_dir = Path(data_dir) if data_dir else None
         self._open_split(self.split)
 
@@ -197,6 +210,8 @@ class DatasetBrowser(Widget):
 
     def show_line(self, split: str, line: int) -> bool:
         """Open `split` (if another) and select its 1-based `line`."""
+        from mlxtui.core.data.formats import SPLITS
+
         if split != self.split and split in SPLITS:
             select = self.query_one("#ds-split", Select)
             with self.prevent(Select.Changed):
@@ -344,6 +359,8 @@ class DatasetBrowser(Widget):
             self._set_count(f"{split}: no file ({where})")
             return
         try:
+            from mlxtui.core.data.index import JsonlIndex
+
             self.index = JsonlIndex(path)
         except OSError as exc:
             self._set_count(f"{path}: cannot read ({exc.strerror or exc})")
