@@ -137,6 +137,8 @@ class FakeEngine:
         self.reply_gate.set()
         self.load_gate = threading.Event()  # ... and a model load
         self.load_gate.set()
+        self.eval_gate = threading.Event()  # ... and an evaluation after its first batch
+        self.eval_gate.set()
         self.shut_down = False
 
     # --------------------------------------------------------- interface
@@ -188,6 +190,7 @@ class FakeEngine:
         self.gate.set()
         self.reply_gate.set()
         self.load_gate.set()
+        self.eval_gate.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -239,6 +242,11 @@ class FakeEngine:
                     )
                 )
         elif kind == "Evaluate":
+            emit(ev.PhaseStarted(job_id, "evaluate", "test", "test loss", 2))
+            emit(ev.PhaseProgress(job_id, "evaluate", "test", "test loss", 1, 2))
+            self.eval_gate.wait()
+            emit(ev.PhaseProgress(job_id, "evaluate", "test", "test loss", 2, 2))
+            emit(ev.PhaseFinished(job_id, "evaluate", "test", "test loss", 0.1))
             for done in range(1, 3):
                 emit(ev.JobProgress(job_id, "evaluate", "answering", done, 2))
             result = evaluate_result()

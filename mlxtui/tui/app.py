@@ -605,8 +605,8 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
     @on(ConfigForm.Committed)
     def _field_committed(self, event: ConfigForm.Committed) -> None:
         # The estimate, the chat and the next run use the model the field names: load it.
-        if event.name != "model" or self.engine is None:
-            return
+        if event.name != "model" or self.engine is None or self.status.busy_training:
+            return  # a run loads the model it trains itself
         if self._model_timer is not None:
             self._model_timer.stop()
         spec = event.value

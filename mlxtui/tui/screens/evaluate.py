@@ -233,6 +233,18 @@ class EvaluateScreen(Screen[None]):
         kind = self._kind(event.job_id)
         self._set_progress(f"{kind}: {event.message}{counts}", event.done, event.total)
 
+    @on(messages.PhaseStarted)
+    def _phase_started(self, message: messages.PhaseStarted) -> None:
+        event = message.event
+        self._set_progress(f"{self._kind(event.job_id)}: {event.label}", 0, event.total)
+
+    @on(messages.PhaseProgress)
+    def _phase_progress(self, message: messages.PhaseProgress) -> None:
+        event = message.event
+        counts = f" {event.done}/{event.total}" if event.total else ""
+        kind = self._kind(event.job_id)
+        self._set_progress(f"{kind}: {event.label}{counts}", event.done, event.total)
+
     @on(messages.JobFinished)
     def _job_finished(self, message: messages.JobFinished) -> None:
         event = message.event

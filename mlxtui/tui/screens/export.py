@@ -231,6 +231,17 @@ class ExportScreen(Screen[None]):
         counts = f" ({event.done}/{event.total})" if event.total else ""
         self._progress(f"{kind}: {event.message}{counts}")
 
+    @on(messages.PhaseStarted)
+    def _phase_started(self, message: messages.PhaseStarted) -> None:
+        event = message.event
+        self._progress(f"{self.running.get(event.job_id, 'export')}: {event.label}")
+
+    @on(messages.PhaseProgress)
+    def _phase_progress(self, message: messages.PhaseProgress) -> None:
+        event = message.event
+        counts = f" {event.done}/{event.total}" if event.total else ""
+        self._progress(f"{self.running.get(event.job_id, 'export')}: {event.label}{counts}")
+
     @on(messages.JobFinished)
     def _job_finished(self, message: messages.JobFinished) -> None:
         event = message.event
