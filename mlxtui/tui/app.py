@@ -307,7 +307,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
 
     def submit_job(self, job: Any, reply_to: MessagePump | None = None) -> int | None:
         """The one way to send `job` to the engine; `reply_to` also gets the job's messages
-        (progress, phases, its end: `messages.JOB_MESSAGES`)."""
+        (JobProgress, PhaseStarted/Progress/Finished, then JobFinished or JobFailed)."""
         if self.engine is None:
             self.notify("The engine is not running (see `mlxtui doctor`).", severity="error")
             return None

@@ -208,9 +208,6 @@ MESSAGES: dict[type[ev.Event], type[EngineMessage]] = {
     ev.GenerationDone: GenerationDone,
 }
 
-# The messages that belong to one job, forwarded to whoever submitted it (`SubmitJob.reply_to`).
-JOB_MESSAGES = (JobProgress, JobFinished, JobFailed, PhaseStarted, PhaseProgress, PhaseFinished)
-
 
 def message_class(event: ev.Event) -> type[EngineMessage]:
     for cls in type(event).__mro__:
@@ -249,7 +246,8 @@ class EventBridge:
 class SubmitJob(Message):
     """A widget asks the app to send `job` to the engine.
 
-    `reply_to` (a widget or screen) then also receives that job's `JOB_MESSAGES`.
+    `reply_to` (a widget or screen) then also receives that job's JobProgress, Phase* messages
+    and its JobFinished or JobFailed.
     """
 
     def __init__(self, job: Any, reply_to: MessagePump | None = None) -> None:
