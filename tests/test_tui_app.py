@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +14,7 @@ from textual.widgets import Input
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
-from mlxtui.core.engine import Compare, Generate, LoadModel, Train
+from mlxtui.core.engine import Compare, Estimate, Generate, LoadModel, Train
 from mlxtui.tui.app import PANES, MlxtuiApp, Pane
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
 from mlxtui.tui.widgets.chat import ChatPane
@@ -20,6 +22,7 @@ from mlxtui.tui.widgets.config_form import ConfigForm, widget_id
 from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
 from mlxtui.tui.widgets.loss_plot import LossPlot
 from mlxtui.tui.widgets.memory_gauge import MemoryGauge, format_bytes
+from mlxtui.tui.widgets.status_line import StatusLine
 
 
 def make_app(**engine_kw: Any) -> tuple[MlxtuiApp, dict[str, FakeEngine]]:
@@ -99,7 +102,7 @@ async def test_train_streams_loss_and_memory_from_engine_thread() -> None:
         last = sample(4)
         assert format_bytes(last.mlx_active) in after
         assert format_bytes(last.swap_used) in after
-        assert "/m" in after  # swap growth per minute once there is a span
+        assert "+768.0 MB/m" in after  # the swap growth core computed, as it came
         assert app.status.iteration == 20 and app.status.message == "completed"
         assert not app.query_one(ConfigForm).disabled
 
@@ -118,9 +121,12 @@ async def test_pause_continue_and_stop() -> None:
         assert await wait_for(pilot, lambda: app.status.state == "training")
         await pilot.press("s")
         assert engine.calls[-3:] == ["pause", "resume", "stop"]
+        line = app.query_one(StatusLine)
+        assert str(line.render()).startswith("STOPPING: saving the adapter…")
         engine.gate.set()
         assert await wait_for(pilot, lambda: app.status.state == "done")
         assert app.status.message == "stopped"
+        assert str(line.render()).startswith("DONE") and "stopped" in str(line.render())
         assert len(app.query_one(LossPlot).train_points) == 0  # stopped before step 1
 
 
@@ -324,7 +330,11 @@ async def test_a_resumed_run_shows_its_curve_so_far(tmp_path: Any) -> None:
         {"event": "train", "iteration": 5, "train_loss": 2.5},
         {"event": "val", "iteration": 10, "val_loss": 2.0},
         {"event": "train", "iteration": 10, "train_loss": 1.9},
-        {"event": "train", "iteration": 15, "train_loss": 1.5},  # after the resume point: a new run's
+        {
+            "event": "train",
+            "iteration": 15,
+            "train_loss": 1.5,
+        },  # after the resume point: a new run's
     ]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{cut by a cr")
     app, box = make_app()
@@ -343,7 +353,9 @@ async def test_dataset_warnings_are_accepted_before_training(tmp_path: Any) -> N
     data = tmp_path / "data"
     data.mkdir()
     lines = (demo_data_dir() / "train.jsonl").read_text().splitlines()[:12]
-    (data / "train.jsonl").write_text("\n".join(lines[:6]) + "\n\n" + "\n".join(lines[6:]) + "\n")  # a blank line
+    (data / "train.jsonl").write_text(
+        "\n".join(lines[:6]) + "\n\n" + "\n".join(lines[6:]) + "\n"
+    )  # a blank line
     (data / "valid.jsonl").write_text("\n".join(lines[:4]) + "\n")  # leakage: shared with train
     box: dict[str, FakeEngine] = {}
 
@@ -364,3 +376,91 @@ async def test_dataset_warnings_are_accepted_before_training(tmp_path: Any) -> N
         assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         assert await wait_for(pilot, lambda: any(isinstance(j, Train) for j in engine.jobs))
+
+
+def from_engine_thread(app: MlxtuiApp, *events: ev.Event) -> None:
+    thread = threading.Thread(target=lambda: [app.bridge(e) for e in events])
+    thread.start()
+    thread.join()
+
+
+async def test_status_line_names_the_phase_and_its_seconds_move_on_without_events() -> None:
+    app, _box = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.status.model == "fake-model")
+        line = app.query_one(StatusLine)
+        shown = lambda: str(line.render())  # noqa: E731
+        from_engine_thread(
+            app,
+            ev.PhaseStarted(9, "train", "validate", "validation", 4, time.time() - 12.2),
+            ev.PhaseProgress(9, "train", "validate", "validation", 2, 4),
+        )
+        assert await wait_for(pilot, lambda: "validation 2/4 · " in shown())
+        found = re.search(r"validation 2/4 · (\d+) s", shown())
+        assert found is not None and 12 <= int(found.group(1)) < 30
+        # On an 80-column screen the phase is inside the visible line (78 cells inside padding).
+        assert found.end() <= line.content_region.width
+        # No new event: the timer moves the seconds on.
+        seconds = int(found.group(1))
+        assert await wait_for(
+            pilot,
+            lambda: (
+                f"validation 2/4 · {seconds + 1} s" in shown()
+                or f"validation 2/4 · {seconds + 2} s" in shown()
+            ),
+        )
+        from_engine_thread(app, ev.PhaseFinished(9, "train", "validate", "validation", 13.0))
+        assert await wait_for(pilot, lambda: "validation" not in shown())
+
+
+async def test_a_committed_model_field_loads_that_model_then_estimates_and_chats_with_it() -> None:
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        engine = box["engine"]
+        assert await wait_for(pilot, lambda: any(isinstance(j, Estimate) for j in engine.jobs))
+        form = app.query_one(ConfigForm)
+        loads = lambda: [j for j in engine.jobs if isinstance(j, LoadModel)]  # noqa: E731
+        assert len(loads()) == 1  # the start-up model
+
+        form.focus_field("model")
+        await pilot.press(*"/models/other")
+        await pilot.pause(0.5)
+        assert len(loads()) == 1  # typing alone loads nothing
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: len(loads()) == 2)
+        load = loads()[1]
+        assert load.spec == "/models/other"
+        assert load.dequantize is None  # the form's "auto", as at start-up
+        after = engine.jobs[engine.jobs.index(load) + 1 :]
+        assert await wait_for(
+            pilot,
+            lambda: any(isinstance(j, Estimate) for j in engine.jobs[engine.jobs.index(load) :]),
+        ), after
+        estimate = next(
+            j for j in engine.jobs[engine.jobs.index(load) :] if isinstance(j, Estimate)
+        )
+        assert estimate.config.model == "/models/other"
+        assert await wait_for(pilot, lambda: app.status.model == "fake:/models/other")
+
+        await pilot.press("escape")  # leaving the field commits the same value: no new load
+        await pilot.pause(0.6)
+        assert len(loads()) == 2
+
+        # One load at a time: commits during a load wait, and only the latest is loaded next.
+        engine.load_gate.clear()
+        for spec in ("/models/a", "/models/b", "/models/c"):
+            form.set_value("model", spec)
+            form.post_message(ConfigForm.Committed("model", spec))
+            await pilot.pause(0.5)
+        assert [j.spec for j in loads()[2:]] == ["/models/a"]
+        engine.load_gate.set()
+        assert await wait_for(pilot, lambda: len(loads()) == 4)
+        assert loads()[3].spec == "/models/c"
+        assert await wait_for(pilot, lambda: app.status.model == "fake:/models/c")
+
+        # The chat's next reply goes to the engine after that load, so it answers with that model.
+        await pilot.press("5")
+        await pilot.press(*"hi", "enter")
+        assert await wait_for(pilot, lambda: any(isinstance(j, Generate) for j in engine.jobs))
+        generate = next(j for j in engine.jobs if isinstance(j, Generate))
+        assert engine.jobs.index(generate) > engine.jobs.index(loads()[3])

@@ -248,3 +248,27 @@ async def test_browser_search_and_jump_on_a_200k_line_file(tmp_path: Path) -> No
             await pilot.press("up")
         assert browser.selected == start - 1
         assert browser.window_start < start
+
+
+def test_demo_means_the_bundled_demo_set_as_the_engine_reads_it(tmp_path: Path) -> None:
+    from mlxtui.demo_data import demo_data_dir
+    from mlxtui.tui.data_folder import data_folder
+
+    base = TrainConfig.quick_start()
+    for value in (None, "", "demo"):
+        assert data_folder(base.with_values(data=value)) == demo_data_dir(), value
+    assert data_folder(base.with_values(data=str(tmp_path))) == tmp_path
+
+
+async def test_typing_demo_in_the_data_field_browses_the_demo_set() -> None:
+    from mlxtui.demo_data import demo_data_dir
+
+    app = MlxtuiApp(
+        TrainConfig.quick_start().with_values(data=str(Path(__file__).parent)),
+        engine_factory=lambda on_event: FakeEngine(on_event),
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        browser = app.query_one(DatasetBrowser)
+        assert await wait_for(pilot, lambda: browser.data_dir == Path(__file__).parent)
+        app.query_one(ConfigForm).set_value("data", "demo")
+        assert await wait_for(pilot, lambda: browser.data_dir == demo_data_dir())

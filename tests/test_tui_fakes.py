@@ -75,6 +75,11 @@ def sample(step: int, pressure: str = "green") -> MemorySample:
     )
 
 
+def swap_growth(step: int) -> float | None:
+    """What core computes for the fake samples: GiB/8 more swap every 10 s, None until a span."""
+    return None if step == 0 else (GiB / 8) * 60 / 10
+
+
 FAKE_DEVICE = {
     "device": "Device(cpu, 0)",
     "name": "fake-cpu",
@@ -130,6 +135,10 @@ class FakeEngine:
         self.gate.set()
         self.reply_gate = threading.Event()  # ... and a reply before its first token
         self.reply_gate.set()
+        self.load_gate = threading.Event()  # ... and a model load
+        self.load_gate.set()
+        self.eval_gate = threading.Event()  # ... and an evaluation after its first batch
+        self.eval_gate.set()
         self.shut_down = False
 
     # --------------------------------------------------------- interface
@@ -180,6 +189,8 @@ class FakeEngine:
         self._running.set()
         self.gate.set()
         self.reply_gate.set()
+        self.load_gate.set()
+        self.eval_gate.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -203,9 +214,11 @@ class FakeEngine:
             emit(ev.JobFailed(job_id, job.kind, f"fake {job.kind} failure", "fake hint"))
             return
         if kind == "LoadModel":
-            emit(ev.ModelLoaded("fake-model", "/fake/model", 4, 1_000_000, None, "float32"))
+            self.load_gate.wait()
+            name = "fake-model" if job.spec in (None, "", "demo") else f"fake:{job.spec}"
+            emit(ev.ModelLoaded(name, job.spec or "/fake/model", 4, 1_000_000, None, "float32"))
         elif kind == "Train":
-            self._train(job)
+            self._train(job_id, job)
         elif kind in ("Generate", "Compare"):
             self.reply_gate.wait()
             for slot in ("A", "B") if kind == "Compare" else ("",):
@@ -229,6 +242,11 @@ class FakeEngine:
                     )
                 )
         elif kind == "Evaluate":
+            emit(ev.PhaseStarted(job_id, "evaluate", "test", "test loss", 2))
+            emit(ev.PhaseProgress(job_id, "evaluate", "test", "test loss", 1, 2))
+            self.eval_gate.wait()
+            emit(ev.PhaseProgress(job_id, "evaluate", "test", "test loss", 2, 2))
+            emit(ev.PhaseFinished(job_id, "evaluate", "test", "test loss", 0.1))
             for done in range(1, 3):
                 emit(ev.JobProgress(job_id, "evaluate", "answering", done, 2))
             result = evaluate_result()
@@ -247,7 +265,7 @@ class FakeEngine:
             result = FAKE_DEVICE if job.description == "device info" else job.fn(self)
         emit(ev.JobFinished(job_id, getattr(job, "kind", kind), result))
 
-    def _train(self, job: Any) -> None:
+    def _train(self, job_id: int, job: Any) -> None:
         self.gate.wait()
         emit = self.on_event
         total = self.train_steps
@@ -262,6 +280,10 @@ class FakeEngine:
             loss = 3.0 - 0.1 * it
             emit(ev.TrainStep(it, total, loss, 2e-4, 400.0, 2.0, 512 * it, 1.5, float(total - it)))
             if it % 5 == 0:
+                emit(ev.PhaseStarted(job_id, "train", "validate", "validation", 2))
+                for batch in (1, 2):
+                    emit(ev.PhaseProgress(job_id, "train", "validate", "validation", batch, 2))
+                emit(ev.PhaseFinished(job_id, "train", "validate", "validation", 0.5))
                 emit(ev.ValReport(it, loss + 0.2, 0.5, True))
                 if self.samples:
                     items = tuple(
@@ -269,7 +291,7 @@ class FakeEngine:
                         for i, (prompt, reference) in enumerate(SAMPLE_PROMPTS)
                     )
                     emit(ev.SamplePredictions(it, items))
-                emit(ev.MemorySampled(sample(it // 5)))
+                emit(ev.MemorySampled(sample(it // 5), swap_growth(it // 5)))
         emit(ev.TrainFinished("/fake/run", "/fake/run/adapters", it, total, status, 1.2, total))
 
 

@@ -57,12 +57,12 @@ def test_estimate_lines_colour_the_verdict_and_list_options_when_it_does_not_fit
     fits = ev.MemoryEstimated(3 * GiB, {}, "fits", 8 * GiB, "", (("batch size 4 → 2", GiB),))
     text = estimate_lines(fits)
     assert "estimated peak 3.0 GB — fits (8.0 GB available)" in text.plain
-    assert "bold green" in styles(text) and "cheaper" not in text.plain
+    assert "bold $success" in styles(text) and "cheaper" not in text.plain
     swap = ev.MemoryEstimated(9 * GiB, {}, "will swap", 8 * GiB, "", (("batch size 8 → 4", GiB),))
     text = estimate_lines(swap)
-    assert "bold red" in styles(text)
+    assert "bold $error" in styles(text)
     assert "batch size 8 → 4: 1.0 GB" in text.plain
-    assert "bold yellow" in styles(estimate_lines(ev.MemoryEstimated(6, {}, "tight", 8)))
+    assert "bold $warning" in styles(estimate_lines(ev.MemoryEstimated(6, {}, "tight", 8)))
 
 
 async def test_estimate_follows_the_form_lr_preview_and_device() -> None:
@@ -187,3 +187,20 @@ async def test_pressure_colours_alert_banner_and_nan_pause() -> None:
         for text in ("learning-rate schedule", "memory estimate", "validate", "stats", "split"):
             assert text in keys, text
         assert "/ (dataset)" in keys and "g (dataset)" in keys
+
+
+async def test_gauge_shows_the_swap_growth_core_computed() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        gauge = app.query_one(MemoryGauge)
+        assert await wait_for(pilot, lambda: gauge.latest is not None)
+        assert "—/m" in gauge.text()  # the first sample: no span yet, so no figure
+
+        # The figure is the event's, not one the gauge works out from the samples it saw
+        # (these two samples would give +768 MB/m).
+        from_engine_thread(app, ev.MemorySampled(sample(1), 300 * 1024**2))
+        assert await wait_for(pilot, lambda: "+300.0 MB/m" in gauge.text())
+        from_engine_thread(app, ev.MemorySampled(sample(2), -2 * GiB))
+        assert await wait_for(pilot, lambda: "-2.0 GB/m" in gauge.text())
+        from_engine_thread(app, ev.MemorySampled(sample(3), None))
+        assert await wait_for(pilot, lambda: "—/m" in gauge.text())

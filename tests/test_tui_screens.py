@@ -13,6 +13,7 @@ from mlxtui.tui.screens.export import ExportScreen
 from mlxtui.tui.screens.modals import ErrorModal, HelpScreen
 from mlxtui.tui.screens.runs import RunsScreen
 from mlxtui.tui.widgets.chat import ChatPane
+from mlxtui.tui.widgets.status_line import StatusLine
 
 
 def text_of(screen: object, selector: str) -> str:
@@ -33,7 +34,12 @@ async def test_evaluate_screen_runs_jobs_and_shows_results(tmp_path: Path) -> No
         screen = app.screen
         assert isinstance(screen, EvaluateScreen)
         screen.query_one("#eval-n", Input).value = "7"
+        engine.eval_gate.clear()  # hold it after the first batch of the test loss
         await pilot.press("v")
+        # The job's phase reaches the screen that asked for it, and the status line.
+        assert await wait_for(pilot, lambda: "test loss 1/2" in text_of(screen, "#eval-progress"))
+        assert "test loss 1/2" in str(app.query_one(StatusLine).render())
+        engine.eval_gate.set()
         assert await wait_for(pilot, lambda: screen.result is not None)
         job = engine.jobs[-1]
         assert isinstance(job, Evaluate)

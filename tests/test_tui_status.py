@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from mlxtui.core import events as ev
-from mlxtui.tui.status import USER_PAUSE_MESSAGE, Status, apply_event, status_text
+from mlxtui.tui.status import (
+    STOPPING_MESSAGE,
+    USER_PAUSE_MESSAGE,
+    Status,
+    apply_event,
+    status_text,
+)
 
 LONG_ENGINE_PAUSE = "paused; press p to continue or s to stop (the adapter is saved on stop)"
 
@@ -54,3 +60,49 @@ def test_figures_come_before_the_model_name_so_80_columns_keep_them() -> None:
     line = status_text(training_status())
     assert line.index("ETA") < line.index("SmolLM2")
     assert len(line[: line.index("ETA 0:33") + 8]) <= 78
+
+
+def validating(started_at: float) -> Status:
+    status = training_status()
+    status = apply_event(
+        status, ev.PhaseStarted(1, "train", "validate", "validation", 4, started_at)
+    )
+    return apply_event(status, ev.PhaseProgress(1, "train", "validate", "validation", 3, 4))
+
+
+def test_a_running_phase_shows_its_count_and_elapsed_seconds_after_the_state() -> None:
+    line = status_text(validating(started_at=1000.0), now=1012.4)
+    assert line.startswith("TRAINING  │  validation 3/4 · 12 s  │  it 4/12")
+    assert len(line[: line.index("12 s") + 4]) <= 40  # kept by an 80-column line
+    assert "1:05" in status_text(validating(started_at=1000.0), now=1065.0)
+
+
+def test_phases_nest_and_finish() -> None:
+    status = apply_event(
+        Status(state="loading"), ev.PhaseStarted(2, "load", "load", "loading the model", 0, 50.0)
+    )
+    assert "loading the model · 2 s" in status_text(status, now=52.0)
+    inner = apply_event(status, ev.PhaseStarted(2, "load", "dequantize", "dequantizing", 30, 51.0))
+    assert "dequantizing 0/30 · 1 s" in status_text(inner, now=52.0)
+    outer = apply_event(inner, ev.PhaseFinished(2, "load", "dequantize", "dequantizing", 1.0))
+    assert "loading the model" in status_text(outer, now=52.0)
+    done = apply_event(outer, ev.PhaseFinished(2, "load", "load", "loading the model", 2.0))
+    assert done.phases == () and "loading the model" not in status_text(done, now=52.0)
+    # A job that ends takes its phases with it, even if a PhaseFinished went missing.
+    assert apply_event(inner, ev.JobFinished(2, "load")).phases == ()
+
+
+def test_stopping_says_the_adapter_is_being_saved_then_the_finish() -> None:
+    from dataclasses import replace
+
+    stopping = replace(training_status(), state="stopping", message=STOPPING_MESSAGE)
+    assert status_text(stopping).startswith("STOPPING: saving the adapter…")
+    saving = apply_event(
+        stopping, ev.PhaseStarted(1, "train", "save", "saving the adapter", 0, 10.0)
+    )
+    assert status_text(saving, now=11.0).startswith("STOPPING: saving the adapter · 1 s")
+    finished = apply_event(
+        saving, ev.TrainFinished("/r", "/r/adapters.safetensors", 4, 12, "stopped")
+    )
+    assert status_text(finished).startswith("DONE  │  it 4/12")
+    assert "stopped" in status_text(finished)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,45 @@ async def test_theme_chosen_by_name_or_reported() -> None:
         await pilot.pause()
         assert app.theme == "mlxtui-dark"
         assert any("no theme named 'nope'" in n.message for n in app._notifications)
+
+
+COLOUR_NAMES = r"(red|green|yellow|blue|cyan|magenta|orange|white|black|grey\d*|gray\d*)"
+HARD_CODED = [
+    re.compile(r"#[0-9a-fA-F]{6}\b|#[0-9a-fA-F]{3}(?![\w-])"),  # hex, not a #widget-id
+    re.compile(rf"(style|color)\s*=\s*f?\"[^\"]*\b{COLOUR_NAMES}\b"),
+    re.compile(rf"\"(bold|dim|italic|reverse|underline)[^\"]*\b{COLOUR_NAMES}\b[^\"]*\""),
+    re.compile(rf"\[/?((bold|dim|italic) )*{COLOUR_NAMES}\]"),  # Rich markup
+    re.compile(r"Style\(color=|rgb\("),
+    re.compile(rf"plt\.\w+\([^)]*\"{COLOUR_NAMES}\""),  # plotext
+    re.compile(rf"(color|background|border[\w-]*|tint)\s*:[^;$\n]*\b{COLOUR_NAMES}\b"),  # CSS
+]
+
+
+def test_dashboard_colours_come_from_the_theme() -> None:
+    """Colours are theme variables ($error, $success…), never values written in the code, so a
+    theme file recolours everything. themes.py is exempt: it documents the theme file format."""
+    tui = Path(themes.__file__).parent
+    found = []
+    for path in sorted([*tui.rglob("*.py"), *tui.rglob("*.tcss")]):
+        if path.name == "themes.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if any(p.search(line) for p in HARD_CODED):
+                found.append(f"{path.relative_to(tui)}:{number}: {line.strip()}")
+    assert found == []
+
+
+def test_the_hard_coded_colour_check_finds_them() -> None:
+    for line in (
+        'text.append("x", style="bold red")',
+        'SEVERITY = {"error": "bold red"}',
+        'plt.bar(xs, ys, color="cyan")',
+        'plt.vline(3, "red")',
+        "Static { color: #ff0000; }",
+        "MemoryGauge { background: red; }",
+        '"[bold red]failed[/]"',
+        "Style(color=x)",
+    ):
+        assert any(p.search(line) for p in HARD_CODED), line
+    for line in ('query_one("#mem-text")', 'style="bold $error"', 'pressure == "red"', "#add-x"):
+        assert not any(p.search(line) for p in HARD_CODED), line

@@ -1,7 +1,9 @@
 """The mlxtui dashboard: five panes on one screen around one MLX engine.
 
 The engine runs every MLX call on its own thread and reports `mlxtui.core.events` through the
-`EventBridge`; this app folds them into widgets on the UI thread. Nothing here calls MLX.
+`EventBridge`, which posts them as typed messages (`mlxtui.tui.messages`); the `@on` handlers
+here show them in the widgets, on the UI thread. Every job goes to the engine through
+`submit_job`. Nothing here calls MLX.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -21,20 +23,26 @@ from textual.widgets import Footer, Static
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import FORM_FIELDS, FieldSpec, TrainConfig, suggestions
+from mlxtui.tui import messages as msg
 from mlxtui.tui.cockpit import COCKPIT_BINDINGS, COCKPIT_HELP, CockpitMixin
-from mlxtui.tui.messages import EventBridge, EventsPending
+from mlxtui.tui.data_folder import data_folder
+from mlxtui.tui.messages import EventBridge
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
-from mlxtui.tui.status import Status, apply_event, status_text
+from mlxtui.tui.status import STOPPING_MESSAGE, Status, apply_event, status_text
 from mlxtui.tui.themes import DEFAULT_THEME, discover_themes
 from mlxtui.tui.widgets.chat import ChatPane
 from mlxtui.tui.widgets.config_form import ConfigForm
 from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
 from mlxtui.tui.widgets.loss_plot import LossPlot
 from mlxtui.tui.widgets.lr_preview import LossPane
+from mlxtui.tui.widgets.memory_estimate import EstimateView
 from mlxtui.tui.widgets.memory_gauge import MemoryGauge
 from mlxtui.tui.widgets.samples import LossWithSamples
 from mlxtui.tui.widgets.status_line import StatusLine
 from mlxtui.tui.workbench import WORKBENCH_BINDINGS, WORKBENCH_HELP, WorkbenchMixin
+
+if TYPE_CHECKING:
+    from textual.message_pump import MessagePump
 
 EngineFactory = Callable[[Callable[[ev.Event], None]], Any]
 
@@ -46,6 +54,11 @@ PANES = (
     ("pane-data", "Dataset"),
     ("pane-chat", "Chat"),
 )
+# Jobs a person asked for and waits on: while training runs they are queued behind it (say so).
+WAITS_FOR_TRAINING = frozenset({"generate", "compare", "evaluate", "benchmark", "fuse", "export"})
+# A committed Model field loads that model this long after the last commit (Enter, then leaving
+# the field, commits twice).
+MODEL_DEBOUNCE_S = 0.3
 # Below this size the panes are shown one at a time (tabs) instead of in a grid.
 COMPACT_WIDTH = 110
 COMPACT_HEIGHT = 32
@@ -87,19 +100,13 @@ def default_engine_factory(on_event: Callable[[ev.Event], None]) -> Any:
     return Engine(on_event)
 
 
-def default_data_dir(config: TrainConfig) -> Path | None:
-    if config.data:
-        return Path(config.data)
-    try:
-        from mlxtui.demo_data import demo_data_dir
-
-        return demo_data_dir()
-    except ImportError:
-        return None
-
-
 def _dequantize_flag(value: str) -> bool | None:
     return {"yes": True, "no": False}.get(value)
+
+
+def _model_key(spec: str | None) -> str:
+    """Specs naming the same model compare equal (empty and "demo" both mean the demo model)."""
+    return "demo" if spec in (None, "", "demo") else str(spec).strip()
 
 
 class Pane(Vertical):
@@ -168,6 +175,13 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self._saw_steps = False
         self._quit_when_stopped = False
         self._accepted_warnings: set[str] = set()  # data folders whose warnings the user accepted
+        # job id -> who submitted it (SubmitJob.reply_to), to get that job's messages
+        self._replies: dict[int, MessagePump] = {}
+        # The model the engine holds or is loading (a spec as typed; None/""/"demo": the demo).
+        self._model_spec: str | None = self.config.model
+        self._model_job: int | None = None  # the LoadModel job in flight, one at a time
+        self._wanted_model: str | None = self.config.model
+        self._model_timer: Any = None
         self.events_seen = 0
         self.workbench_init()
         themes, self.theme_errors = discover_themes()
@@ -213,20 +227,37 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             )
         for error in self.theme_errors:
             self.notify(str(error), title="Theme file skipped", severity="warning", timeout=10)
-        self.query_one(DatasetBrowser).set_data_dir(default_data_dir(self.config))
         self._refresh_suggestions()
         self.cockpit_mount()
+        # A running phase's elapsed seconds move on even when no event comes.
+        self.set_interval(1.0, self._tick_phase)
+        # The engine's thread (importing MLX, loading the model) and the dataset indexer hold
+        # the GIL much of the time: start them once the first frame is on screen, so the
+        # dashboard appears at once (0.6 s sooner here, benchmarks/bench_first_frame.py).
+        self.call_after_refresh(self._after_first_frame)
         try:
             self.engine = self.engine_factory(self.bridge)
-            self.engine.start()
         except Exception as exc:
-            self.engine = None
-            self.push_screen(
-                ErrorModal("The MLX engine did not start", str(exc), "run `mlxtui doctor`")
-            )
+            self._engine_failed(exc)
             return
         self.workbench_mount()
-        self._load_model()
+        self._load_model(self.config.model)  # queued until the engine's thread starts
+        self.query_one(MemoryGauge).request_device_info()
+
+    def _after_first_frame(self) -> None:
+        self.query_one(DatasetBrowser).set_data_dir(data_folder(self.config))
+        if self.engine is None:
+            return
+        try:
+            self.engine.start()
+        except Exception as exc:
+            self._engine_failed(exc)
+
+    def _engine_failed(self, exc: Exception) -> None:
+        self.engine = None
+        self.push_screen(
+            ErrorModal("The MLX engine did not start", str(exc), "run `mlxtui doctor`")
+        )
 
     def on_unmount(self) -> None:
         if self.engine is not None:
@@ -272,112 +303,250 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             if index != self.active_pane:
                 self._select_pane(index, focus=False)
 
-    # ------------------------------------------------------------ engine events
+    # ------------------------------------------------------------ engine jobs
 
-    @on(EventsPending)
-    def _drain_events(self) -> None:
-        events = self.bridge.drain()
+    def submit_job(self, job: Any, reply_to: MessagePump | None = None) -> int | None:
+        """The one way to send `job` to the engine; `reply_to` also gets the job's messages
+        (JobProgress, PhaseStarted/Progress/Finished, then JobFinished or JobFailed)."""
+        if self.engine is None:
+            self.notify("The engine is not running (see `mlxtui doctor`).", severity="error")
+            return None
+        if self.status.state in ("training", "stopping") and job.kind in WAITS_FOR_TRAINING:
+            self.notify(
+                "Training is running: this starts when it ends (press p to pause for chat).",
+                severity="warning",
+            )
+        job_id = int(self.engine.submit(job))
+        if reply_to is not None:
+            self._replies[job_id] = reply_to
+        return job_id
+
+    @on(msg.SubmitJob)
+    def _submit_requested(self, request: msg.SubmitJob) -> None:
+        request.stop()
+        self.submit_job(request.job, request.reply_to)
+
+    def _reply(self, message: msg.EngineMessage, job_id: int, last: bool = False) -> bool:
+        """Post the job's message to whoever submitted it; False when nobody asked."""
+        target = self._replies.pop(job_id, None) if last else self._replies.get(job_id)
+        if target is None:
+            return False
+        if target.is_attached:
+            target.post_message(message.copy())
+        return True
+
+    # ------------------------------------------------------------ status line
+
+    def show_status(self, status: Status) -> None:
+        self.status = status
+        self.query_one(StatusLine).show(status)
+
+    def _tick_phase(self) -> None:
+        if self.status.phases:
+            self.query_one(StatusLine).show(self.status)
+
+    @on(msg.EngineMessage)
+    def _fold_status(self, message: msg.EngineMessage) -> None:
+        # Runs after the kind's own handler (Textual calls a subclass's handlers first).
+        events = message.events
+        self.events_seen += len(events)
+        status = self.status
         for event in events:
-            self.events_seen += 1
             try:
-                new_status = apply_event(self.status, event)
+                new_status = apply_event(status, event)
                 status_text(new_status)  # a malformed field fails here, not in the status line
-                self.status = new_status
-                self._handle(event)
+                status = new_status
             except Exception as exc:  # a bad event is logged, never fatal
                 self.log.error(f"cannot show {type(event).__name__}: {exc!r}")
                 self.notify(
                     f"{type(event).__name__}: {exc}", title="Display error", severity="error"
                 )
-        if events:
-            self.query_one(StatusLine).show(self.status)
+        self.show_status(status)
 
-    def _handle(self, event: ev.Event) -> None:
-        if self.cockpit_event(event):
-            return
-        self.workbench_event(event)
-        if isinstance(event, ev.TrainStep):
-            self._saw_steps = True
-            self.query_one(LossPlot).add_train(event.iteration, event.loss)
-        elif isinstance(event, ev.MemorySampled):
-            gauge = self.query_one(MemoryGauge)
-            gauge.update_sample(event.sample)
-            pane = self.query_one("#pane-memory", Pane)
-            for level in ("yellow", "red"):
-                pane.set_class(gauge.pressure == level, f"-pressure-{level}")
-        elif isinstance(event, ev.GenerationToken):
-            self.query_one(ChatPane).add_token(event.text, event.slot)
-        elif isinstance(event, ev.GenerationDone):
-            note = f"{event.generation_tokens} tokens, {event.generation_tps:.1f} tok/s"
-            self.query_one(ChatPane).finish(event.text, event.slot, event.stopped, note)
-        elif isinstance(event, ev.TrainReport):
-            if not self._saw_steps:  # an engine that only reports means still gets a curve
-                self.query_one(LossPlot).add_train(event.iteration, event.train_loss)
-        elif isinstance(event, ev.ValReport):
-            self.query_one(LossPlot).add_val(event.iteration, event.val_loss)
-        elif isinstance(event, ev.TrainStarted):
-            plot = self.query_one(LossPlot)
-            plot.reset()
-            if event.start_iter > 0:  # a resumed run: its curve so far, from metrics.jsonl
-                plot.load_history(event.run_dir, event.start_iter)
-            self.query_one(ConfigForm).disabled = True
-        elif isinstance(event, ev.TrainPaused):
-            if event.reason != "user":
-                self.notify(
-                    event.message or f"paused: {event.reason}",
-                    title="Training paused (p continues)",
-                    severity="warning",
-                    timeout=15,
-                )
-        elif isinstance(event, ev.TrainFinished):
-            if self._quit_when_stopped:
-                self.exit(0)
-                return
-            self.query_one(ConfigForm).disabled = False
-            best = (
-                f"; best val {event.best_val_loss:.3f} at it {event.best_iteration}"
-                if event.best_val_loss is not None
-                else ""
-            )
+    # ------------------------------------------------------------ engine messages
+
+    @on(msg.TrainStep)
+    def _train_steps(self, message: msg.TrainStep) -> None:
+        steps = message.events
+        self._saw_steps = True
+        plot, estimate = self.query_one(LossPlot), self.query_one(EstimateView)
+        for step in steps:
+            plot.add_train(step.iteration, step.loss)
+            estimate.run_peak(step.peak_memory)
+        self.query_one(LossPane).train_step(steps[-1])
+
+    @on(msg.TrainReport)
+    def _train_report(self, message: msg.TrainReport) -> None:
+        report = message.event
+        if not self._saw_steps:  # an engine that only reports means still gets a curve
+            self.query_one(LossPlot).add_train(report.iteration, report.train_loss)
+        self.query_one(EstimateView).run_peak(report.peak_memory)
+
+    @on(msg.ValReport)
+    def _val_report(self, message: msg.ValReport) -> None:
+        self.query_one(LossPlot).add_val(message.event.iteration, message.event.val_loss)
+
+    @on(msg.MemorySampled)
+    def _memory_sampled(self, message: msg.MemorySampled) -> None:
+        gauge = self.query_one(MemoryGauge)
+        for sampled in message.events:
+            gauge.update_sample(sampled.sample, sampled.swap_growth_per_min)
+        pane = self.query_one("#pane-memory", Pane)
+        for level in ("yellow", "red"):
+            pane.set_class(gauge.pressure == level, f"-pressure-{level}")
+
+    @on(msg.GenerationToken)
+    def _tokens(self, message: msg.GenerationToken) -> None:
+        chat = self.query_one(ChatPane)
+        for token in message.events:
+            chat.add_token(token.text, token.slot)
+
+    @on(msg.GenerationDone)
+    def _reply_done(self, message: msg.GenerationDone) -> None:
+        done = message.event
+        note = f"{done.generation_tokens} tokens, {done.generation_tps:.1f} tok/s"
+        self.query_one(ChatPane).finish(done.text, done.slot, done.stopped, note)
+
+    @on(msg.TrainStarted)
+    def _train_started(self, message: msg.TrainStarted) -> None:
+        started = message.event
+        plot = self.query_one(LossPlot)
+        plot.reset()
+        if started.start_iter > 0:  # a resumed run: its curve so far, from metrics.jsonl
+            plot.load_history(started.run_dir, started.start_iter)
+        self.query_one(ConfigForm).disabled = True
+        self.query_one(LossPane).train_started()
+        self.query_one(MemoryGauge).clear_alert()
+        self.query_one(EstimateView).run_started(started.estimated_peak_bytes)
+        self.samples.clear()
+        self.samples_changed()
+
+    @on(msg.SamplePredictions)
+    def _sample_answers(self, message: msg.SamplePredictions) -> None:
+        self.samples.record(message.event)
+        self.samples_changed()
+
+    @on(msg.TrainPaused)
+    def _train_paused(self, message: msg.TrainPaused) -> None:
+        paused = message.event
+        if paused.reason == "memory":
+            self.query_one(MemoryGauge).show_memory_pause(paused)
+        elif paused.reason == "nan":
+            self.query_one(LossPane).show_nan(paused)
+        if paused.reason != "user":
             self.notify(
-                f"{event.status} at iteration {event.final_iteration}{best}\n{event.adapter_path}",
-                title="Training finished",
-                severity="error" if event.status == "failed" else "information",
-                timeout=10,
-            )
-        elif isinstance(event, ev.ModelLoaded):
-            self.model_info = event
-            self._refresh_suggestions()
-            self._update_tokenizer()
-        elif isinstance(event, ev.MemoryAlert):
-            advice = "\n".join(f"• {s}" for s in event.suggestions)
-            self.notify(
-                event.message + ("\n" + advice if advice else ""),
-                title=f"Memory pressure {event.level}",
-                severity="error" if event.level == "red" else "warning",
+                paused.message or f"paused: {paused.reason}",
+                title="Training paused (p continues)",
+                severity="warning",
                 timeout=15,
             )
-        elif isinstance(event, ev.JobFailed):
-            self._job_failed(event)
-        elif isinstance(event, ev.Log):
-            if event.level in ("warning", "error"):
-                self.notify(event.message, severity=event.level)  # type: ignore[arg-type]
-            else:
-                self.log.info(event.message)
-        elif isinstance(event, ev.CheckpointSaved):
-            self.log.info(f"checkpoint ({event.kind}) at {event.iteration}: {event.path}")
 
-    def _job_failed(self, event: ev.JobFailed) -> None:
-        kind = event.kind.lower()
+    @on(msg.TrainResumed)
+    def _train_resumed(self) -> None:
+        self.query_one(MemoryGauge).clear_alert()
+        self.query_one(LossPane).clear_banner()
+
+    @on(msg.TrainFinished)
+    def _train_finished(self, message: msg.TrainFinished) -> None:
+        finished = message.event
+        self.query_one(LossPane).clear_banner()
+        self.query_one(EstimateView).run_finished()
+        self.training_finished()
+        if self._quit_when_stopped:
+            self.exit(0)
+            return
+        self.query_one(ConfigForm).disabled = False
+        best = (
+            f"; best val {finished.best_val_loss:.3f} at it {finished.best_iteration}"
+            if finished.best_val_loss is not None
+            else ""
+        )
+        self.notify(
+            f"{finished.status} at iteration {finished.final_iteration}{best}\n"
+            f"{finished.adapter_path}",
+            title="Training finished",
+            severity="error" if finished.status == "failed" else "information",
+            timeout=10,
+        )
+
+    @on(msg.ModelLoaded)
+    def _model_loaded(self, message: msg.ModelLoaded) -> None:
+        self.model_info = message.event
+        self._refresh_suggestions()
+        self._update_tokenizer()
+        self.query_one(ConfigForm).model_loaded()
+
+    @on(msg.MemoryEstimated)
+    def _estimated(self, message: msg.MemoryEstimated) -> None:
+        self.query_one(EstimateView).show_estimate(message.event)
+
+    @on(msg.MemoryAlert)
+    def _memory_alert(self, message: msg.MemoryAlert) -> None:
+        alert = message.event
+        self.query_one(MemoryGauge).show_memory_alert(alert)
+        advice = "\n".join(f"• {s}" for s in alert.suggestions)
+        self.notify(
+            alert.message + ("\n" + advice if advice else ""),
+            title=f"Memory pressure {alert.level}",
+            severity="error" if alert.level == "red" else "warning",
+            timeout=15,
+        )
+
+    @on(msg.JobProgress)
+    @on(msg.PhaseStarted)
+    @on(msg.PhaseProgress)
+    @on(msg.PhaseFinished)
+    def _job_update(
+        self, message: msg.JobProgress | msg.PhaseStarted | msg.PhaseProgress | msg.PhaseFinished
+    ) -> None:
+        self._reply(message, message.event.job_id)
+
+    @on(msg.JobFinished)
+    def _job_finished(self, message: msg.JobFinished) -> None:
+        finished = message.event
+        self._model_job_ended(finished.job_id)
+        if not self._reply(message, finished.job_id, last=True) and finished.kind in (
+            "generate",
+            "compare",
+        ):
+            self.close_open_replies()
+
+    @on(msg.JobFailed)
+    def _job_failed(self, message: msg.JobFailed) -> None:
+        failed = message.event
+        self._model_job_ended(failed.job_id)
+        self._reply(message, failed.job_id, last=True)
+        if failed.kind == "estimate":
+            # Shown in the Config pane, under the field that caused it, not as a modal per key.
+            self.query_one(EstimateView).show_error(failed.message)
+            return
+        kind = failed.kind.lower()
         if "gen" in kind or "compare" in kind:
-            self.query_one(ChatPane).fail(event.message)
+            self.query_one(ChatPane).fail(failed.message)
         if "train" in kind:
             if self._quit_when_stopped:
                 self.exit(1)
                 return
             self.query_one(ConfigForm).disabled = False
-        title = JOB_TITLES.get(event.kind, event.kind.capitalize())
-        self.push_screen(ErrorModal(f"{title} failed", event.message, event.hint))
+        title = JOB_TITLES.get(failed.kind, failed.kind.capitalize())
+        self.push_screen(ErrorModal(f"{title} failed", failed.message, failed.hint))
+
+    @on(msg.Log)
+    def _engine_log(self, message: msg.Log) -> None:
+        log = message.event
+        if log.level in ("warning", "error"):
+            self.notify(log.message, severity=log.level)  # type: ignore[arg-type]
+        else:
+            self.log.info(log.message)
+
+    @on(msg.CheckpointSaved)
+    def _checkpoint(self, message: msg.CheckpointSaved) -> None:
+        saved = message.event
+        self.log.info(f"checkpoint ({saved.kind}) at {saved.iteration}: {saved.path}")
+
+    @on(msg.OtherEvent)
+    def _unknown_event(self, message: msg.OtherEvent) -> None:
+        self.log.info(f"engine event not shown: {message.event!r}")
 
     def _refresh_suggestions(self) -> None:
         form = self.query_one(ConfigForm)
@@ -401,14 +570,28 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             form = self.query_one(ConfigForm)
             self.query_one(DatasetBrowser).set_tokenizer(tokenizer, form.config.mask_prompt)
 
-    def _load_model(self) -> None:
+    def _load_model(self, spec: str | None) -> None:
         from mlxtui.core.engine import LoadModel
 
-        self.status = apply_event(self.status, ev.JobStarted(0, "load", "loading model…"))
-        self.query_one(StatusLine).show(self.status)
-        self.engine.submit(
-            LoadModel(self.config.model, dequantize=_dequantize_flag(self.config.dequantize))
-        )
+        self.show_status(apply_event(self.status, ev.JobStarted(0, "load", "loading model…")))
+        dequantize = _dequantize_flag(self.query_one(ConfigForm).config.dequantize)
+        self._model_spec = spec
+        self._model_job = self.submit_job(LoadModel(spec, dequantize=dequantize))
+
+    def _want_model(self, spec: str | None) -> None:
+        """Load `spec` unless the engine holds it or loads it; a load in flight finishes first."""
+        self._wanted_model = spec
+        if self._model_job is None and _model_key(spec) != _model_key(self._model_spec):
+            self._load_model(spec)
+
+    def training_loads(self, config: TrainConfig) -> None:
+        """A train job loads the model it trains: the engine holds that one afterwards."""
+        self._model_spec = self._wanted_model = config.model
+
+    def _model_job_ended(self, job_id: int) -> None:
+        if job_id == self._model_job:
+            self._model_job = None
+            self._want_model(self._wanted_model)  # the field may have changed meanwhile
 
     # ------------------------------------------------------------ widget messages
 
@@ -418,6 +601,22 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self.cockpit_config_changed(event.name)
         if event.name == "mask_prompt":
             self._update_tokenizer()
+
+    @on(ConfigForm.Committed)
+    def _field_committed(self, event: ConfigForm.Committed) -> None:
+        # The estimate, the chat and the next run use the model the field names: load it.
+        if event.name != "model" or self.engine is None or self.status.busy_training:
+            return  # a run loads the model it trains itself
+        if self._model_timer is not None:
+            self._model_timer.stop()
+        spec = event.value
+        self._model_timer = self.set_timer(MODEL_DEBOUNCE_S, lambda: self._want_model(spec))
+
+    @on(DatasetBrowser.Indexed)
+    def _dataset_indexed(self) -> None:
+        # The training set's size shapes the iteration hints and an epochs-long schedule.
+        self._refresh_suggestions()
+        self.refresh_schedule()
 
     @on(ChatPane.Send)
     def _chat_send(self, event: ChatPane.Send) -> None:
@@ -455,8 +654,9 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             # Into the first refused field, so the user can type the fix at once.
             self.call_after_refresh(form.focus_field, next(iter(form.errors)))
             return
-        self.status = Status(state="training", model=self.status.model, message="checking the dataset…")
-        self.query_one(StatusLine).show(self.status)
+        self.show_status(
+            Status(state="training", model=self.status.model, message="checking the dataset…")
+        )
         self._check_data_then_train(form.config)
 
     @work(thread=True, exclusive=True, group="pre-train", exit_on_error=False)
@@ -464,9 +664,9 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         """Validate the data (plain Python, off the UI thread); warnings are for the user to accept."""
         from mlxtui.core.data import keys_from, validate_dataset
 
-        data_dir = default_data_dir(config)
+        data_dir = data_folder(config)
         report = None
-        if data_dir is not None and data_dir.is_dir():
+        if data_dir.is_dir():
             try:
                 report = validate_dataset(
                     data_dir,
@@ -479,7 +679,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
                 report = None
         self.call_from_thread(self._after_data_check, config, data_dir, report)
 
-    def _after_data_check(self, config: TrainConfig, data_dir: Path | None, report: Any) -> None:
+    def _after_data_check(self, config: TrainConfig, data_dir: Path, report: Any) -> None:
         # Errors go on to the engine, which refuses with the file:line list in one place.
         warnings = list(report.warnings) if report is not None and not report.errors else []
         key = str(data_dir)
@@ -495,8 +695,9 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
                 self._accepted_warnings.add(key)
                 self._submit_train(config)
             else:
-                self.status = Status(state="idle", model=self.status.model, message="training not started")
-                self.query_one(StatusLine).show(self.status)
+                self.show_status(
+                    Status(state="idle", model=self.status.model, message="training not started")
+                )
 
         self.push_screen(ConfirmScreen(question), answered)
 
@@ -504,9 +705,9 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         from mlxtui.core.engine import Train
 
         self._saw_steps = False
-        self.engine.submit(Train(config))
-        self.status = Status(state="training", model=self.status.model, message="starting…")
-        self.query_one(StatusLine).show(self.status)
+        self.training_loads(config)
+        self.submit_job(Train(config))
+        self.show_status(Status(state="training", model=self.status.model, message="starting…"))
 
     def action_pause(self) -> None:
         if self.status.state == "training":
@@ -520,8 +721,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
     def action_stop(self) -> None:
         if self.status.state in ("training", "paused"):
             self.engine.stop()
-            self.status = replace(self.status, state="stopping")
-            self.query_one(StatusLine).show(self.status)
+            self.show_status(replace(self.status, state="stopping", message=STOPPING_MESSAGE))
             self.notify("Stopping at the next step; the adapter will be saved.")
         else:
             self.notify("Nothing is training.", severity="warning")
@@ -545,8 +745,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             # and kill the MLX thread inside a computation.
             self._quit_when_stopped = True
             self.engine.stop()
-            self.status = replace(self.status, state="stopping")
-            self.query_one(StatusLine).show(self.status)
+            self.show_status(replace(self.status, state="stopping", message=STOPPING_MESSAGE))
             self.notify(
                 "Stopping: the adapter is saved after this step, then mlxtui quits. "
                 "Press q again to quit at once.",

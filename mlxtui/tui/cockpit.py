@@ -1,10 +1,9 @@
 """The app's memory cockpit, learning-rate preview and dataset tools.
 
 A mixin for `MlxtuiApp`, kept apart from app.py (as `workbench.py` is): app.py adds
-`COCKPIT_BINDINGS`/`COCKPIT_HELP`, calls `cockpit_mount()` in `on_mount`, `cockpit_event(event)`
-first for every engine event (True means "handled, nothing else to do"), and
-`cockpit_config_changed(name)` when a Config field changes. Widgets ask for engine jobs with a
-`JobRequest` message, handled here.
+`COCKPIT_BINDINGS`/`COCKPIT_HELP`, calls `cockpit_mount()` in `on_mount` and
+`cockpit_config_changed(name)` when a Config field changes. Engine messages are handled in
+app.py only (`@on` handlers in a plain mixin would be silently ignored by Textual).
 """
 
 from __future__ import annotations
@@ -14,8 +13,11 @@ from typing import Any
 
 from textual.binding import Binding
 
-from mlxtui.core import events as ev
-from mlxtui.tui.widgets.memory_estimate import EstimateView, JobRequest
+from mlxtui.tui.data_folder import data_folder
+from mlxtui.tui.widgets.config_form import ConfigForm
+from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
+from mlxtui.tui.widgets.lr_preview import LossPane
+from mlxtui.tui.widgets.memory_estimate import EstimateView
 
 COCKPIT_BINDINGS = [
     Binding("l", "toggle_lr", "LR/Loss", show=False),
@@ -53,59 +55,19 @@ class CockpitMixin:
     # ------------------------------------------------------------ hooks called by app.py
 
     def cockpit_mount(self) -> None:
-        self._schedule_waiting = False
         self.refresh_schedule()
-
-    def cockpit_event(self, event: ev.Event) -> bool:
-        """Show `event` in the cockpit's widgets; True when the app has nothing more to do."""
-        from mlxtui.tui.widgets.config_form import ConfigForm
-        from mlxtui.tui.widgets.lr_preview import LossPane
-        from mlxtui.tui.widgets.memory_gauge import MemoryGauge
-
-        self.query_one(MemoryGauge).observe(event)
-        if isinstance(
-            event,
-            ev.MemoryEstimated
-            | ev.ModelLoaded
-            | ev.TrainStarted
-            | ev.TrainStep
-            | ev.TrainReport
-            | ev.TrainFinished
-            | ev.JobFailed,
-        ):
-            self.query_one(ConfigForm).observe(event)
-        self.query_one(LossPane).observe(event)
-        if isinstance(event, ev.MemorySampled) and getattr(self, "_schedule_waiting", False):
-            self.refresh_schedule()  # epochs: the length is known once the dataset is indexed
-        # An estimate that failed is shown in the Config pane, not as a modal on every keystroke.
-        return isinstance(event, ev.JobFailed) and event.kind == "estimate"
 
     def cockpit_config_changed(self, name: str) -> None:
         if name == "data":
-            from mlxtui.tui.app import default_data_dir
-            from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
-
-            self.query_one(DatasetBrowser).set_data_dir(default_data_dir(self._form_config()))
+            self.query_one(DatasetBrowser).set_data_dir(data_folder(self._form_config()))
         self.refresh_schedule()
-
-    # ------------------------------------------------------------ engine jobs for widgets
-
-    def on_job_request(self, request: JobRequest) -> None:
-        request.stop()
-        job_id = self.engine.submit(request.job) if self.engine is not None else None
-        if request.submitted is not None:
-            request.submitted(job_id)
 
     # ------------------------------------------------------------ LR preview
 
     def _form_config(self) -> Any:
-        from mlxtui.tui.widgets.config_form import ConfigForm
-
         return self.query_one(ConfigForm).config
 
     def _n_train(self) -> int | None:
-        from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
-
         browser = self.query_one(DatasetBrowser)
         index = browser.index
         if index is not None and browser.split == "train" and index.is_complete:
@@ -113,14 +75,10 @@ class CockpitMixin:
         return None
 
     def refresh_schedule(self) -> None:
-        from mlxtui.tui.widgets.lr_preview import LossPane
-
-        shown = self.query_one(LossPane).show_schedule(self._form_config(), self._n_train())
-        self._schedule_waiting = not shown
+        """Draw the schedule; with epochs it waits for the dataset's size (DatasetBrowser.Indexed)."""
+        self.query_one(LossPane).show_schedule(self._form_config(), self._n_train())
 
     def action_toggle_lr(self) -> None:
-        from mlxtui.tui.widgets.lr_preview import LossPane
-
         self.query_one(LossPane).toggle()
 
     def action_memory_details(self) -> None:
@@ -129,9 +87,7 @@ class CockpitMixin:
     # ------------------------------------------------------------ dataset tools
 
     def _data_dir(self) -> Path | None:
-        from mlxtui.tui.app import default_data_dir
-
-        return default_data_dir(self._form_config())
+        return data_folder(self._form_config())
 
     def action_data_tool(self, tool: str) -> None:
         from mlxtui.core.data import keys_from
@@ -167,8 +123,6 @@ class CockpitMixin:
             )
 
     def _show_finding(self, target: tuple[str, int] | None) -> None:
-        from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
-
         if target is None:
             return
         split, line = target
@@ -176,8 +130,6 @@ class CockpitMixin:
         self.query_one(DatasetBrowser).show_line(split, line)
 
     def _use_prepared(self, folder: Path | None) -> None:
-        from mlxtui.tui.widgets.config_form import ConfigForm
-
         if folder is None:
             return
         form = self.query_one(ConfigForm)

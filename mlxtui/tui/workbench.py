@@ -1,10 +1,10 @@
 """The app's after-training tools: chat jobs, sample answers, evaluate, export and runs screens.
 
 A mixin for `MlxtuiApp`, kept apart from app.py so the main screen's code stays short: app.py
-adds `WORKBENCH_BINDINGS`/`WORKBENCH_HELP`, calls `workbench_init()` in `__init__`,
-`workbench_mount()` in `on_mount`, `workbench_event(event)` for every engine event and
-`send_chat(message)` for `ChatPane.Send`. Screens submit engine jobs through `submit_job`, which
-routes that job's progress, result and failure back to them.
+adds `WORKBENCH_BINDINGS`/`WORKBENCH_HELP`, calls `workbench_init()` in `__init__` and
+`workbench_mount()` in `on_mount`; its engine-message handlers call `samples_changed`,
+`training_finished` and `close_open_replies` here. Screens get the app's `submit_job`, which
+posts that job's progress, result and failure back to them.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from typing import Any
 from textual.binding import Binding
 from textual.screen import Screen
 
-from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
+from mlxtui.tui.status import Status
 from mlxtui.tui.widgets.chat import ChatPane, short_label
+from mlxtui.tui.widgets.config_form import ConfigForm
 from mlxtui.tui.widgets.samples import LossWithSamples, SampleHistory, SamplesScreen
-
-Listener = Callable[[ev.Event], None]
 
 WORKBENCH_BINDINGS = [
     Binding("a", "samples", "Answers"),
@@ -55,10 +54,12 @@ class WorkbenchMixin:
     pop_screen: Any
     screen: Any
     screen_stack: Any
+    submit_job: Any
+    show_status: Any
+    training_loads: Any
 
     def workbench_init(self) -> None:
         self.samples = SampleHistory()
-        self._job_listeners: dict[int, Listener] = {}
         self._tool_screens: dict[str, Screen[Any]] = {}
 
     def workbench_mount(self) -> None:
@@ -67,8 +68,6 @@ class WorkbenchMixin:
     # ------------------------------------------------------------ config and adapters
 
     def form_config(self) -> TrainConfig:
-        from mlxtui.tui.widgets.config_form import ConfigForm
-
         return self.query_one(ConfigForm).config  # type: ignore[no-any-return]
 
     def refresh_adapter_choices(self) -> None:
@@ -81,60 +80,31 @@ class WorkbenchMixin:
             return
         self.query_one(ChatPane).set_adapters(choices)
 
-    # ------------------------------------------------------------ engine events
+    # ------------------------------------------------------------ called by the app's handlers
 
-    def workbench_event(self, event: ev.Event) -> None:
-        if isinstance(event, ev.SamplePredictions):
-            self.samples.record(event)
-            self._show_samples()
-        elif isinstance(event, ev.TrainStarted):
-            self.samples.clear()
-            self._show_samples()
-        elif isinstance(event, ev.TrainFinished):
-            self.refresh_adapter_choices()
-            runs = self._tool_screens.get("runs")
-            if runs is not None and runs.is_mounted:
-                runs.action_reload()  # type: ignore[attr-defined]
-        elif isinstance(event, ev.JobProgress | ev.JobFinished | ev.JobFailed):
-            listener = self._job_listeners.get(event.job_id)
-            if listener is not None:
-                if not isinstance(event, ev.JobProgress):
-                    del self._job_listeners[event.job_id]
-                listener(event)
-            elif isinstance(event, ev.JobFinished) and event.kind in ("generate", "compare"):
-                # A compare stopped after A never streams B: close what is still open.
-                chat = self.query_one(ChatPane)
-                for slot in list(chat.streaming):
-                    chat.finish("", slot, stopped=True)
-
-    def _show_samples(self) -> None:
+    def samples_changed(self) -> None:
         self.query_one(LossWithSamples).show_samples(self.samples)
         screen = self._tool_screens.get("samples")
         if screen is not None and screen.is_mounted:
             screen.refresh_samples()  # type: ignore[attr-defined]
 
-    def submit_job(self, job: Any, listener: Listener | None = None) -> int | None:
-        """Send `job` to the engine; `listener` gets its JobProgress/JobFinished/JobFailed."""
-        if self.engine is None:
-            self.notify("The engine is not running (see `mlxtui doctor`).", severity="error")
-            return None
-        job_id = self.engine.submit(job)
-        if listener is not None:
-            self._job_listeners[job_id] = listener
-        if self.status.state in ("training", "stopping"):
-            self.notify(
-                "Training is running: this starts when it ends (press p to pause for chat).",
-                severity="warning",
-            )
-        return int(job_id)
+    def training_finished(self) -> None:
+        self.refresh_adapter_choices()
+        runs = self._tool_screens.get("runs")
+        if runs is not None and runs.is_mounted:
+            runs.action_reload()  # type: ignore[attr-defined]
+
+    def close_open_replies(self) -> None:
+        """A compare stopped after A never streams B: close what is still open."""
+        chat = self.query_one(ChatPane)
+        for slot in list(chat.streaming):
+            chat.finish("", slot, stopped=True)
 
     def send_chat(self, message: ChatPane.Send) -> None:
         if self.engine is None:
             self.query_one(ChatPane).fail("the engine is not running")
             return
-        self.engine.submit(message.job())
-        if self.status.state == "training":
-            self.notify("Training is running: the reply comes when it ends, or press p to pause.")
+        self.submit_job(message.job())
 
     # ------------------------------------------------------------ screens
 
@@ -208,8 +178,6 @@ class WorkbenchMixin:
     def resume_run(self, run_path: Path) -> bool:
         """Continue `run_path` where it stopped, as `mlxtui train --resume` does."""
         from mlxtui.core.engine import Train
-        from mlxtui.tui.status import Status
-        from mlxtui.tui.widgets.status_line import StatusLine
 
         if self.engine is None:
             self.notify("The engine is not running.", severity="error")
@@ -220,8 +188,8 @@ class WorkbenchMixin:
         config = self.resume_config(Path(run_path))
         self._close_tools()
         self._saw_steps = False
-        self.engine.submit(Train(config))
-        self.status = Status(state="training", model=self.status.model, message="resuming…")
-        self.query_one(StatusLine).show(self.status)
+        self.training_loads(config)
+        self.submit_job(Train(config))
+        self.show_status(Status(state="training", model=self.status.model, message="resuming…"))
         self.notify(f"continuing {Path(run_path).name}")
         return True

@@ -12,11 +12,11 @@ import threading
 from pathlib import Path
 from typing import Any, cast
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, ProgressBar, Select, Static, Switch
 from textual.widgets.option_list import Option
@@ -35,10 +35,11 @@ from mlxtui.core.data import (
     split_file,
     validate_dataset,
 )
+from mlxtui.tui.palette import HISTOGRAM, LIMIT_LINE, plot_color
 from mlxtui.tui.widgets.loss_plot import integer_ticks
 from mlxtui.tui.widgets.word_switch import WordSwitch
 
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
+SEVERITY_STYLE = {"error": "bold $error", "warning": "$warning"}
 HISTOGRAM_BINS = 20
 
 
@@ -60,7 +61,7 @@ def finding_split_line(finding: Finding) -> tuple[str, int] | None:
     return None
 
 
-def finding_text(finding: Finding, data_dir: Path | None = None) -> Text:
+def finding_text(finding: Finding, data_dir: Path | None = None) -> Content:
     """`file:line: severity: message`, the file relative to the data folder when inside it."""
     path = Path(finding.file)
     try:
@@ -68,9 +69,9 @@ def finding_text(finding: Finding, data_dir: Path | None = None) -> Text:
     except ValueError:
         shown = str(path)
     where = f"{shown}:{finding.line}" if finding.line else shown
-    text = Text(f"{where}: ")
-    text.append(finding.severity, style=SEVERITY_STYLE.get(finding.severity, "bold"))
-    text.append(f": {finding.message}")
+    text = Content(f"{where}: ")
+    text = text.append_text(finding.severity, SEVERITY_STYLE.get(finding.severity, "bold"))
+    text = text.append_text(f": {finding.message}")
     return text
 
 
@@ -136,7 +137,7 @@ class ValidateScreen(DataToolScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="tool-box"):
-            yield Label(Text(f"Validate {self.data_dir}"), classes="tool-title")
+            yield Label(Content(f"Validate {self.data_dir}"), classes="tool-title")
             yield ProgressBar(show_eta=False, id="validate-progress")
             yield Static("checking…", id="validate-summary", classes="tool-summary")
             yield OptionList(id="findings")
@@ -169,16 +170,18 @@ class ValidateScreen(DataToolScreen):
 
     def _failed(self, exc: Exception) -> None:
         summary = self.query_one("#validate-summary", Static)
-        summary.update(Text(f"validation failed: {type(exc).__name__}: {exc}", style="bold red"))
+        summary.update(
+            Content.styled(f"validation failed: {type(exc).__name__}: {exc}", "bold $error")
+        )
 
     def show_report(self, report: ValidationReport) -> None:
         self.report = report
         bar = self.query_one(ProgressBar)
         bar.update(total=1, progress=1)
-        style = "bold green" if report.ok else "bold red"
-        summary = Text(report.summary(), style=style)
+        style = "bold $success" if report.ok else "bold $error"
+        summary = Content.styled(report.summary(), style)
         if self.tokenizer is None:
-            summary.append(
+            summary = summary.append_text(
                 "\n(no model loaded yet: lengths and the chat template are not checked)",
                 style="dim",
             )
@@ -186,7 +189,7 @@ class ValidateScreen(DataToolScreen):
         options = self.query_one(OptionList)
         options.display = bool(report.findings)
         if not report.findings:
-            summary.append("\nNo problems found.", style="green")
+            summary = summary.append_text("\nNo problems found.", "$success")
             self.query_one("#validate-summary", Static).update(summary)
         options.clear_options()
         options.add_options(
@@ -217,36 +220,36 @@ class ValidateScreen(DataToolScreen):
 # ---------------------------------------------------------------- stats
 
 
-def stats_text(stats: DatasetStats) -> Text:
+def stats_text(stats: DatasetStats) -> Content:
     """Counts per split, token figures, roles and iterations per epoch."""
     unit = " (estimated: bytes/4, no model loaded)" if stats.approximate else ""
-    text = Text(f"format {stats.format or '?'} · token lengths{unit}\n\n")
+    text = Content(f"format {stats.format or '?'} · token lengths{unit}\n\n")
     header = (
         f"{'split':<6} {'examples':>8} {'skipped':>7} {'mean':>7} {'max':>6} "
         f"{'prompt':>7} {'answer':>7} {'>max':>6}\n"
     )
-    text.append(header, style="bold")
+    text = text.append_text(header, "bold")
     for s in stats.splits:
         line = (
             f"{s.name:<6} {s.examples:>8} {s.skipped:>7} {s.mean_tokens:>7.1f} {s.max_tokens:>6} "
             f"{s.mean_prompt_tokens:>7.1f} {s.mean_completion_tokens:>7.1f} "
         )
-        text.append(line)
-        text.append(f"{s.over_max:>6}\n", style="bold red" if s.over_max else "")
+        text = text.append_text(line)
+        text = text.append_text(f"{s.over_max:>6}\n", "bold $error" if s.over_max else "")
     if not stats.splits:
-        text.append("(no train/valid/test.jsonl here)\n", style="bold red")
+        text = text.append_text("(no train/valid/test.jsonl here)\n", "bold $error")
     train = stats.split("train")
     if train is not None:
         if train.over_max:
-            text.append(
+            text = text.append_text(
                 f"\n{train.over_max} training example(s) exceed max_seq_length "
                 f"{stats.max_seq_length} and will be truncated\n",
-                style="yellow",
+                style="$warning",
             )
         if train.role_counts:
             roles = ", ".join(f"{r} {n}" for r, n in sorted(train.role_counts.items()))
-            text.append(f"\nroles (train): {roles}")
-        text.append(
+            text = text.append_text(f"\nroles (train): {roles}")
+        text = text.append_text(
             f"\n{stats.iterations_per_epoch} "
             f"iteration{'' if stats.iterations_per_epoch == 1 else 's'} per epoch "
             f"at batch size {stats.batch_size}"
@@ -275,7 +278,7 @@ class StatsScreen(DataToolScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="tool-box"):
-            yield Label(Text(f"Dataset stats {self.data_dir}"), classes="tool-title")
+            yield Label(Content(f"Dataset stats {self.data_dir}"), classes="tool-title")
             yield ProgressBar(show_eta=False, id="stats-progress")
             with VerticalScroll():
                 yield Static("counting…", id="stats-text", classes="tool-summary")
@@ -308,7 +311,7 @@ class StatsScreen(DataToolScreen):
 
     def _failed(self, exc: Exception) -> None:
         self.query_one("#stats-text", Static).update(
-            Text(f"stats failed: {type(exc).__name__}: {exc}", style="bold red")
+            Content.styled(f"stats failed: {type(exc).__name__}: {exc}", "bold $error")
         )
 
     def show_stats(self, stats: DatasetStats) -> None:
@@ -324,12 +327,12 @@ class StatsScreen(DataToolScreen):
         if train is not None and rows:
             centers = [(low + high - 1) / 2 for low, high, _ in rows]
             counts = [count for _, _, count in rows]
-            plt.bar(centers, counts, color="cyan")
+            plt.bar(centers, counts, color=plot_color(self.app, HISTOGRAM))
             plt.yticks(cast(Any, integer_ticks(0, max(counts))))  # counts, not 0.33 examples
             plt.title(f"train token lengths ({len(train.token_lengths)} examples)")
             plt.xlabel("tokens")
             if rows[-1][1] > stats.max_seq_length:
-                plt.vline(stats.max_seq_length, "red")
+                plt.vline(stats.max_seq_length, plot_color(self.app, LIMIT_LINE))
         else:
             plt.title("no training examples")
         plot.refresh()
@@ -494,7 +497,7 @@ class PrepareScreen(DataToolScreen):
         source = self.value("prep-input")
         if not source:
             self.show_result(
-                Text("Input file: give the path of the file to " + mode, style="bold red")
+                Content.styled("Input file: give the path of the file to " + mode, "bold $error")
             )
             return
         options = {
@@ -509,7 +512,7 @@ class PrepareScreen(DataToolScreen):
             "response": self.value("prep-response") or None,
             "system": self.value("prep-system") or None,
         }
-        self.show_result(Text("working…", style="italic"))
+        self.show_result(Content.styled("working…", "italic"))
         self.prepare(options)
 
     @work(thread=True, exclusive=True, exit_on_error=False)
@@ -523,12 +526,12 @@ class PrepareScreen(DataToolScreen):
                 .replace("another --out folder", "another output folder")
                 .replace("(--out DIR)", "(Output folder)")
             )
-            text, folder = Text(message, style="bold red"), None
+            text, folder = Content.styled(message, "bold $error"), None
         except Exception as exc:  # noqa: BLE001 - shown in the screen
-            text, folder = Text(f"{type(exc).__name__}: {exc}", style="bold red"), None
+            text, folder = Content.styled(f"{type(exc).__name__}: {exc}", "bold $error"), None
         self.app.call_from_thread(self.show_result, text, folder)
 
-    def show_result(self, text: Text, folder: Path | None = None) -> None:
+    def show_result(self, text: Content, folder: Path | None = None) -> None:
         self.result_dir = folder
         self.query_one("#prep-result", Static).update(text)
         self.query_one("#prep-use", Button).disabled = folder is None
@@ -537,7 +540,7 @@ class PrepareScreen(DataToolScreen):
         return str(self.query_one("#prep-result", Static).render())
 
 
-def run_prepare(o: dict[str, Any]) -> tuple[Text, Path | None]:
+def run_prepare(o: dict[str, Any]) -> tuple[Content, Path | None]:
     """Run a split or convert described by the form's values; PrepareError says what is wrong."""
     if o["mode"] == "split":
         try:
@@ -547,23 +550,23 @@ def run_prepare(o: dict[str, Any]) -> tuple[Text, Path | None]:
         result = split_file(o["source"], o["ratios"] or "0.9,0.1", seed, o["out"], o["force"])
         parts = ", ".join(f"{p.name} ({result.counts[name]})" for name, p in result.paths.items())
         folder = next(iter(result.paths.values())).parent
-        text = Text(f"wrote {parts} in {folder}", style="bold green")
+        text = Content.styled(f"wrote {parts} in {folder}", "bold $success")
         if result.skipped_blank:
-            text.append(f"\n{result.skipped_blank} blank line(s) left out", style="yellow")
+            text = text.append_text(f"\n{result.skipped_blank} blank line(s) left out", "$warning")
         return text, folder
     conv = convert_file(
         o["source"], o["to"], o["out"], o["prompt"], o["response"], o["system"], o["force"]
     )
-    text = Text(
+    text = Content.styled(
         f"wrote {conv.count} example(s) to {conv.path} (prompt column '{conv.prompt_column}', "
         f"response column '{conv.response_column}')",
-        style="bold green",
+        style="bold $success",
     )
     if conv.skipped:
-        text.append(f"\n{len(conv.skipped)} row(s) not written:", style="yellow")
+        text = text.append_text(f"\n{len(conv.skipped)} row(s) not written:", "$warning")
         for why in conv.skipped[:20]:
-            text.append(f"\n  {why}", style="yellow")
+            text = text.append_text(f"\n  {why}", "$warning")
         if len(conv.skipped) > 20:
-            text.append(f"\n  … and {len(conv.skipped) - 20} more", style="yellow")
-    text.append("\nsplit it next (Action: split) to make train/valid files", style="dim")
+            text = text.append_text(f"\n  … and {len(conv.skipped) - 20} more", "$warning")
+    text = text.append_text("\nsplit it next (Action: split) to make train/valid files", "dim")
     return text, None

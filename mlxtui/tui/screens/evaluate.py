@@ -1,7 +1,8 @@
 """Evaluate screen: test loss and perplexity, base-vs-adapter answers with ROUGE-L, and a benchmark.
 
-The screen builds `Evaluate`/`Benchmark` jobs and hands them to `submit(job, listener)` (the app
-sends them to the engine and calls `listener` with the job's progress, result or failure).
+The screen builds `Evaluate`/`Benchmark` jobs and hands them to `submit(job, reply_to)` (the app's
+`submit_job`: it sends them to the engine and posts the job's progress, result or failure back
+here as `messages.JobProgress`/`JobFinished`/`JobFailed`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from textual.screen import Screen
 from textual.validation import Integer
 from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar, Static
 
-from mlxtui.core import events as ev
+from mlxtui.tui import messages
 
-Submit = Callable[[Any, Callable[[ev.Event], None]], "int | None"]
+Submit = Callable[[Any, Any], "int | None"]
 
 # (input id, label, default, validator, what a valid value is)
 FIELDS = (
@@ -209,7 +210,7 @@ class EvaluateScreen(Screen[None]):
         self._start("benchmark", job, f"benchmark: {values['bench-runs']} runs each…")
 
     def _start(self, kind: str, job: Any, message: str) -> None:
-        job_id = self.submit(job, self.on_job_event)
+        job_id = self.submit(job, self)
         if job_id is None:
             return
         self.running[kind] = job_id
@@ -222,22 +223,46 @@ class EvaluateScreen(Screen[None]):
         if total > 0:
             bar.update(total=total, progress=done)
 
-    def on_job_event(self, event: ev.Event) -> None:
-        kind = next((k for k, i in self.running.items() if i == getattr(event, "job_id", None)), "")
-        if isinstance(event, ev.JobProgress):
-            counts = f" ({event.done}/{event.total})" if event.total else ""
-            self._set_progress(f"{kind}: {event.message}{counts}", event.done, event.total)
-        elif isinstance(event, ev.JobFinished):
-            self.running.pop(kind, None)
-            if kind == "evaluate":
-                self.show_evaluation(event.result)
-            elif kind == "benchmark":
-                self.show_benchmark(event.result)
-            self._set_progress(f"{kind}: done" if not self.running else "running…")
-        elif isinstance(event, ev.JobFailed):
-            self.running.pop(kind, None)
-            hint = f" ({event.hint})" if event.hint else ""
-            self._set_progress(f"{kind} failed: {event.message}{hint}")
+    def _kind(self, job_id: int) -> str:
+        return next((k for k, i in self.running.items() if i == job_id), "")
+
+    @on(messages.JobProgress)
+    def _job_progress(self, message: messages.JobProgress) -> None:
+        event = message.event
+        counts = f" ({event.done}/{event.total})" if event.total else ""
+        kind = self._kind(event.job_id)
+        self._set_progress(f"{kind}: {event.message}{counts}", event.done, event.total)
+
+    @on(messages.PhaseStarted)
+    def _phase_started(self, message: messages.PhaseStarted) -> None:
+        event = message.event
+        self._set_progress(f"{self._kind(event.job_id)}: {event.label}", 0, event.total)
+
+    @on(messages.PhaseProgress)
+    def _phase_progress(self, message: messages.PhaseProgress) -> None:
+        event = message.event
+        counts = f" {event.done}/{event.total}" if event.total else ""
+        kind = self._kind(event.job_id)
+        self._set_progress(f"{kind}: {event.label}{counts}", event.done, event.total)
+
+    @on(messages.JobFinished)
+    def _job_finished(self, message: messages.JobFinished) -> None:
+        event = message.event
+        kind = self._kind(event.job_id)
+        self.running.pop(kind, None)
+        if kind == "evaluate":
+            self.show_evaluation(event.result)
+        elif kind == "benchmark":
+            self.show_benchmark(event.result)
+        self._set_progress(f"{kind}: done" if not self.running else "running…")
+
+    @on(messages.JobFailed)
+    def _job_failed(self, message: messages.JobFailed) -> None:
+        event = message.event
+        kind = self._kind(event.job_id)
+        self.running.pop(kind, None)
+        hint = f" ({event.hint})" if event.hint else ""
+        self._set_progress(f"{kind} failed: {event.message}{hint}")
 
     # ------------------------------------------------------------ results
 

@@ -19,10 +19,11 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static, Switch
 
-from mlxtui.core import events as ev
+from mlxtui.tui import messages
 from mlxtui.tui.widgets.word_switch import WordSwitch
 
-Submit = Callable[[Any, Callable[[ev.Event], None]], "int | None"]
+# The app's `submit_job(job, reply_to)`: the job's messages come back to this screen.
+Submit = Callable[[Any, Any], "int | None"]
 
 
 def occupied(path: Path) -> bool:
@@ -216,31 +217,48 @@ class ExportScreen(Screen[None]):
         if self.running:
             self._refuse("an export is running; wait for it to finish")
             return
-        job_id = self.submit(job, self.on_job_event)
+        job_id = self.submit(job, self)
         if job_id is None:
             return
         self.running[job_id] = job.kind
         self._progress(message)
         self.show_result("")
 
-    def on_job_event(self, event: ev.Event) -> None:
-        job_id = getattr(event, "job_id", None)
-        kind = self.running.get(job_id, "export") if job_id is not None else "export"
-        if isinstance(event, ev.JobProgress):
-            counts = f" ({event.done}/{event.total})" if event.total else ""
-            self._progress(f"{kind}: {event.message}{counts}")
-        elif isinstance(event, ev.JobFinished):
-            self.running.pop(job_id, None)  # type: ignore[arg-type]
-            self.last_path = str(Path(str(event.result)).expanduser().resolve())
-            self._progress(f"{kind}: done")
-            self.show_result(f"written: {self.last_path}")
-            if kind == "fuse":
-                self.query_one("#ex-up-folder", Input).value = str(event.result)
-        elif isinstance(event, ev.JobFailed):
-            self.running.pop(job_id, None)  # type: ignore[arg-type]
-            self._progress(f"{kind}: failed")
-            hint = f"\nWhat to do: {event.hint}" if event.hint else ""
-            self.show_result(f"{kind} failed: {event.message}{hint}", error=True)
+    @on(messages.JobProgress)
+    def _job_progress(self, message: messages.JobProgress) -> None:
+        event = message.event
+        kind = self.running.get(event.job_id, "export")
+        counts = f" ({event.done}/{event.total})" if event.total else ""
+        self._progress(f"{kind}: {event.message}{counts}")
+
+    @on(messages.PhaseStarted)
+    def _phase_started(self, message: messages.PhaseStarted) -> None:
+        event = message.event
+        self._progress(f"{self.running.get(event.job_id, 'export')}: {event.label}")
+
+    @on(messages.PhaseProgress)
+    def _phase_progress(self, message: messages.PhaseProgress) -> None:
+        event = message.event
+        counts = f" {event.done}/{event.total}" if event.total else ""
+        self._progress(f"{self.running.get(event.job_id, 'export')}: {event.label}{counts}")
+
+    @on(messages.JobFinished)
+    def _job_finished(self, message: messages.JobFinished) -> None:
+        event = message.event
+        kind = self.running.pop(event.job_id, "export")
+        self.last_path = str(Path(str(event.result)).expanduser().resolve())
+        self._progress(f"{kind}: done")
+        self.show_result(f"written: {self.last_path}")
+        if kind == "fuse":
+            self.query_one("#ex-up-folder", Input).value = str(event.result)
+
+    @on(messages.JobFailed)
+    def _job_failed(self, message: messages.JobFailed) -> None:
+        event = message.event
+        kind = self.running.pop(event.job_id, "export")
+        self._progress(f"{kind}: failed")
+        hint = f"\nWhat to do: {event.hint}" if event.hint else ""
+        self.show_result(f"{kind} failed: {event.message}{hint}", error=True)
 
     # ------------------------------------------------------------ upload
 

@@ -16,9 +16,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static, Switch
 
-from mlxtui.core import events as ev
 from mlxtui.core.config import FieldSpec, TrainConfig, get_field, set_field, validate_field
-from mlxtui.tui.widgets.memory_estimate import EstimateView, JobRequest
+from mlxtui.tui.messages import SubmitJob
+from mlxtui.tui.widgets.memory_estimate import EstimateView
 
 # Fields that change the estimated peak memory.
 MEMORY_FIELDS = frozenset(
@@ -84,6 +84,17 @@ class ConfigForm(VerticalScroll):
 
     class Changed(Message):
         """A field now holds a new valid value."""
+
+        def __init__(self, name: str, value: Any) -> None:
+            super().__init__()
+            self.name = name
+            self.value = value
+
+    class Committed(Message):
+        """A text field's valid value was confirmed: Enter, or the focus left the field.
+
+        For work too costly to redo on each keystroke (loading another model).
+        """
 
         def __init__(self, name: str, value: Any) -> None:
             super().__init__()
@@ -171,12 +182,10 @@ class ConfigForm(VerticalScroll):
         for spec in self.fields:
             self._refresh_note(spec.name)
 
-    def observe(self, event: ev.Event) -> None:
-        """Engine events that concern the form: the model (for estimates) and the estimate view."""
-        if isinstance(event, ev.ModelLoaded):
-            self.model_ready = True
-            self.request_estimate(delay=0)
-        self.query_one(EstimateView).observe(event)
+    def model_loaded(self) -> None:
+        """Estimates need the loaded model's shapes: from now on the form asks for them."""
+        self.model_ready = True
+        self.request_estimate(delay=0)
 
     def request_estimate(self, delay: float = ESTIMATE_DEBOUNCE_S) -> None:
         """Ask for an estimate of the current values `delay` seconds from now (restarts the wait)."""
@@ -192,7 +201,7 @@ class ConfigForm(VerticalScroll):
 
         self._estimate_timer = None
         if self.model_ready and not self.errors:
-            self.post_message(JobRequest(Estimate(self.config)))
+            self.post_message(SubmitJob(Estimate(self.config)))
 
     def set_value(self, name: str, raw: str) -> None:
         """Type `raw` into a text field (used by tests and by commands)."""
@@ -207,6 +216,17 @@ class ConfigForm(VerticalScroll):
             return
         event.stop()
         self._accept(spec.name, event.value, event.input)
+
+    @on(Input.Submitted)
+    @on(Input.Blurred)
+    def _input_committed(self, event: Input.Submitted | Input.Blurred) -> None:
+        spec = self._by_id.get(event.input.id or "")
+        if spec is None:
+            return
+        event.stop()
+        state = self.states[spec.name]
+        if state.error is None:
+            self.post_message(self.Committed(spec.name, state.value))
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
@@ -243,7 +263,8 @@ class ConfigForm(VerticalScroll):
         self._refresh_note(name)
         if error is None and value != previous.value:
             self.post_message(self.Changed(name, value))
-            if name in MEMORY_FIELDS:
+            # Another model is estimated once it has loaded (the app loads it on commit).
+            if name in MEMORY_FIELDS and name != "model":
                 self.request_estimate()
 
     def _refresh_note(self, name: str) -> None:

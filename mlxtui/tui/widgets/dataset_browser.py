@@ -15,20 +15,23 @@ from __future__ import annotations
 import bisect
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.events import DescendantBlur
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Label, Select, Static
 
-from mlxtui.core.data.formats import SPLITS, detect_format
-from mlxtui.core.data.index import JsonlIndex, RecordError, Search
-from mlxtui.core.data.render import render_example
+if TYPE_CHECKING:
+    # mlxtui.core.data imports numpy (a quarter of the dashboard's import time): it is imported
+    # when a data folder is set, after the first frame (benchmarks/bench_first_frame.py).
+    from mlxtui.core.data.index import JsonlIndex, Search
 
 PAGE_ROWS = 100
 PREVIEW_CHARS = 200
@@ -56,28 +59,48 @@ def preview(line: str) -> str:
     return line[:PREVIEW_CHARS]
 
 
-def render_record(record: Any, tokenizer: Any, mask_prompt: bool) -> Text:
+# The trained tokens: "success" is green in the bundled themes, as the header line says.
+TRAINED = "bold $success"
+
+
+def render_record(record: Any, tokenizer: Any, mask_prompt: bool) -> Content:
     """The example as the model will see it (trained parts highlighted), or pretty JSON."""
+    from mlxtui.core.data.formats import detect_format
+    from mlxtui.core.data.index import RecordError
+    from mlxtui.core.data.render import render_example
+
     if isinstance(record, RecordError):
-        return Text(f"line {record.line}: {record.message}\n\n{record.text}", style="bold red")
+        return Content.styled(
+            f"line {record.line}: {record.message}\n\n{record.text}", "bold $error"
+        )
     if tokenizer is not None:
         try:
             rendered = render_example(record, tokenizer, detect_format(record), mask_prompt)
-            text = Text(
+            text = Content.styled(
                 f"{rendered.format} · {rendered.tokens} tokens · "
                 f"{rendered.trained_tokens} trained, in green\n\n",
-                style="italic",
+                "italic",
             )
             for segment in rendered.segments:
-                text.append(segment.text, style="bold green" if segment.trains else "dim")
+                text = text.append_text(segment.text, TRAINED if segment.trains else "dim")
             return text
         except Exception as exc:  # a template problem must still let the user read the example
-            fallback = Text(f"(cannot render with the chat template: {exc})\n\n", style="yellow")
-            return fallback + Text(json.dumps(record, indent=2, ensure_ascii=False))
-    return Text(json.dumps(record, indent=2, ensure_ascii=False))
+            fallback = Content.styled(
+                f"(cannot render with the chat template: {exc})\n\n", "$warning"
+            )
+            return fallback.append(json.dumps(record, indent=2, ensure_ascii=False))
+    return Content(json.dumps(record, indent=2, ensure_ascii=False))
 
 
 class DatasetBrowser(Widget):
+    class Indexed(Message):
+        """The split's index is complete: its size is known (hints and the schedule use it)."""
+
+        def __init__(self, split: str, examples: int) -> None:
+            super().__init__()
+            self.split = split
+            self.examples = examples
+
     BINDINGS = [
         Binding("slash", "find", "Search", key_display="/"),
         Binding("n", "next_match(1)", "Next match", show=False),
@@ -102,6 +125,8 @@ class DatasetBrowser(Widget):
         self.data_dir: Path | None = None
         self.split = "train"
         self.index: JsonlIndex | None = None
+        self._reported: JsonlIndex | None = None  # the index whose completion was posted
+        self._all_splits = False  # the split menu lists them all (set_data_dir)
         self.tokenizer: Any = None
         self.mask_prompt = False
         self.loaded_rows = 0
@@ -116,9 +141,9 @@ class DatasetBrowser(Widget):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ds-bar"):
-            yield Select(
-                [(s, s) for s in SPLITS],
-                value="train",
+            yield Select(  # all the splits once a data folder is set (set_data_dir)
+                [(self.split, self.split)],
+                value=self.split,
                 allow_blank=False,
                 id="ds-split",
                 compact=True,
@@ -146,6 +171,13 @@ class DatasetBrowser(Widget):
     # ------------------------------------------------------------ public
 
     def set_data_dir(self, data_dir: str | Path | None) -> None:
+        from mlxtui.core.data.formats import SPLITS
+
+        if not self._all_splits:
+            self._all_splits = True
+            select: Select[str] = self.query_one("#ds-split", Select)
+            select.set_options([(s, s) for s in SPLITS])
+            select.value = self.split
         self.data_dir = Path(data_dir) if data_dir else None
         self._open_split(self.split)
 
@@ -178,6 +210,8 @@ class DatasetBrowser(Widget):
 
     def show_line(self, split: str, line: int) -> bool:
         """Open `split` (if another) and select its 1-based `line`."""
+        from mlxtui.core.data.formats import SPLITS
+
         if split != self.split and split in SPLITS:
             select = self.query_one("#ds-split", Select)
             with self.prevent(Select.Changed):
@@ -325,6 +359,8 @@ class DatasetBrowser(Widget):
             self._set_count(f"{split}: no file ({where})")
             return
         try:
+            from mlxtui.core.data.index import JsonlIndex
+
             self.index = JsonlIndex(path)
         except OSError as exc:
             self._set_count(f"{path}: cannot read ({exc.strerror or exc})")
@@ -342,6 +378,9 @@ class DatasetBrowser(Widget):
         index = self.index
         if index is None:
             return
+        if index.is_complete and index is not self._reported:
+            self._reported = index
+            self.post_message(self.Indexed(self.split, len(index)))
         if self.search is None:
             more = "" if index.is_complete else "+ (indexing)"
             noun = "example" if len(index) == 1 and index.is_complete else "examples"

@@ -14,6 +14,8 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
+from mlxtui.tui.palette import TRAIN_CURVE, VAL_CURVE, plot_color
+
 MAX_REDRAWS_PER_SECOND = 4
 # Beyond this many points a line is thinned for drawing (the stored data stays complete).
 MAX_DRAWN_POINTS = 400
@@ -85,6 +87,7 @@ class LossPlot(Widget):
     def on_mount(self) -> None:
         self._redraw()
         self.set_interval(1 / MAX_REDRAWS_PER_SECOND, self._redraw_if_dirty)
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw())
 
     def add_train(self, iteration: int, loss: float) -> None:
         if _plottable(iteration, loss):
@@ -130,11 +133,13 @@ class LossPlot(Widget):
         plt.xlabel("iteration")
         if self.train_points:
             xs, ys = zip(*_thin(self.train_points, MAX_DRAWN_POINTS), strict=True)
-            plt.plot(list(xs), list(ys), marker="braille", color="cyan")
+            train = plot_color(self.app, TRAIN_CURVE)
+            plt.plot(list(xs), list(ys), marker="braille", color=train)
         if self.val_points:
             xs, ys = zip(*_thin(self.val_points, MAX_DRAWN_POINTS), strict=True)
-            plt.plot(list(xs), list(ys), marker="braille", color="orange")
-            plt.scatter(list(xs), list(ys), marker=VAL_MARKER, color="orange")
+            val = plot_color(self.app, VAL_CURVE)
+            plt.plot(list(xs), list(ys), marker="braille", color=val)
+            plt.scatter(list(xs), list(ys), marker=VAL_MARKER, color=val)
         iterations = [it for it, _ in self.train_points] + [it for it, _ in self.val_points]
         if iterations:
             plt.xticks(cast(Any, integer_ticks(min(iterations), max(iterations))))

@@ -17,6 +17,7 @@ from textual_plotext import PlotextPlot
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import ConfigError, TrainConfig, get_field, schedule_preview
+from mlxtui.tui.palette import CURRENT_MARK, LR_CURVE, plot_color
 from mlxtui.tui.widgets.loss_plot import LossPlot, integer_ticks
 
 
@@ -62,6 +63,7 @@ class LrPreview(Widget):
 
     def on_mount(self) -> None:
         self._redraw()
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw())
 
     def set_points(self, points: list[tuple[int, float]], title: str) -> None:
         if points == self.points and title == self.title:
@@ -86,7 +88,7 @@ class LrPreview(Widget):
         if self.points:
             xs = [it for it, _ in self.points]
             ys = [lr for _, lr in self.points]
-            plt.plot(xs, ys, marker="braille", color="green")
+            plt.plot(xs, ys, marker="braille", color=plot_color(self.app, LR_CURVE))
             ticks = integer_ticks(min(xs), max(xs))
             plt.xticks([float(t) for t in ticks], [str(t) for t in ticks])
             # From 0, so a constant rate reads as a flat line at its height, not at the top.
@@ -95,7 +97,7 @@ class LrPreview(Widget):
             yticks = [max(ys) * k / 2 for k in range(3)]
             plt.yticks(yticks, [lr_label(t) for t in yticks])
             if self.current is not None:
-                plt.vline(self.current, "orange")
+                plt.vline(self.current, plot_color(self.app, CURRENT_MARK))
         else:
             plt.xlim(0, 1)
             plt.ylim(0, 1)
@@ -144,21 +146,23 @@ class LossPane(Vertical):
         self.show_lr = not self.show_lr
         self._apply_mode()
 
-    def observe(self, event: ev.Event) -> None:
-        if isinstance(event, ev.TrainStarted):
-            self.show_lr = False
-            self.current_lr = self.current_iteration = None
-            self._banner("")
-            self._apply_mode()
-        elif isinstance(event, ev.TrainStep):
-            self.current_lr, self.current_iteration = event.learning_rate, event.iteration
-            self._draw_line()
-            if self.show_lr:
-                self.query_one(LrPreview).mark(event.iteration)
-        elif isinstance(event, ev.TrainPaused) and event.reason == "nan":
-            self._banner(event.message or f"loss is not a number at step {event.iteration}")
-        elif isinstance(event, ev.TrainResumed | ev.TrainFinished):
-            self._banner("")
+    def train_started(self) -> None:
+        self.show_lr = False
+        self.current_lr = self.current_iteration = None
+        self._banner("")
+        self._apply_mode()
+
+    def train_step(self, step: ev.TrainStep) -> None:
+        self.current_lr, self.current_iteration = step.learning_rate, step.iteration
+        self._draw_line()
+        if self.show_lr:
+            self.query_one(LrPreview).mark(step.iteration)
+
+    def show_nan(self, paused: ev.TrainPaused) -> None:
+        self._banner(paused.message or f"loss is not a number at step {paused.iteration}")
+
+    def clear_banner(self) -> None:
+        self._banner("")
 
     def banner_text(self) -> str:
         return str(self.query_one("#loss-banner", Static).render())

@@ -1,6 +1,6 @@
 """The pre-flight memory estimate shown at the top of the Config pane, and its details modal.
 
-The widget only renders `MemoryEstimated` events and asks for new ones (`JobRequest`); the
+The widget only renders `MemoryEstimated` events (the form asks for new ones); the
 arithmetic runs on the engine thread (`Estimate` job, it needs the loaded model's shapes).
 After a run it also shows the estimate next to the peak the trainer measured.
 """
@@ -8,60 +8,48 @@ After a run it also shows the estimate next to the peak the trainer measured.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.message import Message
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from mlxtui.core import events as ev
 from mlxtui.core.memory import format_bytes
 
-VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "will swap": "bold red"}
+VERDICT_STYLE = {"fits": "bold $success", "tight": "bold $warning", "will swap": "bold $error"}
 # mlx-lm reports peak memory in GB of 10^9 bytes (mx.get_peak_memory() / 1e9).
 MLX_LM_GB = 1e9
 
 
-class JobRequest(Message):
-    """A widget asks the app to submit `job` to the engine; `submitted(job_id or None)` follows."""
-
-    def __init__(self, job: Any, submitted: Callable[[int | None], None] | None = None) -> None:
-        super().__init__()
-        self.job = job
-        self.submitted = submitted
-
-
-def estimate_lines(estimate: ev.MemoryEstimated, with_options: bool = True) -> Text:
+def estimate_lines(estimate: ev.MemoryEstimated, with_options: bool = True) -> Content:
     """'estimated peak X — fits (Y available)' plus the cheaper options when it does not fit."""
-    text = Text("estimated peak ")
-    text.append(format_bytes(estimate.total_bytes), style="bold")
+    text = Content("estimated peak ")
+    text = text.append_text(format_bytes(estimate.total_bytes), "bold")
     if estimate.verdict:
-        text.append(" — ")
-        text.append(estimate.verdict, style=VERDICT_STYLE.get(estimate.verdict, "bold"))
+        text = text.append(" — ")
+        text = text.append_text(estimate.verdict, VERDICT_STYLE.get(estimate.verdict, "bold"))
     if estimate.available_bytes is not None:
-        text.append(f" ({format_bytes(estimate.available_bytes)} available)")
+        text = text.append(f" ({format_bytes(estimate.available_bytes)} available)")
     if with_options and estimate.verdict in ("tight", "will swap") and estimate.options:
-        text.append("\ncheaper:", style="bold")
+        text = text.append_text("\ncheaper:", "bold")
         for label, size in estimate.options[:4]:
-            text.append(f"\n • {label}: {format_bytes(size)}")
+            text = text.append(f"\n • {label}: {format_bytes(size)}")
     return text
 
 
-def comparison_line(estimated: int | None, measured_gb: float) -> Text:
+def comparison_line(estimated: int | None, measured_gb: float) -> Content:
     """The last run's estimate against the trainer's measured peak (GB of 10^9 bytes)."""
     measured = int(measured_gb * MLX_LM_GB)
-    text = Text("last run: measured peak ")
-    text.append(format_bytes(measured), style="bold")
+    text = Content("last run: measured peak ")
+    text = text.append_text(format_bytes(measured), "bold")
     if estimated:
         diff = (measured - estimated) / estimated * 100
-        text.append(f", estimated {format_bytes(estimated)} ({diff:+.0f}%)")
+        text = text.append(f", estimated {format_bytes(estimated)} ({diff:+.0f}%)")
     else:
-        text.append(" (no estimate)")
+        text = text.append(" (no estimate)")
     return text
 
 
@@ -76,7 +64,7 @@ def short_error(message: str) -> str:
 
 
 class EstimateView(Static):
-    """Renders the latest estimate; `observe(event)` keeps it current."""
+    """Renders the latest estimate and, after a run, the estimate against the measured peak."""
 
     DEFAULT_CSS = """
     EstimateView { height: auto; padding: 0 1; color: $text-muted; }
@@ -89,24 +77,28 @@ class EstimateView(Static):
         self.error: str | None = None
         self.run_estimate: int | None = None
         self.run_peak_gb = 0.0
-        self.last_run: Text | None = None
+        self.last_run: Content | None = None
 
-    def observe(self, event: ev.Event) -> None:
-        if isinstance(event, ev.MemoryEstimated):
-            self.estimate, self.pending, self.error = event, False, None
-        elif isinstance(event, ev.JobFailed) and event.kind == "estimate":
-            self.pending, self.error = False, event.message
-        elif isinstance(event, ev.TrainStarted):
-            self.run_estimate, self.run_peak_gb = event.estimated_peak_bytes, 0.0
-        elif isinstance(event, ev.TrainStep | ev.TrainReport):
-            peak = event.peak_memory
-            if isinstance(peak, int | float) and peak == peak:
-                self.run_peak_gb = max(self.run_peak_gb, float(peak))
-        elif isinstance(event, ev.TrainFinished):
-            if self.run_peak_gb > 0:
-                self.last_run = comparison_line(self.run_estimate, self.run_peak_gb)
-        else:
-            return
+    def show_estimate(self, estimate: ev.MemoryEstimated) -> None:
+        self.estimate, self.pending, self.error = estimate, False, None
+        self.redraw()
+
+    def show_error(self, message: str) -> None:
+        self.pending, self.error = False, message
+        self.redraw()
+
+    def run_started(self, estimated_peak_bytes: int | None) -> None:
+        self.run_estimate, self.run_peak_gb = estimated_peak_bytes, 0.0
+        self.redraw()
+
+    def run_peak(self, peak_gb: float) -> None:
+        """The trainer's peak so far (GB of 10^9 bytes, as mlx-lm reports it)."""
+        if isinstance(peak_gb, int | float) and peak_gb == peak_gb:
+            self.run_peak_gb = max(self.run_peak_gb, float(peak_gb))
+
+    def run_finished(self) -> None:
+        if self.run_peak_gb > 0:
+            self.last_run = comparison_line(self.run_estimate, self.run_peak_gb)
         self.redraw()
 
     def set_pending(self) -> None:
@@ -115,20 +107,20 @@ class EstimateView(Static):
 
     def redraw(self) -> None:
         if self.error:
-            text = Text(f"no memory estimate: {short_error(self.error)}", style="yellow")
+            text = Content.styled(f"no memory estimate: {short_error(self.error)}", "$warning")
         elif self.estimate is not None:
             text = estimate_lines(self.estimate)
             if self.pending:
-                text.append(" …", style="dim")
+                text = text.append_text(" …", "dim")
         elif self.pending:
-            text = Text("estimating peak memory…", style="italic")
+            text = Content.styled("estimating peak memory…", "italic")
         else:
-            text = Text("memory estimate: after the model loads")
+            text = Content("memory estimate: after the model loads")
         if self.last_run is not None:
-            text.append("\n")
-            text.append_text(self.last_run)
+            text = text.append("\n")
+            text = text.append(self.last_run)
         if self.estimate is not None:
-            text.append("  (m: details)", style="dim")
+            text = text.append_text("  (m: details)", "dim")
         self.update(text)
 
     def plain(self) -> str:
@@ -152,7 +144,7 @@ class EstimateScreen(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,enter,q,m", "app.pop_screen", "Close", show=True)]
 
-    def __init__(self, estimate: ev.MemoryEstimated, last_run: Text | None = None) -> None:
+    def __init__(self, estimate: ev.MemoryEstimated, last_run: Content | None = None) -> None:
         super().__init__()
         self.estimate = estimate
         self.last_run = last_run
@@ -160,19 +152,19 @@ class EstimateScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         est = self.estimate
         text = estimate_lines(est, with_options=False)
-        text.append("\n\nbreakdown:\n", style="bold")
+        text = text.append_text("\n\nbreakdown:\n", "bold")
         width = max((len(k) for k in est.breakdown), default=4) + 2
         for name, size in sorted(est.breakdown.items(), key=lambda kv: -kv[1]):
-            text.append(f"  {name.ljust(width)}{format_bytes(size):>10}\n")
+            text = text.append(f"  {name.ljust(width)}{format_bytes(size):>10}\n")
         if est.options:
-            text.append("\nalternatives (estimated peak):\n", style="bold")
+            text = text.append_text("\nalternatives (estimated peak):\n", "bold")
             for label, size in est.options:
-                text.append(f"  {label}: {format_bytes(size)}\n")
+                text = text.append(f"  {label}: {format_bytes(size)}\n")
         if est.note:
-            text.append(f"\n{est.note}\n", style="italic")
+            text = text.append_text(f"\n{est.note}\n", "italic")
         if self.last_run is not None:
-            text.append("\n")
-            text.append_text(self.last_run)
+            text = text.append("\n")
+            text = text.append(self.last_run)
         with Vertical(id="estimate-box", classes="modal-box"):
             yield Label("Memory estimate", classes="modal-title")
             with VerticalScroll():

@@ -11,13 +11,15 @@ from collections import deque
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.widgets import Label, Sparkline, Static
 
 from mlxtui.core import events as ev
 from mlxtui.core.memory import MemoryHistory, MemorySample
-from mlxtui.tui.widgets.memory_estimate import JobRequest
+from mlxtui.tui import messages
 
 HISTORY = 60  # samples kept for the sparklines (about a minute at one sample per second)
 SERIES = (
@@ -26,7 +28,8 @@ SERIES = (
     ("used", "used", "system_used"),
     ("swap", "swap", "swap_used"),
 )
-PRESSURE_STYLE = {"green": "bold green", "yellow": "bold yellow", "red": "bold red"}
+# Pressure levels (core names them by traffic-light colour) drawn in the theme's colours.
+PRESSURE_STYLE = {"green": "bold $success", "yellow": "bold $warning", "red": "bold $error"}
 DEVICE_JOB = "device info"
 
 
@@ -38,16 +41,6 @@ def format_bytes(n: int | float | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TB"
-
-
-def swap_growth_per_minute(points: deque[tuple[float, int]]) -> float | None:
-    """Bytes of swap added per minute over the kept samples (None until there is a span)."""
-    if len(points) < 2:
-        return None
-    (t0, s0), (t1, s1) = points[0], points[-1]
-    if t1 - t0 < 1:
-        return None
-    return (s1 - s0) * 60.0 / (t1 - t0)
 
 
 def pressure_source(sample: Any) -> str:
@@ -111,14 +104,11 @@ class MemoryGauge(VerticalScroll):
         self.pressure = "green"
         self.device: dict[str, Any] | None = None
         self.alert: str = ""
-        self._device_job: int | None = None
-        self._device_requested = False
         self._advice: tuple[str, ...] = ()
         self.history = MemoryHistory(maxlen=HISTORY)
         self._series: dict[str, deque[float]] = {
             key: deque(maxlen=HISTORY) for key, _label, _field in SERIES
         }
-        self._swap: deque[tuple[float, int]] = deque(maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="mem-banner")
@@ -140,24 +130,32 @@ class MemoryGauge(VerticalScroll):
     def device_line(self) -> str:
         return str(self.query_one("#mem-device", Static).render())
 
-    def observe(self, event: ev.Event) -> None:
-        """Engine events that concern memory (the samples themselves come via `update_sample`)."""
-        if not self._device_requested:
-            self._device_requested = True
-            self._request_device_info()
-        if isinstance(event, ev.JobFinished) and event.job_id == self._device_job:
-            if isinstance(event.result, dict):
-                self.set_device(event.result)
-        elif isinstance(event, ev.MemoryAlert):
-            self._advice = tuple(event.suggestions)
-            verb = "paused" if event.action == "pause" else "warning"
-            self.show_alert(event.level, f"memory {verb}: {event.message}" + self._advice_text(""))
-        elif isinstance(event, ev.TrainPaused) and event.reason == "memory":
-            message = event.message or "training paused: memory pressure"
-            self.show_alert("red", message + self._advice_text(message))
-        elif isinstance(event, ev.TrainResumed | ev.TrainStarted):
-            self._advice = ()
-            self.show_alert("", "")
+    def request_device_info(self) -> None:
+        """Ask the engine (once it runs) what device MLX uses; the answer comes as JobFinished."""
+        from mlxtui.core.engine import Call
+
+        self.post_message(
+            messages.SubmitJob(Call(fn=_fetch_device_info, description=DEVICE_JOB), reply_to=self)
+        )
+
+    @on(messages.JobFinished)
+    def _device_answered(self, message: messages.JobFinished) -> None:
+        result = message.event.result
+        if isinstance(result, dict):
+            self.set_device(result)
+
+    def show_memory_alert(self, alert: ev.MemoryAlert) -> None:
+        self._advice = tuple(alert.suggestions)
+        verb = "paused" if alert.action == "pause" else "warning"
+        self.show_alert(alert.level, f"memory {verb}: {alert.message}" + self._advice_text(""))
+
+    def show_memory_pause(self, paused: ev.TrainPaused) -> None:
+        message = paused.message or "training paused: memory pressure"
+        self.show_alert("red", message + self._advice_text(message))
+
+    def clear_alert(self) -> None:
+        self._advice = ()
+        self.show_alert("", "")
 
     def _advice_text(self, already: str) -> str:
         """The last alert's suggestions as bullet lines, leaving out those `already` holds."""
@@ -183,8 +181,12 @@ class MemoryGauge(VerticalScroll):
             text += f" ({info['error']})"
         self.query_one("#mem-device", Static).update(Text(text))
 
-    def update_sample(self, sample: Any) -> None:
-        """Show one sample (a `mlxtui.core.memory.MemorySample` or anything with its fields)."""
+    def update_sample(self, sample: Any, swap_growth_per_min: float | None = None) -> None:
+        """Show one sample (a `mlxtui.core.memory.MemorySample` or anything with its fields).
+
+        `swap_growth_per_min` (bytes/minute) is core's figure, the one the memory guard acts on;
+        None (no span of samples yet) shows as "—".
+        """
         get = lambda name: int(getattr(sample, name, 0) or 0)  # noqa: E731
         values = {field: get(field) for _key, _label, field in SERIES}
         self.latest = sample
@@ -192,15 +194,16 @@ class MemoryGauge(VerticalScroll):
             self.history.append(sample)
         for key, _label, field in SERIES:
             self._series[key].append(values[field] / 1024**2)
-        self._swap.append((float(getattr(sample, "timestamp", 0.0) or 0.0), get("swap_used")))
-        growth = swap_growth_per_minute(self._swap)
+        growth = swap_growth_per_min
         pressure = str(getattr(sample, "pressure", "green") or "green")
         swap = format_bytes(get("swap_used"))
         if get("swap_total"):
             swap += f" of {format_bytes(get('swap_total'))}"
-        if growth is not None:
+        if growth is None:
+            swap += " —/m"
+        else:
             swap += f" {'+' if growth >= 0 else '-'}{format_bytes(abs(growth))}/m"
-        text = Text(
+        text = Content(
             "\n".join(
                 [
                     f"MLX   {format_bytes(get('mlx_active'))}  peak {format_bytes(get('mlx_peak'))}",
@@ -213,10 +216,10 @@ class MemoryGauge(VerticalScroll):
                 ]
             )
         )
-        text.append(f"● {pressure.upper()}", style=PRESSURE_STYLE.get(pressure, "bold"))
+        text = text.append_text(f"● {pressure.upper()}", PRESSURE_STYLE.get(pressure, "bold"))
         source = pressure_source(sample)
         if source:
-            text.append(f"  {source}", style="dim")
+            text = text.append_text(f"  {source}", "dim")
         self.query_one("#mem-text", Static).update(text)
         self.set_pressure(pressure)
         for key, _label, _field in SERIES:
@@ -226,14 +229,3 @@ class MemoryGauge(VerticalScroll):
         for name in ("green", "yellow", "red"):
             self.set_class(name == level, f"-pressure-{name}")
         self.pressure = level
-
-    # ------------------------------------------------------------ internals
-
-    def _request_device_info(self) -> None:
-        from mlxtui.core.engine import Call
-
-        def submitted(job_id: int | None) -> None:
-            self._device_job = job_id
-
-        job = Call(fn=_fetch_device_info, description=DEVICE_JOB)
-        self.post_message(JobRequest(job, submitted))

@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from mlxtui.core import events as ev
+from mlxtui.tui.palette import REFERENCE, theme_color
 from mlxtui.tui.widgets.loss_plot import LossPlot
 
 
@@ -133,7 +134,7 @@ class SamplesPanel(VerticalScroll):
         out = [("prompt", prompt.strip(), "")]
         reference = self.history.references.get(prompt, "")
         if reference:
-            out.append(("reference", reference.strip(), "green"))
+            out.append(("reference", reference.strip(), theme_color(self.app, REFERENCE)))
         latest = self.history.latest(prompt)
         if latest:
             out.append((f"it {latest[0]}", latest[1].strip(), ""))
