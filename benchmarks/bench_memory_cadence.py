@@ -165,7 +165,7 @@ def sample_cost(n: int = 500) -> tuple[float, float]:
     per_probe = (time.perf_counter() - t) / n
     telemetry = Telemetry(lambda e: None, probe=probe)
     telemetry.arm(MemoryGuard("pause"))
-    for _ in range(150):  # a full history (120 samples), as after two minutes of running
+    for _ in range(350):  # a full history (300 samples), as after five minutes of running
         telemetry.sample_now()
     t = time.perf_counter()
     for _ in range(n):

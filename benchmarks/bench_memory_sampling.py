@@ -74,7 +74,7 @@ def main() -> None:
     print(f"memory sample: {per_sample * 1e6:.0f} µs ({n} samples)")
     telemetry = Telemetry(lambda event: None, probe=probe)
     telemetry.arm(MemoryGuard("pause"))
-    for _ in range(150):  # fill the history (120 samples): the swap trend's worst case
+    for _ in range(350):  # fill the history (300 samples): the swap trend's worst case
         telemetry.sample_now()
     t = time.perf_counter()
     for _ in range(n):
