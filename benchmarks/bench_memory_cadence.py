@@ -67,7 +67,7 @@ def _short(message: str) -> str:
     return " ".join(words) or message[:30]
 
 
-def segments_from(engine_events: list[tuple[float, object]], end: float) -> list[Segment]:
+def segments_from(engine_events: list[tuple[float, object]]) -> list[Segment]:
     """Cut the run into labelled phases from the engine's own events."""
     from mlxtui.core import events as ev
 
@@ -257,7 +257,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
                 print(f"  {t - t0:7.2f}  {type(e).__name__} {str(e)[:110]}")
     ours = [t for t, e in telemetry_stream.snapshot() if isinstance(e, ev.MemorySampled)]
     theirs = [t for t, e in engine_events if isinstance(e, ev.MemorySampled)]
-    segments = segments_from(engine_events, end)
+    segments = segments_from(engine_events)
 
     by_label: dict[str, list[Segment]] = {}
     for seg in segments:
