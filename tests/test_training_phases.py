@@ -236,3 +236,14 @@ def test_evaluate_job_reports_phases_and_esc_stops_it_between_batches(tiny_model
         assert [f.outcome for f in rec.phases(ev.PhaseFinished, "evaluate")] == ["stopped"]
     finally:
         engine.shutdown()
+
+
+def test_a_stop_while_loading_ends_the_job_before_a_run_folder_is_made(tiny_model_dir, data, tmp_path):
+    from mlxtui.core.engine import EngineError
+
+    rec = Recorder(stop_on(lambda e: isinstance(e, ev.PhaseStarted) and e.phase == "tokenize"))
+    with pytest.raises(EngineError, match="training stopped before it began"):
+        train(config(tiny_model_dir, data, tmp_path / "runs"), rec)
+    assert [f.outcome for f in rec.phases(ev.PhaseFinished, "tokenize")] == ["done"]
+    assert rec.phases(ev.PhaseStarted, "estimate") == [] and rec.of(ev.TrainStarted) == []
+    assert not (tmp_path / "runs").exists()

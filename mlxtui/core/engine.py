@@ -3,8 +3,9 @@
 Since MLX 0.31.2 streams are thread-local, so every MLX call (load, train, evaluate,
 generate, fuse) runs here. Other threads only `submit()` jobs, flip control flags
 (pause/stop/cancel) and receive events through the subscribers (`on_event` and any added with
-`subscribe`), which are called on this thread: subscribers must hand events over to their own
-thread (Textual's `post_message` is thread-safe; a queue works for anything else).
+`subscribe`). Subscribers are called on this thread, and for `MemorySampled` on the telemetry
+thread (memory is sampled every second whatever MLX is doing): they must hand events over to
+their own thread (Textual's `post_message` is thread-safe; a queue works for anything else).
 
 What each job does lives in `mlxtui.core.jobs` (one module per kind); this module only
 schedules them.
@@ -40,12 +41,15 @@ from mlxtui.core.jobs import (
 from mlxtui.core.jobs.context import EngineError, JobContext, ModelSlot
 from mlxtui.core.metrics import MetricsWriter
 from mlxtui.core.progress import Interrupted, Reporter
+from mlxtui.core.telemetry import Telemetry
 
 EventSink = Callable[[ev.Event], None]
 
 _SHUTDOWN = object()
 _JOBS_ALLOWED_WHILE_PAUSED = ("generate", "compare")
 _CANCELLABLE = ("generate", "compare", "evaluate")
+# `memory_interval=0` used to mean "sample at every chance"; a sampler thread needs a period.
+_MIN_MEMORY_INTERVAL = 0.01
 
 
 def _runner(kind: str) -> Callable[[JobContext], Any]:
@@ -84,11 +88,9 @@ class Engine:
         self._lock = threading.Lock()
         self._deferred: list[tuple[int, Job]] = []
         self.control: Any = None  # TrainControl of the running train job
-        self.memory_interval = memory_interval
-        self._memory_probe = memory_probe
-        self._last_sample = 0.0
-        self.memory_history: Any = None
-        self.guard: Any = None
+        self.memory_interval = max(memory_interval, _MIN_MEMORY_INTERVAL)
+        self.telemetry = Telemetry(self.emit, probe=memory_probe, interval=self.memory_interval)
+        self.guard: Any = None  # the MemoryGuard armed on the telemetry during a train job
         self.current_job: str | None = None
         self.slot = ModelSlot()  # owned by the engine thread
 
@@ -110,7 +112,12 @@ class Engine:
         if sink in self._subscribers:
             self._subscribers.remove(sink)
 
+    @property
+    def memory_history(self) -> Any:
+        return self.telemetry.history
+
     def start(self) -> None:
+        self.telemetry.start()
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="mlx-engine", daemon=True)
             self._thread.start()
@@ -162,6 +169,7 @@ class Engine:
             if not self._thread.is_alive():
                 _wait_for_native_exit(self._thread)
             self._thread = None
+        self.telemetry.stop()
 
     def run_sync(self, job: Job, timeout: float | None = None) -> Any:
         """Submit a job and wait for its result (headless use and the Python API)."""
@@ -196,22 +204,11 @@ class Engine:
 
     def _loop(self) -> None:
         while True:
-            item = self._next_item()
+            item = self._deferred.pop(0) if self._deferred else self._queue.get()
             if item is _SHUTDOWN:
                 break
-            if item is None:
-                self.sample_memory()
-                continue
             job_id, job = cast(tuple[int, Job], item)
             self._run(job_id, job)
-
-    def _next_item(self) -> Any:
-        if self._deferred:
-            return self._deferred.pop(0)
-        try:
-            return self._queue.get(timeout=max(self.memory_interval, 0.05))
-        except queue.Empty:
-            return None
 
     def _context(self, job_id: int, job: Job) -> JobContext:
         def cancel_point() -> None:
@@ -268,6 +265,9 @@ class Engine:
         else:
             self.emit(ev.JobFinished(job_id, job.kind, result))
         finally:
+            if job.kind == "train":
+                self.telemetry.disarm()
+                self.guard = None
             self.current_job = None
             self.control = None
             with self._lock:
@@ -276,17 +276,11 @@ class Engine:
     # -------------------------------------------------------------- for jobs
 
     def serve_while_paused(self) -> None:
-        """While training is paused: keep sampling memory, let the guard resume, answer chat."""
-        sample = self.sample_memory()
+        """While training is paused: let the guard resume a memory pause, answer chat."""
         control = self.control
-        if (
-            sample is not None
-            and self.guard is not None
-            and control is not None
-            and control.pause_reason == "memory"
-        ):
-            decision = self.guard.check(sample, self.memory_history)
-            if decision.action == "resume":
+        if self.guard is not None and control is not None and control.pause_reason == "memory":
+            decision = self.telemetry.pending_decision()
+            if decision is not None and decision.action == "resume":
                 self.emit(ev.Log("info", f"memory recovered ({decision.reason}): continuing"))
                 control.request_resume()
                 return
@@ -314,58 +308,46 @@ class Engine:
             self._deferred.append((job_id, job))
 
     def sample_memory(self, force: bool = False) -> Any:
-        now = time.monotonic()
-        if not force and now - self._last_sample < self.memory_interval:
-            return None
-        self._last_sample = now
-        try:
-            from mlxtui.core import memory
-
-            if self._memory_probe is None:
-                self._memory_probe = memory.SystemMemoryProbe()
-            if self.memory_history is None:
-                self.memory_history = memory.MemoryHistory()
-            sample = self._memory_probe.sample()
-            self.memory_history.append(sample)
-        except Exception:  # noqa: BLE001 - memory display must never stop training
-            return None
-        self.emit(ev.MemorySampled(sample))
-        return sample
+        """The latest memory sample; `force` takes a fresh one now (any thread may)."""
+        if force or self.telemetry.latest is None:
+            try:
+                return self.telemetry.sample_now()
+            except Exception:  # noqa: BLE001 - memory figures are advice, never a blocker
+                return None
+        return self.telemetry.latest
 
     def memory_check(
         self, config: TrainConfig, suggestions: Callable[[], list[str]]
-    ) -> Callable[[], ev.MemoryAlert | None]:
-        """What the train loop calls at each safe point: sample, and ask the guard."""
+    ) -> Callable[[], ev.MemoryAlert | None] | None:
+        """What the train loop calls at each safe point: the guard's decision on the telemetry's
+        samples since the last call, as an alert (None: nothing to do). The guard itself runs
+        on the sampler thread (armed here); this only picks up what it decided."""
         if config.memory_guard == "off":
             self.guard = None
-
-            def sample_only() -> None:
-                self.sample_memory()
-                return None
-
-            return sample_only
+            self.telemetry.disarm()
+            return None
         from mlxtui.core import guard as guard_mod
 
         self.guard = guard_mod.MemoryGuard(
             policy=cast(Any, config.memory_guard),
             swap_growth_mb_per_min=config.swap_growth_mb_per_min,
         )
+        self.telemetry.arm(self.guard)
 
         def check() -> ev.MemoryAlert | None:
-            sample = self.sample_memory()
-            if sample is None:
-                return None
-            decision = self.guard.check(sample, self.memory_history)
-            if decision.action in ("warn", "pause"):
-                alert = ev.MemoryAlert(
-                    level=sample.pressure if sample.pressure != "green" else "yellow",
-                    action=decision.action,
-                    message=decision.reason,
-                    suggestions=tuple(suggestions()),
-                )
-                self.emit(alert)
-                return alert
-            return None
+            decision = self.telemetry.pending_decision()
+            if decision is None or decision.action not in ("warn", "pause"):
+                return None  # a "resume" outside a memory pause has nothing to resume
+            latest = self.telemetry.latest
+            pressure = latest.pressure if latest is not None else "yellow"
+            alert = ev.MemoryAlert(
+                level=pressure if pressure != "green" else "yellow",
+                action=decision.action,
+                message=decision.reason,
+                suggestions=tuple(suggestions()),
+            )
+            self.emit(alert)
+            return alert
 
         return check
 

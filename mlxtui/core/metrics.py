@@ -10,6 +10,7 @@ and written once `TrainStarted` names the folder. Lines keep mlx-lm-like names (
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -20,7 +21,11 @@ MEMORY_EVERY_S = 10.0
 
 
 class MetricsWriter:
-    """Call it with every engine event (it is an `on_event` subscriber). Engine thread only."""
+    """Call it with every engine event (it is an `on_event` subscriber).
+
+    Events come from the engine thread and, for memory samples, from the telemetry thread:
+    one lock keeps the lines whole and in order.
+    """
 
     def __init__(self, memory_every_s: float = MEMORY_EVERY_S) -> None:
         self.memory_every_s = memory_every_s
@@ -30,8 +35,13 @@ class MetricsWriter:
         self._last_memory = 0.0
         self._peak_gb = 0.0
         self._estimated: int | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, event: ev.Event) -> None:
+        with self._lock:
+            self._handle(event)
+
+    def _handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.JobStarted):
             if event.kind == "train" and self._job is None:
                 self._job = event.job_id
@@ -42,7 +52,7 @@ class MetricsWriter:
             return
         if isinstance(event, ev.JobFinished | ev.JobFailed):
             if event.job_id == self._job:
-                self.close()
+                self._close()
             return
         if isinstance(event, ev.TrainStarted):
             self._open(Path(event.run_dir))
@@ -57,6 +67,10 @@ class MetricsWriter:
             self._write(record)
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._file is not None:
             self._file.close()
         self._file = None

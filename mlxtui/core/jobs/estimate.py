@@ -24,7 +24,7 @@ def estimate(ctx: JobContext, config: TrainConfig, emit: bool = True) -> ev.Memo
     ensure_model(ctx)
     profile = est_mod.profile_model(ctx.slot.model)
     inputs = _inputs(ctx, config)
-    sample = ctx.engine.sample_memory(force=True)
+    sample = ctx.engine.sample_memory()  # the telemetry's latest
     available = int(sample.system_available) if sample is not None else None
     est = est_mod.estimate_peak(profile, inputs, available_bytes=available)
     options = tuple(

@@ -72,7 +72,6 @@ def stream(ctx: JobContext, slot_name: str, base: bool) -> dict[str, Any]:
             last = chunk
             if chunk.text:
                 ctx.emit(ev.GenerationToken(id(job), chunk.text, slot_name))
-            ctx.engine.sample_memory()
     done = ev.GenerationDone(
         request_id=id(job),
         text=text,

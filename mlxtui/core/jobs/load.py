@@ -41,7 +41,6 @@ def load_into_slot(
     slot.spec = spec
     slot.adapter_path = adapter_path
     ctx.emit(model_loaded(info, adapter_path))
-    ctx.engine.sample_memory(force=True)
     return info
 
 
