@@ -105,7 +105,8 @@ class Engine:
     # -------------------------------------------------------------- any thread
 
     def subscribe(self, sink: EventSink) -> None:
-        """Add an event subscriber (called on the engine thread, after the earlier ones)."""
+        """Add an event subscriber, called after the earlier ones (on the engine thread; on the
+        telemetry thread for MemorySampled)."""
         self._subscribers.append(sink)
 
     def unsubscribe(self, sink: EventSink) -> None:
