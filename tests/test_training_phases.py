@@ -247,3 +247,27 @@ def test_a_stop_while_loading_ends_the_job_before_a_run_folder_is_made(tiny_mode
     assert [f.outcome for f in rec.phases(ev.PhaseFinished, "tokenize")] == ["done"]
     assert rec.phases(ev.PhaseStarted, "estimate") == [] and rec.of(ev.TrainStarted) == []
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_model_is_freed_when_the_engine_shuts_down_without_waiting_for_the_gc(
+    tiny_model_dir, data, tmp_path
+):
+    # A reference cycle through the run (its reporter, its safe point) would keep the model,
+    # and all its memory, until the cycle collector happens to run.
+    import gc
+    import weakref
+
+    gc.collect()
+    gc.disable()
+    try:
+        engine = Engine(lambda e: None)
+        engine.start()
+        try:
+            engine.run_sync(Train(config(tiny_model_dir, data, tmp_path, iters=2)), timeout=600)
+            model = weakref.ref(engine.model)
+        finally:
+            engine.shutdown()
+        del engine
+        assert model() is None
+    finally:
+        gc.enable()

@@ -80,7 +80,7 @@ class Engine:
         memory_probe: Any = None,
         memory_interval: float = 1.0,
     ) -> None:
-        self._subscribers: list[EventSink] = [on_event, MetricsWriter()]
+        self._fan_out = _FanOut([on_event, MetricsWriter()])
         self._queue: queue.Queue[tuple[int, Job] | object] = queue.Queue()
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
@@ -89,7 +89,9 @@ class Engine:
         self._deferred: list[tuple[int, Job]] = []
         self.control: Any = None  # TrainControl of the running train job
         self.memory_interval = max(memory_interval, _MIN_MEMORY_INTERVAL)
-        self.telemetry = Telemetry(self.emit, probe=memory_probe, interval=self.memory_interval)
+        # The fan-out, not self.emit: a sampler holding the engine would keep the engine (and
+        # its model) alive after shutdown until the cycle collector happens to run.
+        self.telemetry = Telemetry(self._fan_out, probe=memory_probe, interval=self.memory_interval)
         self.guard: Any = None  # the MemoryGuard armed on the telemetry during a train job
         self.current_job: str | None = None
         self.slot = ModelSlot()  # owned by the engine thread
@@ -107,11 +109,11 @@ class Engine:
     def subscribe(self, sink: EventSink) -> None:
         """Add an event subscriber, called after the earlier ones (on the engine thread; on the
         telemetry thread for MemorySampled)."""
-        self._subscribers.append(sink)
+        self._fan_out.sinks.append(sink)
 
     def unsubscribe(self, sink: EventSink) -> None:
-        if sink in self._subscribers:
-            self._subscribers.remove(sink)
+        if sink in self._fan_out.sinks:
+            self._fan_out.sinks.remove(sink)
 
     @property
     def memory_history(self) -> Any:
@@ -169,6 +171,7 @@ class Engine:
             self._thread.join(timeout)
             if not self._thread.is_alive():
                 _wait_for_native_exit(self._thread)
+                self.slot = ModelSlot()  # the model's memory goes back now, not at the next GC
             self._thread = None
         self.telemetry.stop()
 
@@ -197,11 +200,7 @@ class Engine:
     # -------------------------------------------------------------- engine thread
 
     def emit(self, event: ev.Event) -> None:
-        for sink in list(self._subscribers):
-            try:
-                sink(event)
-            except Exception:  # a subscriber's bug must not kill the MLX thread
-                traceback.print_exc()
+        self._fan_out(event)
 
     def _loop(self) -> None:
         while True:
@@ -360,6 +359,20 @@ class Engine:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+class _FanOut:
+    """The subscribers, called in order; a subscriber's bug must not kill the calling thread."""
+
+    def __init__(self, sinks: list[EventSink]) -> None:
+        self.sinks = sinks
+
+    def __call__(self, event: ev.Event) -> None:
+        for sink in list(self.sinks):
+            try:
+                sink(event)
+            except Exception:
+                traceback.print_exc()
 
 
 def _wait_for_native_exit(thread: threading.Thread, timeout: float = 2.0) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,6 +91,12 @@ def _mlx_lm_quiet_and_restored(model: Any) -> Iterator[None]:
             layer_cls.__call__ = original_call  # type: ignore[assignment]
 
 
+def _call(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
+
+
 def _finite(x: float) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
@@ -122,7 +129,10 @@ class TrainRun:
         self.memory_check = memory_check
         self.poll_while_paused = poll_while_paused
         self.estimated_peak_bytes = estimated_peak_bytes
-        self.reporter = Reporter(emit, job_id, "train", self._safe_point)
+        # Through a weak reference: a reporter holding this run would make a reference cycle,
+        # and a cycle keeps the model's memory until the garbage collector happens to run.
+        safe_point = weakref.WeakMethod(self._safe_point)
+        self.reporter = Reporter(emit, job_id, "train", lambda: _call(safe_point))
         # run state (set up here so every attribute has one type; execute() fills them in)
         self.data_dir = str(config.data)
         self.run_dir = Path()
