@@ -326,6 +326,8 @@ def test_modelfile_of_chatml_with_a_default_system_prompt_and_of_unknown_templat
         'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""' in text
     )
     assert text.count("PARAMETER stop") == 2  # the end token is one of ChatML's already
+    real_newline = smol.replace("\\n", "\n")  # the demo model's template has real newlines
+    assert modelfile_text(Path("m.gguf"), real_newline, []) == text
     llama3 = (
         "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>...{% endfor %}"
     )

@@ -187,7 +187,8 @@ def is_chatml(template: str | None) -> bool:
 
 def _default_system(template: str) -> str | None:
     """The system prompt a ChatML template inserts when the chat has none (SmolLM2 does)."""
-    m = re.search(r"<\|im_start\|>system\\n(.+?)<\|im_end\|>", template)
+    # the newline is a real one or Jinja's "\n" escape, as the template's author wrote it
+    m = re.search(r"<\|im_start\|>system(?:\n|\\n)(.+?)<\|im_end\|>", template)
     if not m or "{{" in m.group(1) or "'" in m.group(1):
         return None
     return m.group(1)
