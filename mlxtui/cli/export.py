@@ -27,10 +27,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mlxtui.cli.fuse import export_errors
-    from mlxtui.cli.headless import run_call
+    from mlxtui.cli.headless import run_job
     from mlxtui.cli.progress import ProgressPrinter
     from mlxtui.core import export
-    from mlxtui.core.engine import EngineError
+    from mlxtui.core.engine import EngineError, ExportGGUF
 
     printer = ProgressPrinter(sys.stderr, steps_out=sys.stderr)
     failures: tuple[type[BaseException], ...] = (EngineError, *export_errors())
@@ -39,11 +39,10 @@ def run(args: argparse.Namespace) -> int:
             model = args.model
             if model is None and args.adapter_path is None:
                 model = "demo"
-
-            def job(engine: Any, progress: Any) -> Any:
-                return export.export_gguf(model, args.adapter_path, args.out, force=args.force, progress=progress)
-
-            print(run_call(job, "export", printer, errors=export_errors()))
+            job = ExportGGUF(
+                out_file=args.out, adapter_path=args.adapter_path, model=model, force=args.force
+            )
+            print(run_job(job, printer))
         elif args.export_command == "hub":
             # network only, no MLX: no engine needed
             print(export.upload_to_hub(args.folder, args.repo_id, token=args.token, private=args.private))

@@ -11,12 +11,14 @@ def run(ctx: JobContext) -> str:
     from mlxtui.core import export
 
     job = ctx.job
-    # the adapter the chat answers with: a run's folder, or the very checkpoint file chosen
-    adapter = job.adapter_path or ctx.slot.adapter_path
-    if not adapter:
+    # the adapter the chat answers with (a run's folder, or the very checkpoint file chosen);
+    # a named model (the CLI) takes only the adapter given with it
+    named = job.model
+    adapter = job.adapter_path or (None if named else ctx.slot.adapter_path)
+    if not adapter and not (named and job.kind == "export"):
         raise EngineError("there is no adapter to export", "train first, or give an adapter folder")
     info = ctx.slot.info
-    spec = str(info.path) if info is not None else None
+    spec = named or (str(info.path) if info is not None else None)
     try:
         if job.kind == "fuse":
             total = 3 if job.gguf_path is None else 4
