@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mlxtui.core import events as ev
+from mlxtui.tui.errors import failure_text
 
 USER_PAUSE_MESSAGE = "p continues · s stops (the adapter is saved)"
 STOPPING_MESSAGE = "saving the adapter…"
@@ -178,7 +179,7 @@ def _job_failed(status: Status, event: ev.JobFailed) -> Status:
     # A failed chat reply must not make a running training look failed.
     fatal = any(word in event.kind.lower() for word in ("train", "load"))
     state = "error" if fatal else status.state
-    return replace(status, state=state, message=event.message, phases=phases)
+    return replace(status, state=state, message=failure_text(event)[0], phases=phases)
 
 
 @folds(ev.PhaseStarted)

@@ -14,13 +14,13 @@ def run(ctx: JobContext) -> str:
     # the adapter the chat answers with (a run's folder, or the very checkpoint file chosen);
     # a named model (the CLI) takes only the adapter given with it
     named = job.model
-    adapter = job.adapter_path or (None if named else ctx.slot.adapter_path)
-    if not adapter and not (named and job.kind == "export"):
+    adapter: str | None = job.adapter_path or (None if named else ctx.slot.adapter_path)
+    if not adapter and (job.kind == "fuse" or not named):
         raise EngineError("there is no adapter to export", "train first, or give an adapter folder")
     info = ctx.slot.info
     spec = named or (str(info.path) if info is not None else None)
     try:
-        if job.kind == "fuse":
+        if job.kind == "fuse" and adapter:
             total = 3 if job.gguf_path is None else 4
             with staged(ctx.reporter, "fuse", "fusing the adapter", total, None) as progress:
                 out = export.fuse_adapter(
