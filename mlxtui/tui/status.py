@@ -158,6 +158,9 @@ def _train_finished(status: Status, event: ev.TrainFinished) -> Status:
 
 @folds(ev.JobProgress)
 def _job_progress(status: Status, event: ev.JobProgress) -> Status:
+    if any(p.job_id == event.job_id and p.label == event.message for p in status.phases):
+        # a phase's own progress: the phase already shows it, with its count and time
+        return replace(status, message="") if status.message else status
     counts = f" ({event.done}/{event.total})" if event.total else ""
     return replace(status, message=f"{event.message}{counts}")
 
@@ -257,7 +260,7 @@ def status_text(status: Status, now: float | None = None) -> str:
         parts.append(f"val {status.val_loss:.3f}")
     if status.tokens_per_second and status.state not in ("paused", "stopping"):
         parts.append(f"{status.tokens_per_second:.0f} tok/s")
-    if status.state == "training":  # no time runs out while paused
+    if status.state == "training" and status.total_iters:  # none while paused or loading
         parts.append(f"ETA {format_duration(status.eta_seconds)}")
     if status.message and not urgent and status.state != "stopping":
         parts.append(status.message)
