@@ -356,11 +356,14 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
 
     def show_status(self, status: Status) -> None:
         self.status = status
-        self.query_one(StatusLine).show(status)
+        # the engine's last events may come after the main screen is gone (quitting)
+        for line in self.query(StatusLine):
+            line.show(status)
 
     def _tick_phase(self) -> None:
         if self.status.phases:
-            self.query_one(StatusLine).show(self.status)
+            for line in self.query(StatusLine):
+                line.show(self.status)
 
     @on(msg.EngineMessage)
     def _fold_status(self, message: msg.EngineMessage) -> None:
