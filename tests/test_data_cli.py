@@ -117,6 +117,7 @@ def test_out_that_is_a_file_or_input_that_is_a_folder_is_refused(tmp_path: Path)
     ):
         rc, _, err = run("data", *argv)
         assert rc == 1 and "is a file, not a folder" in err and "Traceback" not in err
+        assert "--out " in err  # the setting at fault, named by its flag
     assert src.read_text() == json.dumps(GOOD) + "\n"
     rc, _, err = run("data", "split", str(tmp_path), "--out", str(tmp_path / "o"))
     assert rc == 1 and "is a folder; give one JSONL file" in err

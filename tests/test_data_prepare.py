@@ -59,8 +59,10 @@ def test_split_refuses_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "valid.jsonl").write_text("precious\n")
-    with pytest.raises(PrepareError, match=r"valid\.jsonl.*--force"):
+    with pytest.raises(PrepareError, match=r"valid\.jsonl.*allow overwriting") as refused:
         split_file(src, out_dir=out)
+    # core names the setting; each front end words it (the CLI's flag here)
+    assert "--force" in refused.value.worded({"force": "pass --force to overwrite"})
     assert (out / "valid.jsonl").read_text() == "precious\n"
     assert not (out / "train.jsonl").exists()  # nothing half-written either
     split_file(src, out_dir=out, force=True)
@@ -152,7 +154,7 @@ def test_convert_refuses_overwrite(tmp_path: Path) -> None:
     src.write_text("prompt,completion\na,b\n")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "d.jsonl").write_text("keep me\n")
-    with pytest.raises(PrepareError, match=r"d\.jsonl.*--force"):
+    with pytest.raises(PrepareError, match=r"d\.jsonl.*allow overwriting"):
         convert_file(src, out_dir=tmp_path / "out")
     assert (tmp_path / "out" / "d.jsonl").read_text() == "keep me\n"
     convert_file(src, out_dir=tmp_path / "out", force=True)

@@ -135,7 +135,11 @@ def test_cli_eval_and_bench(
          "--max-tokens", "4", "--test-batches", "1", "--batch-size", "2", "--max-seq-length", "128", "--json"]
     )  # fmt: skip
     assert args.func(args) == 0
-    out = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    out = json.loads(printed.out)
+    # the engine's own Evaluate job: its phases are the progress lines (one test batch each)
+    for phase in ("test loss of the base 1/1", "test loss of the adapter 1/1", "answers 2/2"):
+        assert phase in printed.err, printed.err
     assert out["data"] == str(demo_data_dir())
     assert math.isfinite(out["base"]["test_loss"]) and math.isfinite(out["adapter"]["test_loss"])
     assert len(out["compare"]["rows"]) == 2
@@ -145,7 +149,8 @@ def test_cli_eval_and_bench(
         ["bench", "--model", str(tiny_model_dir), "--runs", "1", "--max-tokens", "4"]
     )
     assert args.func(args) == 0
-    assert "base" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "base" in printed.out and "measuring generation speed 1/1" in printed.err
 
     args = p.parse_args(
         [

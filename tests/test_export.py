@@ -424,8 +424,10 @@ def test_cli_fuse_and_export(
         ["fuse", "--adapter-path", str(tiny_adapter), "--save-path", str(save), "--export-gguf"]
     )
     assert args.func(args) == 0
-    out = capsys.readouterr().out.split()
+    printed = capsys.readouterr()
+    out = printed.out.split()
     assert out == [str(save), str(save / "ggml-model-f16.gguf")]
+    assert "fusing the adapter 4/4" in printed.err, printed.err  # the engine's Fuse job's phase
     assert GGUFReader(str(save / "ggml-model-f16.gguf")).tensors
 
     assert args.func(args) == 1  # now the folder exists
@@ -437,6 +439,7 @@ def test_cli_fuse_and_export(
     )
     assert args.func(args) == 0 and (tmp_path / "base.gguf").is_file()
     assert (tmp_path / "Modelfile").read_text().startswith("FROM ./base.gguf")
+    assert "exporting GGUF 3/3" in capsys.readouterr().err
 
     from gguf import GGMLQuantizationType
 

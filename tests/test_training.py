@@ -299,8 +299,12 @@ def test_test_set_loss_and_perplexity(tiny_model_dir, small_data, tmp_path):
 def test_bad_inputs_fail_with_clear_messages(tiny_model_dir, small_data, tmp_path):
     with pytest.raises(EngineError, match="is not a folder"):
         train(base_config(tiny_model_dir, tmp_path / "nope", tmp_path))
+    rec = Recorder()
     with pytest.raises(EngineError, match="16 were asked|at most 4"):
-        train(base_config(tiny_model_dir, small_data, tmp_path, num_layers=16))
+        train(base_config(tiny_model_dir, small_data, tmp_path, num_layers=16), rec)
+    # the typed error travels with the event: each front end names the setting its own way
+    (failed,) = rec.of(ev.JobFailed)
+    assert isinstance(failed.error, ConfigError) and failed.error.field == "num_layers"
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{oops\n')

@@ -13,7 +13,7 @@ from test_tui_fakes import REPLY_TOKENS, FakeEngine, sample
 from textual.widgets import Input
 
 from mlxtui.core import events as ev
-from mlxtui.core.config import TrainConfig
+from mlxtui.core.config import ConfigError, TrainConfig
 from mlxtui.core.engine import Compare, Estimate, Generate, LoadModel, Train
 from mlxtui.tui.app import PANES, MlxtuiApp, Pane
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
@@ -246,6 +246,16 @@ async def test_job_failure_opens_error_modal_and_bad_events_do_not_crash() -> No
         assert app.status.state == "error"
         await pilot.press("escape")
         assert not isinstance(app.screen, ErrorModal)
+
+        # a ConfigError from the engine names its setting by the form's label, not its key
+        refused = ConfigError("must be at least 1", "batch_size")
+        from_engine_thread(ev.JobFailed(8, "train", str(refused), "fix that value", error=refused))
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        shown = str(app.screen.query_one("#error-message").render())
+        assert shown == "Batch size: must be at least 1"
+        assert "fix Batch size in the Config pane" in str(app.screen.query_one("#error-hint").render())
+        assert "Batch size: must be at least 1" in str(app.query_one(StatusLine).render())
+        await pilot.press("escape")
 
 
 async def test_small_terminal_shows_one_pane_at_a_time() -> None:

@@ -168,7 +168,8 @@ async def test_split_writes_files_and_refuses_to_overwrite_without_force(tmp_pat
         screen.query_one("#prep-seed", Input).value = "7"
         await pilot.press("ctrl+r")
         assert await wait_for(pilot, lambda: "already exist" in screen.result_text())
-        assert "switch Overwrite on" in screen.result_text()
+        assert "switch Overwrite files on" in screen.result_text()
+        assert "--" not in screen.result_text()  # no CLI flag on the screen
         assert (out / "train.jsonl").read_bytes() == before  # untouched
 
         screen.query_one("#prep-force", Switch).value = True

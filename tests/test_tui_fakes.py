@@ -125,6 +125,7 @@ class FakeEngine:
         self.jobs: list[Any] = []
         self.calls: list[str] = []
         self.tokenizer = None
+        self.current_job: str | None = None  # the real engine's; the app reads it on quit
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._running = threading.Event()
@@ -182,7 +183,7 @@ class FakeEngine:
         self.calls.append("cancel_generation")
         self._cancel.set()
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 10.0) -> bool:
         self.calls.append("shutdown")
         self.shut_down = True
         self._stop.set()
@@ -194,6 +195,7 @@ class FakeEngine:
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=5)
+        return self._thread is None or not self._thread.is_alive()
 
     # --------------------------------------------------------- the scripted jobs
 

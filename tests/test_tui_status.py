@@ -106,3 +106,18 @@ def test_stopping_says_the_adapter_is_being_saved_then_the_finish() -> None:
     )
     assert status_text(finished).startswith("DONE  │  it 4/12")
     assert "stopped" in status_text(finished)
+
+
+def test_a_phase_is_named_once_and_leaves_no_stale_message() -> None:
+    status = Status(state="training", model="m")
+    for event in (
+        ev.PhaseStarted(4, "train", "validate", "validation", 4, started_at=100.0),
+        ev.JobProgress(4, "train", "validation", 0, 4),
+        ev.PhaseProgress(4, "train", "validate", "validation", 1, 4),
+        ev.JobProgress(4, "train", "validation", 1, 4),
+    ):
+        status = apply_event(status, event)
+    text = status_text(status, now=103.0)
+    assert text == "TRAINING  │  validation 1/4 · 3 s  │  m"  # no "validation (1/4)", no ETA yet
+    status = apply_event(status, ev.PhaseFinished(4, "train", "validate", "validation", 3.0))
+    assert status_text(status, now=104.0) == "TRAINING  │  m"

@@ -13,6 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+# how `data split|convert` name the settings a PrepareError refers to
+PREPARE_FLAGS = {"out": "--out", "force": "pass --force to overwrite"}
+
 TokenizerLoader = Callable[[str], Any]
 
 GREEN, DIM, RESET = "\033[32m", "\033[2m", "\033[0m"
@@ -180,7 +183,10 @@ def run(
 
     try:
         return handlers[command](args, tokenizer, out, err)
-    except (PrepareError, RenderError) as e:
+    except PrepareError as e:
+        print(f"error: {e.worded(PREPARE_FLAGS)}", file=err)
+        return 1
+    except RenderError as e:
         print(f"error: {e}", file=err)
         return 1
     except BrokenPipeError:

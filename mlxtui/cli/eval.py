@@ -111,29 +111,22 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (EvalError, ModelError, TrainingError, ValueError, FileNotFoundError, OSError)
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The model (and adapter) for eval/bench, loaded on the engine thread."""
-    from pathlib import Path
-
-    from mlxtui.core.generation import load_adapter_file
-    from mlxtui.core.models import load_model, wants_dequantize
-
-    model, tokenizer, _ = load_model(args.model, dequantize=wants_dequantize(args.dequantize))
-    if args.adapter_path:
-        load_adapter_file(model, Path(args.adapter_path))
-    return model, tokenizer
-
-
 def _printer() -> Any:
     from mlxtui.cli.progress import ProgressPrinter
 
     return ProgressPrinter(sys.stderr, steps_out=sys.stderr)
 
 
+def _dequantize(args: argparse.Namespace) -> bool:
+    from mlxtui.core.models import wants_dequantize
+
+    return wants_dequantize(args.dequantize)
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    from mlxtui.cli.headless import run_call
+    from mlxtui.cli.headless import run_job
     from mlxtui.core import evaluation
-    from mlxtui.core.engine import EngineError
+    from mlxtui.core.engine import EngineError, Evaluate
 
     printer = _printer()
     failures: tuple[type[BaseException], ...] = (EngineError, *_errors())
@@ -144,25 +137,24 @@ def run_eval(args: argparse.Namespace) -> int:
             from mlxtui.demo_data import demo_data_dir
 
             args.data = str(demo_data_dir())
-        records = evaluation.load_records(args.data)  # fail on a bad data folder before loading a model
+        evaluation.load_records(args.data)  # fail on a bad data folder before loading a model
         if args.model is None:
             args.model = evaluation.default_model_for(args.adapter_path)
         t0 = time.perf_counter()
-
-        def job(engine: Any, progress: Any) -> Any:
-            from mlxtui.core.generation import adapter_disabled
-
-            model, tok = _load(args)
-            kw = dict(batch_size=args.batch_size, num_batches=args.test_batches, max_seq_length=args.max_seq_length)
-            with adapter_disabled(model):
-                base = evaluation.test_loss_and_ppl(model, tok, args.data, **kw)  # type: ignore[arg-type]
-            tuned = evaluation.test_loss_and_ppl(model, tok, args.data, **kw)  # type: ignore[arg-type]
-            report = evaluation.before_after(
-                model, tok, records, n=args.n, max_tokens=args.max_tokens, progress=progress
-            )
-            return base, tuned, report
-
-        base, tuned, report = run_call(job, "evaluate", printer, errors=_errors())
+        job = Evaluate(
+            data=args.data,
+            n=args.n,
+            max_tokens=args.max_tokens,
+            batch_size=args.batch_size,
+            test_batches=args.test_batches,
+            max_seq_length=args.max_seq_length,
+            model=args.model,
+            dequantize=_dequantize(args),
+            adapter_path=args.adapter_path,
+        )
+        result = run_job(job, printer)
+        base, tuned = result["losses"]["base"], result["losses"]["adapter"]
+        report = result["report"]
     except failures as e:
         print(f"mlxtui eval: error: {e}", file=sys.stderr)
         return 1
@@ -189,9 +181,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from mlxtui.cli.headless import run_call
+    from mlxtui.cli.headless import run_job
     from mlxtui.core import evaluation
-    from mlxtui.core.engine import EngineError
+    from mlxtui.core.engine import Benchmark, EngineError
 
     printer = _printer()
     failures: tuple[type[BaseException], ...] = (EngineError, *_errors())
@@ -200,16 +192,15 @@ def run_bench(args: argparse.Namespace) -> int:
             raise evaluation.EvalError("--runs and --max-tokens must be at least 1")
         if args.model is None:
             args.model = evaluation.default_model_for(args.adapter_path)
-        prompt = args.prompt or evaluation.DEFAULT_BENCH_PROMPT
-
-        def job(engine: Any, progress: Any) -> dict[str, Any]:
-            model, tok = _load(args)
-            if args.adapter_path:
-                base, tuned = evaluation.benchmark_base_and_adapter(model, tok, prompt, args.runs, args.max_tokens)
-                return {"base": base, "adapter": tuned}
-            return {"base": evaluation.benchmark(model, tok, prompt, args.runs, args.max_tokens)}
-
-        results = run_call(job, "benchmark", printer, errors=_errors())
+        job = Benchmark(
+            prompt=args.prompt or evaluation.DEFAULT_BENCH_PROMPT,
+            runs=args.runs,
+            max_tokens=args.max_tokens,
+            model=args.model,
+            dequantize=_dequantize(args),
+            adapter_path=args.adapter_path,
+        )
+        results = run_job(job, printer)
     except failures as e:
         print(f"mlxtui bench: error: {e}", file=sys.stderr)
         return 1

@@ -51,10 +51,10 @@ def export_errors() -> tuple[type[BaseException], ...]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mlxtui.cli.headless import run_call
+    from mlxtui.cli.headless import run_job
     from mlxtui.cli.progress import ProgressPrinter
     from mlxtui.core import export
-    from mlxtui.core.engine import EngineError
+    from mlxtui.core.engine import EngineError, Fuse
 
     printer = ProgressPrinter(sys.stderr, steps_out=sys.stderr)
     failures: tuple[type[BaseException], ...] = (EngineError, *export_errors())
@@ -67,19 +67,16 @@ def run(args: argparse.Namespace) -> int:
         if args.upload_repo and not export.hub_token():
             raise export.ExportError(export.NO_TOKEN)  # say so before the slow part
 
-        def job(engine: Any, progress: Any) -> Path:
-            return export.fuse_adapter(
-                args.model,
-                args.adapter_path,
-                save,
-                dequantize=args.dequantize,
-                force=args.force,
-                progress=progress,
-                gguf_file=gguf,
-                gguf_type=args.gguf_type,
-            )
-
-        out = run_call(job, "fuse", printer, errors=export_errors())
+        job = Fuse(
+            save_path=str(save),
+            adapter_path=args.adapter_path,
+            model=args.model,
+            dequantize=args.dequantize,
+            gguf_path=None if gguf is None else str(gguf),
+            gguf_type=args.gguf_type,
+            force=args.force,
+        )
+        out = run_job(job, printer)
         print(out)
         if gguf is not None:
             print(gguf)

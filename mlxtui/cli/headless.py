@@ -1,8 +1,10 @@
 """Run one job on a fresh engine from the command line and wait for its result.
 
 The CLI never calls MLX itself (DESIGN.md, the one-thread rule): it submits a job to the
-engine's MLX thread, and the engine's events go to a printer. Core functions that take a
-`progress(message, done, total)` callback report through the engine as JobProgress events.
+engine's MLX thread, and the engine's events go to a printer. `run_job` submits one of the
+engine's typed jobs (the same the dashboard submits: their phases print as progress lines);
+`run_call` runs a core function that takes a `progress(message, done, total)` callback, whose
+calls arrive as JobProgress events.
 """
 
 from __future__ import annotations
@@ -14,6 +16,18 @@ from mlxtui.core import events as ev
 
 Progress = Callable[[str, int, int], None]
 EventSink = Callable[[ev.Event], None]
+
+
+def run_job(job: Any, on_event: EventSink) -> Any:
+    """Run `job` (a `mlxtui.core.jobs` job) on a fresh engine; its result, or EngineError."""
+    from mlxtui.core.engine import Engine
+
+    engine = Engine(on_event)
+    engine.start()
+    try:
+        return engine.run_sync(job)
+    finally:
+        engine.shutdown()
 
 
 def run_call(

@@ -48,6 +48,9 @@ EventSink = Callable[[ev.Event], None]
 _SHUTDOWN = object()
 _JOBS_ALLOWED_WHILE_PAUSED = ("generate", "compare")
 _CANCELLABLE = ("generate", "compare", "evaluate")
+# Quitting ends these at their next safe point instead of waiting for them: nothing is lost
+# (a load between its phases), and a model load can take a minute.
+_ENDED_BY_SHUTDOWN = ("load",)
 # `memory_interval=0` used to mean "sample at every chance"; a sampler thread needs a period.
 _MIN_MEMORY_INTERVAL = 0.01
 
@@ -87,6 +90,7 @@ class Engine:
         self._cancellable: dict[int, Job] = {}  # queued or running jobs that esc can stop
         self._lock = threading.Lock()
         self._deferred: list[tuple[int, Job]] = []
+        self._closing = threading.Event()
         self.control: Any = None  # TrainControl of the running train job
         self.memory_interval = max(memory_interval, _MIN_MEMORY_INTERVAL)
         # The fan-out, not self.emit: a sampler holding the engine would keep the engine (and
@@ -162,18 +166,27 @@ class Engine:
     def paused(self) -> bool:
         return self.control is not None and self.control.pause_requested
 
-    def shutdown(self, timeout: float = 10.0) -> None:
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stop the engine: a training saves first, a load ends at its next safe point.
+
+        Returns whether the engine thread ended within `timeout` (it may still be inside one
+        long native call, such as reading the weights, if not).
+        """
+        self._closing.set()
         if self.control is not None:
             self.control.request_stop()
         self.cancel_generation()
         self._queue.put(_SHUTDOWN)
+        ended = True
         if self._thread is not None:
             self._thread.join(timeout)
-            if not self._thread.is_alive():
+            ended = not self._thread.is_alive()
+            if ended:
                 _wait_for_native_exit(self._thread)
                 self.slot = ModelSlot()  # the model's memory goes back now, not at the next GC
             self._thread = None
         self.telemetry.stop()
+        return ended
 
     def run_sync(self, job: Job, timeout: float | None = None) -> Any:
         """Submit a job and wait for its result (headless use and the Python API)."""
@@ -215,7 +228,17 @@ class Engine:
             if job.cancel.is_set():
                 raise Interrupted
 
-        safe_point = cancel_point if job.kind in _CANCELLABLE else None
+        def closing_point() -> None:
+            if self._closing.is_set():
+                raise Interrupted
+
+        safe_point = (
+            cancel_point
+            if job.kind in _CANCELLABLE
+            else closing_point
+            if job.kind in _ENDED_BY_SHUTDOWN
+            else None
+        )
         return JobContext(self, job_id, job, Reporter(self.emit, job_id, job.kind, safe_point))
 
     def _run(self, job_id: int, job: Job) -> None:
@@ -244,6 +267,7 @@ class Engine:
                     job.kind,
                     str(e),
                     "fix that value (the flag, the Config pane field or the YAML key of that name)",
+                    error=e,
                 )
             )
         except _user_errors() as e:

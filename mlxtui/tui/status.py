@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mlxtui.core import events as ev
+from mlxtui.tui.errors import failure_text
 
 USER_PAUSE_MESSAGE = "p continues · s stops (the adapter is saved)"
 STOPPING_MESSAGE = "saving the adapter…"
@@ -157,6 +158,9 @@ def _train_finished(status: Status, event: ev.TrainFinished) -> Status:
 
 @folds(ev.JobProgress)
 def _job_progress(status: Status, event: ev.JobProgress) -> Status:
+    if any(p.job_id == event.job_id and p.label == event.message for p in status.phases):
+        # a phase's own progress: the phase already shows it, with its count and time
+        return replace(status, message="") if status.message else status
     counts = f" ({event.done}/{event.total})" if event.total else ""
     return replace(status, message=f"{event.message}{counts}")
 
@@ -178,7 +182,7 @@ def _job_failed(status: Status, event: ev.JobFailed) -> Status:
     # A failed chat reply must not make a running training look failed.
     fatal = any(word in event.kind.lower() for word in ("train", "load"))
     state = "error" if fatal else status.state
-    return replace(status, state=state, message=event.message, phases=phases)
+    return replace(status, state=state, message=failure_text(event)[0], phases=phases)
 
 
 @folds(ev.PhaseStarted)
@@ -256,7 +260,7 @@ def status_text(status: Status, now: float | None = None) -> str:
         parts.append(f"val {status.val_loss:.3f}")
     if status.tokens_per_second and status.state not in ("paused", "stopping"):
         parts.append(f"{status.tokens_per_second:.0f} tok/s")
-    if status.state == "training":  # no time runs out while paused
+    if status.state == "training" and status.total_iters:  # none while paused or loading
         parts.append(f"ETA {format_duration(status.eta_seconds)}")
     if status.message and not urgent and status.state != "stopping":
         parts.append(status.message)

@@ -25,7 +25,26 @@ RESPONSE_COLUMNS = ("response", "completion", "answer", "output")
 
 
 class PrepareError(ValueError):
-    """A split or conversion that cannot be done; the message says why and what to do."""
+    """A split or conversion that cannot be done; the message says why and what to do.
+
+    Where the fix is a setting (the output folder, overwriting), the error names the setting,
+    not a front end's control for it: `setting` is the one the problem is about, and `remedy`
+    refers to settings as {out} and {force}. Each front end words them (`worded`): the CLI
+    with its flags, the dashboard with its controls' labels; `str()` uses plain words.
+    """
+
+    PLAIN = {"out": "the output folder", "force": "allow overwriting"}
+
+    def __init__(self, problem: str, remedy: str = "", setting: str | None = None) -> None:
+        self.problem, self.remedy, self.setting = problem, remedy, setting
+        super().__init__(self.worded(self.PLAIN))
+
+    def worded(self, names: dict[str, str]) -> str:
+        """The message with each setting named as `names` says ({"out": "--out", …})."""
+        names = {**self.PLAIN, **names}
+        head = f"{names[self.setting]} " if self.setting else ""
+        tail = ": " + self.remedy.format_map(names) if self.remedy else ""
+        return f"{head}{self.problem}{tail}"
 
 
 @dataclass(frozen=True)
@@ -96,12 +115,13 @@ def check_input_file(source: Path, wanted: str) -> None:
 
 
 def check_out_folder(out: Path) -> None:
-    """--out must be a folder (created when missing), never an existing file."""
+    """The output folder must be a folder (created when missing), never an existing file."""
     for folder in (out, *out.parents):
         if folder.exists():
             if not folder.is_dir():
                 raise PrepareError(
-                    f"--out {out}: {folder} is a file, not a folder; give a folder (it is created if missing)"
+                    f"{out}: {folder} is a file, not a folder; give a folder (it is created if missing)",
+                    setting="out",
                 )
             return
 
@@ -112,11 +132,11 @@ def check_outputs(outputs: Sequence[Path], source: Path, force: bool) -> None:
         check_out_folder(folder)
     for out in outputs:
         if out.exists() and source.exists() and out.resolve() == source.resolve():
-            raise PrepareError(f"{out} is the input file: choose another output folder (--out DIR)")
+            raise PrepareError(f"{out} is the input file", "choose another folder ({out})")
     existing = [str(p) for p in outputs if p.exists()]
     if existing and not force:
         raise PrepareError(
-            f"{', '.join(existing)} already exist(s): choose another --out folder, or pass --force to overwrite"
+            f"{', '.join(existing)} already exist(s)", "choose another folder ({out}), or {force}"
         )
 
 

@@ -69,40 +69,71 @@ class Compare(Job):
 
 @dataclass
 class Evaluate(Job):
-    """Test loss/perplexity and before/after answers, base vs the current adapter."""
+    """Test loss/perplexity and before/after answers, base vs the current adapter.
+
+    With `model` set (the CLI), that model is loaded first with `adapter_path` (a folder or
+    one .safetensors checkpoint); without it, the loaded model and adapter are evaluated.
+    """
 
     data: str | None = None
     n: int = 20
     max_tokens: int = 128
     batch_size: int = 4
     max_seq_length: int = 2048
+    test_batches: int = -1  # batches of the test loss; -1: all
+    model: str | None = None
+    dequantize: bool | None = None  # None: the back-end's default (models.wants_dequantize)
+    adapter_path: str | None = None
     kind: str = field(init=False, default="evaluate")
 
 
 @dataclass
 class Benchmark(Job):
+    """Generation speed of the base and the adapter.
+
+    With `model` set (the CLI), that model is loaded first; then the adapter is measured only
+    if `adapter_path` is given (else the base alone). Without it: the loaded model and adapter.
+    """
+
     prompt: str | None = None
     runs: int = 5
     max_tokens: int = 128
+    model: str | None = None
+    dequantize: bool | None = None
+    adapter_path: str | None = None
     kind: str = field(init=False, default="benchmark")
 
 
 @dataclass
 class Fuse(Job):
-    """Fuse the current (or given) adapter into its base; optionally also write a GGUF file."""
+    """Fuse the current (or given) adapter into its base; optionally also write a GGUF file.
+
+    The base is `model` if set, else the loaded model's, else (nothing loaded: the CLI) the
+    one named in the adapter's adapter_config.json.
+    """
 
     save_path: str = "fused_model"
     adapter_path: str | None = None
+    model: str | None = None
     dequantize: bool = False
     gguf_path: str | None = None
+    gguf_type: str = "f16"  # "f16" | "q8_0"
     force: bool = False
     kind: str = field(init=False, default="fuse")
 
 
 @dataclass
 class ExportGGUF(Job):
+    """A GGUF file (float16 or Q8_0) of a base with an adapter fused in.
+
+    Without `model`: the loaded model with the given or current adapter (one is required).
+    With `model` (the CLI): that model, with `adapter_path` fused in if given, else the base alone.
+    """
+
     out_file: str = "model.gguf"
     adapter_path: str | None = None
+    model: str | None = None
+    gguf_type: str = "f16"  # "f16" | "q8_0"
     force: bool = False
     kind: str = field(init=False, default="export")
 

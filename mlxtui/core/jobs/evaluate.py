@@ -8,7 +8,7 @@ from typing import Any
 
 from mlxtui.core.datadir import resolve_data_dir
 from mlxtui.core.jobs.context import EngineError, JobContext
-from mlxtui.core.jobs.load import require_adapter
+from mlxtui.core.jobs.load import load_named, require_adapter
 from mlxtui.core.progress import Interrupted
 
 
@@ -25,14 +25,22 @@ def _evaluate(ctx: JobContext) -> dict[str, Any]:
     from mlxtui.core import evaluation, generation
 
     job = ctx.job
-    require_adapter(ctx, None)
+    if job.model is not None:
+        load_named(ctx, job.model, job.dequantize, job.adapter_path)
+        require_adapter(ctx, None)
+    else:
+        require_adapter(ctx, job.adapter_path)
     data_dir = resolve_data_dir(job.data)
     model, tokenizer = ctx.slot.model, ctx.slot.tokenizer
     reporter = ctx.reporter
     reporter.safe_point()  # cancelled while it waited in the queue
     losses: dict[str, tuple[float, float]] = {}
     if (data_dir / "test.jsonl").is_file():
-        kw: dict[str, Any] = dict(batch_size=job.batch_size, max_seq_length=job.max_seq_length)
+        kw: dict[str, Any] = dict(
+            batch_size=job.batch_size,
+            num_batches=job.test_batches,
+            max_seq_length=job.max_seq_length,
+        )
         with generation.adapter_disabled(model):
             losses["base"] = evaluation.test_loss_and_ppl(
                 model, tokenizer, data_dir, reporter=reporter, label="test loss of the base", **kw

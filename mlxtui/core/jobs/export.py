@@ -11,14 +11,16 @@ def run(ctx: JobContext) -> str:
     from mlxtui.core import export
 
     job = ctx.job
-    # the adapter the chat answers with: a run's folder, or the very checkpoint file chosen
-    adapter = job.adapter_path or ctx.slot.adapter_path
-    if not adapter:
+    # the adapter the chat answers with (a run's folder, or the very checkpoint file chosen);
+    # a named model (the CLI) takes only the adapter given with it
+    named = job.model
+    adapter: str | None = job.adapter_path or (None if named else ctx.slot.adapter_path)
+    if not adapter and (job.kind == "fuse" or not named):
         raise EngineError("there is no adapter to export", "train first, or give an adapter folder")
     info = ctx.slot.info
-    spec = str(info.path) if info is not None else None
+    spec = named or (str(info.path) if info is not None else None)
     try:
-        if job.kind == "fuse":
+        if job.kind == "fuse" and adapter:
             total = 3 if job.gguf_path is None else 4
             with staged(ctx.reporter, "fuse", "fusing the adapter", total, None) as progress:
                 out = export.fuse_adapter(
@@ -29,11 +31,17 @@ def run(ctx: JobContext) -> str:
                     force=job.force,
                     progress=progress,
                     gguf_file=job.gguf_path,
+                    gguf_type=job.gguf_type,
                 )
         else:
             with staged(ctx.reporter, "export", "exporting GGUF", 3, None) as progress:
                 out = export.export_gguf(
-                    spec, adapter, job.out_file, force=job.force, progress=progress
+                    spec,
+                    adapter,
+                    job.out_file,
+                    force=job.force,
+                    progress=progress,
+                    gguf_type=job.gguf_type,
                 )
     except export.ExportError as e:
         raise EngineError(str(e)) from None

@@ -44,6 +44,24 @@ def load_into_slot(
     return info
 
 
+def load_named(
+    ctx: JobContext, spec: str, dequantize: bool | None, adapter_path: str | None
+) -> None:
+    """Load the model a job names (the CLI's --model) and, if given, an adapter file or folder
+    onto it as it is (never switching bases: the user named this one)."""
+    from mlxtui.core import generation
+
+    load_into_slot(ctx, spec, dequantize, None)
+    if not adapter_path:
+        return
+    with ctx.reporter.phase("adapters", "loading the adapter"):
+        try:
+            generation.load_adapter_file(ctx.slot.model, Path(adapter_path))
+        except (FileNotFoundError, ValueError) as e:
+            raise EngineError(str(e), "give an adapter folder or one of its .safetensors files") from None
+    ctx.slot.adapter_path = adapter_path
+
+
 def ensure_model(ctx: JobContext) -> None:
     if ctx.slot.model is None:
         load_into_slot(ctx, ctx.slot.spec, None, ctx.slot.adapter_path)

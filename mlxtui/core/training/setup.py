@@ -15,8 +15,9 @@ def apply_adapters(model: Any, config: TrainConfig) -> None:
     n_layers = len(model.layers)
     if config.num_layers > n_layers:
         raise ConfigError(
-            f"num_layers: the model has {n_layers} layers but {config.num_layers} were asked; "
-            f"use at most {n_layers} (or -1 for all)"
+            f"the model has {n_layers} layers but {config.num_layers} were asked; "
+            f"use at most {n_layers} (or -1 for all)",
+            "num_layers",
         )
     if config.fine_tune_type == "full":
         for layer in model.layers[-max(config.num_layers, 0) :]:

@@ -41,6 +41,8 @@ from mlxtui.tui.widgets.word_switch import WordSwitch
 
 SEVERITY_STYLE = {"error": "bold $error", "warning": "$warning"}
 HISTOGRAM_BINS = 20
+# how the prepare form names the settings a PrepareError refers to
+PREPARE_LABELS = {"out": "Output folder", "force": "switch Overwrite files on"}
 
 
 class ProgressBox:
@@ -520,13 +522,7 @@ class PrepareScreen(DataToolScreen):
         try:
             text, folder = run_prepare(o)
         except PrepareError as exc:
-            message = (
-                str(exc)
-                .replace("pass --force to overwrite", "switch Overwrite on")
-                .replace("another --out folder", "another output folder")
-                .replace("(--out DIR)", "(Output folder)")
-            )
-            text, folder = Content.styled(message, "bold $error"), None
+            text, folder = Content.styled(exc.worded(PREPARE_LABELS), "bold $error"), None
         except Exception as exc:  # noqa: BLE001 - shown in the screen
             text, folder = Content.styled(f"{type(exc).__name__}: {exc}", "bold $error"), None
         self.app.call_from_thread(self.show_result, text, folder)
