@@ -12,7 +12,6 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
-from mlx.utils import tree_flatten
 from mlx_lm import load as mlx_load
 
 from mlxtui.cli.main import build_parser
@@ -159,6 +158,31 @@ def test_to_hf_writes_float_weights_under_hf_names(
     for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
         assert (out / name).is_file()
     np.testing.assert_allclose(_logits(out), _logits(tiny_quant_model_dir), atol=1e-4)
+
+
+def test_to_hf_reads_back_with_transformers_and_safetensors(
+    tiny_quant_model_dir: Path, tmp_path: Path
+) -> None:
+    """What loads without torch here: the config, the tokenizer, the tensors (numpy)."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoTokenizer
+
+    out = convert_to_hf(tiny_quant_model_dir, tmp_path / "hf")
+    config = AutoConfig.from_pretrained(out)
+    assert (
+        type(config).__name__ == "LlamaConfig"
+        and config.num_hidden_layers == _config(out)["num_hidden_layers"]
+    )
+    _, mlx_tok = mlx_load(str(out))
+    hf_tok = AutoTokenizer.from_pretrained(out)
+    hf_ids = hf_tok.apply_chat_template(FRANCE, add_generation_prompt=True, return_dict=False)
+    assert list(hf_ids) == render_prompt(mlx_tok, FRANCE)
+    with safe_open(str(out / "model.safetensors"), "numpy") as f:
+        assert f.metadata()["format"] == "pt"
+        assert f.get_tensor("model.embed_tokens.weight").shape == (
+            config.vocab_size,
+            config.hidden_size,
+        )
 
 
 def test_to_hf_undoes_the_gguf_qk_order_of_a_traditional_rope_model(

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         ModelError,
         OSError,
     )
+    failures: tuple[type[BaseException], ...] = (EngineError, *errors)
     printer = ProgressPrinter(sys.stderr, steps_out=sys.stderr)
     try:
         if args.upload_repo and not export.hub_token():
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print(out)
         if args.upload_repo:
             print(export.upload_to_hub(out, args.upload_repo))
-    except (EngineError, *errors) as e:
+    except failures as e:
         print(f"mlxtui convert: error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -337,11 +337,8 @@ def convert_to_hf(
         import mlx.core as mx
         from mlx.utils import tree_flatten
 
-        floats = [
-            v.dtype
-            for _, v in tree_flatten(model.parameters())
-            if mx.issubdtype(v.dtype, mx.floating)
-        ]
+        flat: Any = tree_flatten(model.parameters())
+        floats = [v.dtype for _, v in flat if mx.issubdtype(v.dtype, mx.floating)]
         dtype = str(floats[0]).removeprefix("mlx.core.") if floats else "float16"
         dtype = dtype if dtype in DTYPES else "float16"
     _cast(model, dtype)
