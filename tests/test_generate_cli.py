@@ -159,10 +159,17 @@ def test_extra_eos_token_ends_the_answer(
 
 
 def test_errors_name_what_and_exit_non_zero(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, _, err = _run(["--model", str(tmp_path / "nope"), "-p", "hi"], monkeypatch)
     assert code == 1 and "mlxtui generate: error:" in err and "nope" in err
+    code, out, err = _run(
+        ["--model", str(tiny_model_dir), "--extra-eos-token", "zzqqzz"], monkeypatch
+    )
+    assert (
+        code == 1 and "--extra-eos-token 'zzqqzz' is not a token" in err and "Traceback" not in err
+    )
+    assert out.getvalue() == ""
     code, _, err = _run(["--model", "demo", "--max-tokens", "0"], monkeypatch)
     assert code == 2 and "--max-tokens must be at least 1" in err
 

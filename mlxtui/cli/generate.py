@@ -154,12 +154,7 @@ def run(args: argparse.Namespace) -> int:
         engine.run_sync(LoadModel(spec=model, adapter_path=args.adapter_path))
         if args.extra_eos_token:
             tokens = list(args.extra_eos_token)
-            engine.run_sync(
-                Call(
-                    fn=lambda eng: [eng.tokenizer.add_eos_token(t) for t in tokens],
-                    description="extra eos",
-                )
-            )
+            engine.run_sync(Call(fn=lambda eng: _add_eos(eng, tokens), description="extra eos"))
         if args.seed is not None:
             engine.run_sync(Call(fn=lambda eng: _seed(args.seed), description="seed"))
         printer.close()  # the answer owns stdout from here; no progress line redrawn over it
@@ -174,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except EngineError as e:
         sys.stdout.flush()
-        hint = f" ({e.hint})" if getattr(e, "hint", "") else ""
-        print(f"mlxtui generate: error: {e}{hint}", file=sys.stderr)
+        # the message names what and where; the engine's hint speaks of the dashboard's fields
+        print(f"mlxtui generate: error: {e}", file=sys.stderr)
         return 1
     finally:
         printer.close()
@@ -186,6 +181,20 @@ def run(args: argparse.Namespace) -> int:
         print("=" * 10, file=sys.stderr)
         print(format_stats(finished[-1]), file=sys.stderr)
     return 0
+
+
+def _add_eos(engine: Any, tokens: list[str]) -> None:
+    """mlx-lm's add_eos_token on the loaded tokenizer (engine thread); an unknown token is refused."""
+    from mlxtui.core.engine import EngineError
+
+    for token in tokens:
+        try:
+            engine.tokenizer.add_eos_token(token)
+        except (ValueError, KeyError) as e:
+            raise EngineError(
+                f"--extra-eos-token {token!r} is not a token of this model's tokenizer ({e}); "
+                "give a token as the vocabulary spells it, or its id"
+            ) from None
 
 
 def _seed(seed: int) -> None:
