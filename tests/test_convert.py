@@ -203,12 +203,28 @@ def test_to_hf_undoes_the_gguf_qk_order_of_a_traditional_rope_model(
     np.testing.assert_allclose(_logits(out), _logits(trad), atol=1e-4)
 
 
-def test_the_skills_reverse_line_writes_hf_layout(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch
+def test_the_skills_two_convert_lines_as_written(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`mlx_lm.convert --mlx-path models/fused-model --hf-path models/hf-export` as written."""
+    """`mlx_lm.convert --hf-path Qwen/Qwen2.5-3B-Instruct --mlx-path models/Qwen2.5-3B-Instruct-mlx
+    --quantize` (a local folder for the hub id) and, after fusing, `mlx_lm.convert --mlx-path
+    models/fused-model --hf-path models/hf-export`, with `mlxtui convert` in place of the program."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "models").mkdir()
+    shutil.copytree(tiny_model_dir, tmp_path / "Qwen" / "Qwen2.5-3B-Instruct")
+    argv = [
+        "--hf-path",
+        "Qwen/Qwen2.5-3B-Instruct",
+        "--mlx-path",
+        "models/Qwen2.5-3B-Instruct-mlx",
+        "--quantize",
+    ]
+    code, out, err = _cli(argv, monkeypatch)
+    assert code == 0, err
+    assert _config(tmp_path / "models" / "Qwen2.5-3B-Instruct-mlx")["quantization"]["bits"] == 4
+    # the same line again: the MLX folder exists, so it is refused (not read as the way back)
+    code, _, err = _cli(argv, monkeypatch)
+    assert code == 1 and "--force" in err and "Hugging Face layout" not in err
+
     shutil.copytree(tiny_model_dir, tmp_path / "models" / "fused-model")
     code, out, err = _cli(
         ["--mlx-path", "models/fused-model", "--hf-path", "models/hf-export"], monkeypatch
@@ -216,12 +232,14 @@ def test_the_skills_reverse_line_writes_hf_layout(
     assert code == 0, err
     assert "Hugging Face layout" in err and out.strip() == "models/hf-export"
     assert _config(tmp_path / "models" / "hf-export")["architectures"] == ["LlamaForCausalLM"]
-    # run again: the destination exists now, so it is refused without --force
+    # again: the destination exists now, so it is refused without --force
     code, _, err = _cli(
         ["--to-hf", "--mlx-path", "models/fused-model", "--hf-path", "models/hf-export"],
         monkeypatch,
     )
     assert code == 1 and "--force" in err
+    code, _, err = _cli(["--mlx-path", "x"], monkeypatch)
+    assert code == 1 and "pass --hf-path" in err
 
 
 def test_cli_quantize_and_upload_without_token_fails_before_converting(

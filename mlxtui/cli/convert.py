@@ -3,7 +3,8 @@ which writes an MLX (fused, converted, GGUF-imported) model back in Hugging Face
 
 As the fine-tuning skill writes it, `convert --mlx-path FUSED --hf-path OUT` (an existing MLX
 folder, a new --hf-path) means the way back to Hugging Face: mlx_lm.convert would only refuse
-it (its --mlx-path must not exist), so it is read as `--to-hf`, and said so on stderr.
+it (its --mlx-path must not exist), so it is read as `--to-hf`, and said so on stderr, when the
+new folder's parent exists (a hub id such as "Qwen/Qwen2.5-3B-Instruct" has no local parent).
 """
 
 from __future__ import annotations
@@ -84,8 +85,10 @@ def wants_hf(args: argparse.Namespace) -> bool:
         return True
     if args.hf_path is None or args.quantize or args.dequantize:
         return False
-    mlx = Path(args.mlx_path).expanduser()
-    return (mlx / "config.json").is_file() and not Path(args.hf_path).expanduser().exists()
+    mlx, hf = Path(args.mlx_path).expanduser(), Path(args.hf_path).expanduser()
+    # a new folder beside existing ones ("models/hf-export"); "Qwen/Qwen2.5-3B" with no Qwen/ here
+    # is a hub id, and its MLX folder existing means a repeated forward conversion (refused later)
+    return (mlx / "config.json").is_file() and not hf.exists() and hf.parent.is_dir()
 
 
 def run(args: argparse.Namespace) -> int:
