@@ -39,6 +39,8 @@ HF_ARCHITECTURES = {
     "qwen2": "Qwen2ForCausalLM",
     "qwen3": "Qwen3ForCausalLM",
 }
+# mlx_lm.utils.quantize_model's (group size, bits) when the flags leave them out
+_MODE_DEFAULTS = {"affine": (64, 4), "mxfp4": (32, 4), "nvfp4": (16, 4), "mxfp8": (32, 8)}
 _MLX_ONLY_CONFIG_KEYS = ("quantization", "quantization_config", "rope_traditional")
 
 
@@ -203,12 +205,14 @@ def convert_to_mlx(
     if dtype in DTYPES:
         _cast(model, str(dtype))
     if quantize:
-        report(f"quantizing ({q_bits or 4}-bit, group size {q_group_size or 64}, {q_mode})", 1, 3)
+        group, bits = _MODE_DEFAULTS.get(q_mode, (64, 4))
+        group, bits = q_group_size or group, q_bits or bits
+        report(f"quantizing ({bits}-bit, group size {group}, {q_mode})", 1, 3)
         predicate: Any = None
         if quant_predicate is not None:
             if q_mode != "affine":
                 raise ConvertError("--quant-predicate recipes only support --q-mode affine")
-            predicate = mixed_quant_predicate_builder(quant_predicate, model, q_group_size or 64)
+            predicate = mixed_quant_predicate_builder(quant_predicate, model, group)
         said = io.StringIO()  # mlx-lm prints the bits per weight; it becomes a progress line
         try:
             with contextlib.redirect_stdout(said):
