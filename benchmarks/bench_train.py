@@ -65,9 +65,8 @@ def make_model(out: Path, preset: str, bits: int | None) -> Path:
 
 
 def main() -> None:
-    from mlxtui.core.blas import maybe_reexec_with_openblas
+    import mlxtui  # noqa: F401  Linux CPU: loads OpenBLAS before MLX, as mlxtui runs
 
-    maybe_reexec_with_openblas(sys.argv)  # Linux CPU: measure with OpenBLAS, as mlxtui runs
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", choices=sorted(PRESETS), default="smollm2-135m")
     ap.add_argument("--iters", type=int, default=12)

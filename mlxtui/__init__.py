@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mlxtui.core.blas import install_import_hook
+
 __all__ = ["TrainConfig", "TrainPipeline", "TrainResult"]
 
 if TYPE_CHECKING:
     from mlxtui.core.config import TrainConfig
     from mlxtui.core.training import TrainResult
     from mlxtui.pipeline import TrainPipeline
+
+# Linux CPU: OpenBLAS is loaded the moment anything imports mlx (mlxtui.core.blas says why).
+install_import_hook()
 
 
 def __getattr__(name: str) -> Any:

@@ -8,26 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# Linux CPU: `import mlxtui` loads OpenBLAS right before the first `import mlx` (core/blas.py);
+# MLX's bundled BLAS would make the real-model tests about 20x slower.
+import mlxtui  # noqa: F401
+
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """`uv run pytest` on Linux CPU: restart with OpenBLAS preloaded, as the mlxtui command does
-    (MLX's bundled BLAS makes the real-model tests about 20x slower)."""
-    import os
-
-    from mlxtui.core import blas
-
-    env = dict(os.environ)
-    if env.get(blas.NO_REEXEC_ENV) or env.get(blas.REEXEC_MARK_ENV):
-        return
-    if not blas.cpu_backend_expected() or blas.openblas_preloaded(env) or blas.find_openblas() is None:
-        return
-    # pytest has redirected fds 1 and 2 into its capture files: give the new process the terminal
-    capman = config.pluginmanager.getplugin("capturemanager")
-    if capman is not None:
-        capman.stop_global_capturing()
-    blas.maybe_reexec_with_openblas(["-m", "pytest", *sys.argv[1:]])
 
 from tiny_model import make_tiny_model  # noqa: E402
 

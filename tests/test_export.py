@@ -199,6 +199,144 @@ def test_gguf_round_trip_tiny(tiny_model_dir: Path, tiny_adapter: Path, tmp_path
     assert int(field("llama.block_count")[0]) == config["num_hidden_layers"]
 
 
+def _expected_fused(tiny_model_dir: Path, tiny_adapter: Path) -> dict[str, np.ndarray]:
+    """GGUF name -> float32 weights of mlx-lm's own load + fuse, Q/K permuted as GGUF wants."""
+    model, _ = mlx_load(str(tiny_model_dir), adapter_path=str(tiny_adapter))
+    model.update_modules(
+        tree_unflatten([(n, m.fuse()) for n, m in model.named_modules() if hasattr(m, "fuse")])
+    )
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    out = {}
+    for k, v in tree_flatten(model.parameters()):
+        if "q_proj.weight" in k:
+            v = permute_weights(v, config["num_attention_heads"], config["num_attention_heads"])
+        elif "k_proj.weight" in k:
+            v = permute_weights(v, config["num_attention_heads"], config["num_key_value_heads"])
+        out[translate_weight_names(k)] = np.array(v.astype(mx.float32))
+    return out
+
+
+def test_gguf_q8_0_read_back_matches_the_source(
+    tiny_model_dir: Path, tiny_adapter: Path, tmp_path: Path
+) -> None:
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    f16 = export_gguf(tiny_model_dir, tiny_adapter, tmp_path / "f16" / "tiny.gguf")
+    out = export_gguf(tiny_model_dir, tiny_adapter, tmp_path / "q8" / "tiny.gguf", gguf_type="q8_0")
+    expected = _expected_fused(tiny_model_dir, tiny_adapter)
+    reader = GGUFReader(str(out))
+    assert {t.name for t in reader.tensors} == set(expected)
+    types = {}
+    for t in reader.tensors:
+        want = expected[t.name]
+        got = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(want.shape)
+        types[t.name] = t.tensor_type
+        if t.tensor_type == GGMLQuantizationType.Q8_0:
+            # 32 values share one float16 scale d = absmax / 127: rounding to a step of d
+            # costs d / 2, the float16 rounding of d up to 127 * d * 2**-11 more
+            blocks = want.reshape(-1, 32)
+            step = np.abs(blocks).max(axis=1, keepdims=True) / 127
+            err = np.abs(got.reshape(-1, 32) - blocks)
+            assert (err <= step * (0.5 + 127 * 2**-11) + 1e-8).all(), t.name
+            assert (err <= step * 0.5 * 1.01).mean() > 0.9, t.name
+            assert not np.array_equal(got, want)  # really quantized, not a float copy
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=t.name)  # norms stay float32
+    assert types["blk.0.attn_q.weight"] == GGMLQuantizationType.Q8_0
+    assert types["token_embd.weight"] == GGMLQuantizationType.Q8_0
+    assert types["blk.0.attn_norm.weight"] == GGMLQuantizationType.F32
+    # the adapter is in there
+    base, _ = mlx_load(str(tiny_model_dir))
+    v = next(t for t in reader.tensors if t.name == "blk.3.attn_v.weight")
+    got_v = dequantize(v.data, v.tensor_type).reshape(expected["blk.3.attn_v.weight"].shape)
+    assert not np.allclose(got_v, np.array(base.model.layers[3].self_attn.v_proj.weight), atol=1e-3)
+    # the same metadata as the float16 file, with Q8_0's file type (7)
+    ref = GGUFReader(str(f16))
+    for key in (
+        "general.architecture",
+        "tokenizer.ggml.model",
+        "tokenizer.chat_template",
+        "llama.block_count",
+    ):
+        f, g = reader.fields[key], ref.fields[key]
+        assert bytes(f.parts[f.data[0]]) == bytes(g.parts[g.data[0]]), key
+    assert len(reader.fields["tokenizer.ggml.tokens"].data) == len(
+        ref.fields["tokenizer.ggml.tokens"].data
+    )
+    ft = reader.fields["general.file_type"]
+    assert int(ft.parts[ft.data[0]][0]) == 7
+    assert out.stat().st_size < 0.75 * f16.stat().st_size
+    # and MLX itself loads it back (as its own 8-bit layout: weights, scales, biases)
+    loaded = mx.load(str(out))
+    assert {k for k in loaded if not k.endswith((".scales", ".biases"))} == set(expected)
+    assert "blk.0.attn_q.scales" in loaded
+
+
+def test_gguf_writes_an_ollama_modelfile_for_chatml(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = export_gguf(tiny_model_dir, None, tmp_path / "tiny.gguf")
+    text = (tmp_path / "Modelfile").read_text()
+    lines = text.splitlines()
+    assert lines[0] == "FROM ./tiny.gguf"
+    assert 'PARAMETER stop "<|im_end|>"' in lines and 'PARAMETER stop "<|im_start|>"' in lines
+    template = text.split('TEMPLATE """', 1)[1].split('"""', 1)[0]
+    # what Ollama's Go template renders for a chat is what the model's Jinja template renders
+    chat = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Name three colours."},
+        {"role": "assistant", "content": "Red, green, blue."},
+        {"role": "user", "content": "One more?"},
+    ]
+    head, rest = template.split("{{- range .Messages }}", 1)
+    body, tail = rest.split("{{ end }}", 1)
+    rendered = (
+        head
+        + "".join(
+            body.replace("{{ .Role }}", m["role"]).replace("{{ .Content }}", m["content"])
+            for m in chat
+        )
+        + tail
+    )
+    _, tok = mlx_load(str(tiny_model_dir))
+    assert rendered == tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    # exporting again over our own Modelfile is fine; someone else's needs --force
+    (tmp_path / "tiny.gguf").unlink()
+    export_gguf(tiny_model_dir, None, out)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "Modelfile").write_text("FROM llama3\n")
+    with pytest.raises(ExportError, match="Modelfile exists.*--force"):
+        export_gguf(tiny_model_dir, None, other / "tiny.gguf")
+    assert (other / "Modelfile").read_text() == "FROM llama3\n" and not (
+        other / "tiny.gguf"
+    ).exists()
+
+
+def test_modelfile_of_chatml_with_a_default_system_prompt_and_of_unknown_templates() -> None:
+    from mlxtui.core.gguf_export import modelfile_text
+
+    smol = (
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+        "{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+    text = modelfile_text(Path("m.gguf"), smol, ["<|im_end|>"])
+    assert (
+        'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""' in text
+    )
+    assert text.count("PARAMETER stop") == 2  # the end token is one of ChatML's already
+    real_newline = smol.replace("\\n", "\n")  # the demo model's template has real newlines
+    assert modelfile_text(Path("m.gguf"), real_newline, []) == text
+    llama3 = (
+        "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>...{% endfor %}"
+    )
+    text = modelfile_text(Path("m.gguf"), llama3, ["<|eot_id|>"])
+    assert text.startswith("FROM ./m.gguf\n")
+    assert not any(line.startswith(("TEMPLATE", "SYSTEM")) for line in text.splitlines())
+    assert "not ChatML" in text and 'PARAMETER stop "<|eot_id|>"' in text
+
+
 def test_gguf_keeps_qk_order_of_a_traditional_rope_model(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -298,6 +436,32 @@ def test_cli_fuse_and_export(
         ["export", "gguf", "--model", str(tiny_model_dir), "--out", str(tmp_path / "base.gguf")]
     )
     assert args.func(args) == 0 and (tmp_path / "base.gguf").is_file()
+    assert (tmp_path / "Modelfile").read_text().startswith("FROM ./base.gguf")
+
+    from gguf import GGMLQuantizationType
+
+    q8 = tmp_path / "q8" / "base.gguf"
+    args = p.parse_args(
+        ["export", "gguf", "--model", str(tiny_model_dir), "--out", str(q8), "--gguf-type", "q8_0"]
+    )
+    assert args.func(args) == 0
+    assert GGMLQuantizationType.Q8_0 in {t.tensor_type for t in GGUFReader(str(q8)).tensors}
+    save8 = tmp_path / "fused8"
+    args = p.parse_args(
+        [
+            "fuse",
+            "--adapter-path",
+            str(tiny_adapter),
+            "--save-path",
+            str(save8),
+            "--export-gguf",
+            "--gguf-type",
+            "q8_0",
+        ]
+    )
+    assert args.func(args) == 0
+    assert capsys.readouterr().out.split()[-1] == str(save8 / "ggml-model-q8_0.gguf")
+    assert (save8 / "Modelfile").read_text().startswith("FROM ./ggml-model-q8_0.gguf")
 
     import huggingface_hub.constants
 
@@ -382,3 +546,7 @@ def test_the_fuse_command_names_the_gguf_file_as_the_export_code_does() -> None:
     from mlxtui.cli import fuse as fuse_cmd
 
     assert fuse_cmd.DEFAULT_GGUF_NAME == export.DEFAULT_GGUF_NAME
+    from mlxtui.core import gguf_export
+
+    assert fuse_cmd.GGUF_TYPES == gguf_export.GGUF_TYPES
+    assert gguf_export.default_gguf_name("f16") == export.DEFAULT_GGUF_NAME

@@ -1,4 +1,5 @@
-"""`mlxtui export gguf|hub`: a float16 GGUF file (adapter fused in), or a folder uploaded to the hub."""
+"""`mlxtui export gguf|hub`: a GGUF file (float16 or Q8_0, adapter fused in, Ollama Modelfile
+beside it), or a folder uploaded to the hub."""
 
 from __future__ import annotations
 
@@ -6,16 +7,26 @@ import argparse
 import sys
 from typing import Any
 
+from mlxtui.cli.fuse import GGUF_TYPES
+
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """`mlxtui export gguf|hub`."""
     p = sub.add_parser("export", help="export a model as GGUF or upload it to the Hugging Face hub")
     kinds = p.add_subparsers(dest="export_command", required=True)
-    g = kinds.add_parser("gguf", help="write a float16 GGUF file (llama/mistral/mixtral), adapter fused in")
+    g = kinds.add_parser(
+        "gguf", help="write a GGUF file (llama/mistral/mixtral), adapter fused in, and an Ollama Modelfile"
+    )
     g.add_argument("--model", default=None, help="base model (default: the adapter's config 'model', else demo)")
     g.add_argument("--adapter-path", default=None, help="adapter folder or .safetensors file to fuse in")
     g.add_argument("--out", required=True, help="the .gguf file to write")
-    g.add_argument("--force", action="store_true", help="replace --out if it exists")
+    g.add_argument(
+        "--gguf-type",
+        choices=GGUF_TYPES,
+        default="f16",
+        help="weight type: f16 (default) or q8_0 (8-bit blocks, about half the size)",
+    )
+    g.add_argument("--force", action="store_true", help="replace --out (and its Modelfile) if they exist")
     h = kinds.add_parser("hub", help="upload a model folder to the Hugging Face hub")
     h.add_argument("folder", help="the model folder (e.g. made by `mlxtui fuse`)")
     h.add_argument("repo_id", help="owner/name")
@@ -41,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
                 model = "demo"
 
             def job(engine: Any, progress: Any) -> Any:
-                return export.export_gguf(model, args.adapter_path, args.out, force=args.force, progress=progress)
+                return export.export_gguf(
+                    model, args.adapter_path, args.out, force=args.force, progress=progress, gguf_type=args.gguf_type
+                )
 
             print(run_call(job, "export", printer, errors=export_errors()))
         elif args.export_command == "hub":

@@ -8,6 +8,7 @@ from typing import Any
 
 # the name mlx_lm.fuse writes; repeated here so `--help` needs no import of the export code
 DEFAULT_GGUF_NAME = "ggml-model-f16.gguf"
+GGUF_TYPES = ("f16", "q8_0")  # core/gguf_export.py's, repeated for the same reason
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -25,8 +26,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--export-gguf", action="store_true", help="also write a GGUF file (llama/mistral/mixtral)")
     p.add_argument(
         "--gguf-path",
-        default=DEFAULT_GGUF_NAME,
-        help=f"GGUF file name, inside --save-path unless absolute (default: {DEFAULT_GGUF_NAME})",
+        default=None,
+        help=f"GGUF file name, inside --save-path unless absolute (default: {DEFAULT_GGUF_NAME}, "
+        "ggml-model-q8_0.gguf with --gguf-type q8_0); an Ollama Modelfile is written beside it",
+    )
+    p.add_argument(
+        "--gguf-type",
+        choices=GGUF_TYPES,
+        default="f16",
+        help="GGUF weight type: f16 (default) or q8_0 (8-bit blocks, about half the size)",
     )
     p.add_argument("--upload-repo", default=None, help="Hugging Face repo (owner/name) to upload the fused model to")
     p.set_defaults(func=run)
@@ -54,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         save = Path(args.save_path).expanduser()
         gguf = None
         if args.export_gguf:
-            gguf = Path(args.gguf_path).expanduser()
+            gguf = Path(args.gguf_path or f"ggml-model-{args.gguf_type}.gguf").expanduser()
             gguf = gguf if gguf.is_absolute() else save / gguf
         if args.upload_repo and not export.hub_token():
             raise export.ExportError(export.NO_TOKEN)  # say so before the slow part
@@ -68,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 force=args.force,
                 progress=progress,
                 gguf_file=gguf,
+                gguf_type=args.gguf_type,
             )
 
         out = run_call(job, "fuse", printer, errors=export_errors())

@@ -1,4 +1,4 @@
-"""`mlxtui`: the parser of every subcommand, the dispatch, and the OpenBLAS re-exec.
+"""`mlxtui`: the parser of every subcommand and the dispatch.
 
 Building the parser imports only the command modules, which import nothing heavy at the
 top: `mlxtui --help` and `mlxtui train --help` print without loading MLX, mlx-lm, Textual,
@@ -47,14 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help", "--version"):
         argv = ["dashboard", *argv]
     parser = build_parser()
-    # --help and usage errors exit here, before the re-exec: printing help needs no BLAS
+    # OpenBLAS needs no re-exec: `import mlxtui` loads it right before MLX (core/blas.py)
     args = parser.parse_args(argv)
     if args.version:
         from importlib.metadata import version
 
         print(f"mlxtui {version('mlxtui')}")
         return 0
-    _maybe_fast_blas(argv)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -65,13 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-
-
-def _maybe_fast_blas(argv: list[str]) -> None:
-    """On Linux CPU, re-exec with OpenBLAS preloaded when it is installed (DESIGN.md: ~20x)."""
-    from mlxtui.core.blas import maybe_reexec_with_openblas
-
-    maybe_reexec_with_openblas(["-m", "mlxtui", *argv])
 
 
 if __name__ == "__main__":

@@ -228,14 +228,33 @@ def check_memory() -> list[DoctorFinding]:
     return out
 
 
+def matmul_gflops(n: int = 1024, reps: int = 10) -> float:
+    """fp32 n×n matmul speed on MLX's default device, in GFLOP/s (after one warm-up)."""
+    import time
+
+    import mlx.core as mx
+
+    a = mx.random.normal((n, n))
+    b = mx.random.normal((n, n))
+    mx.eval(a @ b)
+    start = time.perf_counter()
+    for _ in range(reps):
+        mx.eval(a @ b)
+    seconds = (time.perf_counter() - start) / reps
+    return 2 * n**3 / seconds / 1e9
+
+
 def check_blas() -> DoctorFinding | None:
+    """Linux: which BLAS MLX uses, from where, and how fast a 1024² matmul runs with it."""
     if not sys.platform.startswith("linux"):
         return None
-    from mlxtui.core.blas import blas_status
+    from mlxtui.core.blas import SLOW_KIND, blas_status
 
     st = blas_status()
     value = st.kind + (f" ({st.path})" if st.path else "")
-    status: Status = "warn" if st.kind.startswith("bundled") else "ok"
+    if st.kind != "cuBLAS":
+        value += f", {matmul_gflops():.0f} GFLOP/s (1024² fp32 matmul)"
+    status: Status = "warn" if st.kind == SLOW_KIND else "ok"
     return DoctorFinding("blas", status, value, st.advice)
 
 

@@ -5,8 +5,9 @@ plain (or re-quantized) linear layer, then `mlx_lm.utils.save` writes weights, c
 tokenizer. Everything is written under a temporary name and renamed into place, and an existing
 non-empty destination is only replaced with force (never the base model's own folder).
 
-GGUF follows `mlx_lm.gguf` (llama, mistral, mixtral; float16 weights, so quantized models are
-de-quantized first) with two fixes: a model whose Q/K weights are already in GGUF's interleaved
+GGUF follows `mlx_lm.gguf` (llama, mistral, mixtral; float16 or Q8_0 weights, written with an
+Ollama Modelfile by core/gguf_export.py; quantized models are de-quantized first) with two
+fixes: a model whose Q/K weights are already in GGUF's interleaved
 order (`rope_traditional`, e.g. one imported from GGUF) is not permuted twice, and a byte-level
 BPE tokenizer is written as GGUF's "gpt2" model with its merges, as llama.cpp expects.
 
@@ -26,6 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from mlxtui.core.generation import adapter_modules, load_adapter_file, read_adapter_config
+from mlxtui.core.gguf_export import (
+    check_gguf_type,
+    modelfile_is_ours,
+    modelfile_path,
+    write_gguf_file,
+    write_modelfile,
+)
 
 Progress = Callable[[str, int, int], None]
 GGUF_ARCHITECTURES = ("llama", "mistral", "mixtral")
@@ -186,11 +194,13 @@ def fuse_adapter(
     force: bool = False,
     progress: Progress | None = None,
     gguf_file: Path | str | None = None,
+    gguf_type: str = "f16",
 ) -> Path:
     """Write base + adapter fused into the MLX model folder `out_dir`; return it.
 
     model_spec None takes the base from the adapter's adapter_config.json ("model").
-    gguf_file also writes a GGUF file of the fused model (de-quantized, float16).
+    gguf_file also writes a GGUF file of the fused model (de-quantized, then float16 or Q8_0
+    as gguf_type says) and an Ollama Modelfile beside it.
     """
     report = progress or (lambda message, done, total: None)
     adapter_path = Path(adapter_path).expanduser()
@@ -201,6 +211,7 @@ def fuse_adapter(
     source = _source_folder(model_spec)
     _check_destination(out, force, [source, adapter_path])
     if gguf_file is not None:
+        _check_gguf_type(gguf_type)
         _check_gguf_destination(Path(gguf_file), force, model_spec, source)
         _check_gguf_architecture(source)
     loaded = _load(source, adapter_path)
@@ -214,12 +225,19 @@ def fuse_adapter(
         report(f"writing GGUF {gguf_file}", 3, total)
         if loaded.config.get("quantization"):
             _dequantize(loaded)
-        _write_gguf(loaded, Path(gguf_file), loaded.source)
+        _write_gguf(loaded, Path(gguf_file), loaded.source, gguf_type)
     report(f"done: {out}", total, total)
     return out
 
 
 # ------------------------------------------------------------------ GGUF
+
+
+def _check_gguf_type(gguf_type: str) -> None:
+    try:
+        check_gguf_type(gguf_type)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
 
 
 def _check_gguf_architecture(source: Path) -> str:
@@ -248,6 +266,12 @@ def _check_gguf_destination(out: Path, force: bool, model_spec: Any, source: Pat
         raise ExportError(f"{out} is inside the base model folder {source}: choose another place")
     if out.exists() and not force:
         raise ExportError(f"{out} exists; choose another file name or pass --force to replace it")
+    modelfile = modelfile_path(out)
+    if not force and not modelfile_is_ours(modelfile, out):
+        raise ExportError(
+            f"{modelfile} exists and is not the Ollama Modelfile of {out.name}; "
+            "write the GGUF file into another folder or pass --force to replace it"
+        )
 
 
 def _bpe_merges(tokenizer_json: Path) -> list[str] | None:
@@ -262,8 +286,13 @@ def _bpe_merges(tokenizer_json: Path) -> list[str] | None:
     return [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
 
 
-def gguf_tensors(weights: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """MLX weight names and layouts -> GGUF (llama.cpp) names, layouts and dtypes."""
+def gguf_tensors(
+    weights: dict[str, Any], config: dict[str, Any], matrix_dtype: str = "float16"
+) -> dict[str, Any]:
+    """MLX weight names and layouts -> GGUF (llama.cpp) names, layouts and dtypes.
+
+    Matrices become matrix_dtype: float16 for an f16 file, float32 as the Q8_0 quantizer's input
+    (quantizing a float16 copy would add its rounding to 8-bit's)."""
     import mlx.core as mx
     from mlx_lm.gguf import permute_weights, translate_weight_names
 
@@ -280,21 +309,22 @@ def gguf_tensors(weights: dict[str, Any], config: dict[str, Any]) -> dict[str, A
         name = translate_weight_names(k)
         if "norm" in name or v.ndim == 1:
             v = v.astype(mx.float32)
-        elif v.dtype != mx.float16:
-            v = v.astype(mx.float16)
+        elif v.dtype != getattr(mx, matrix_dtype):
+            v = v.astype(getattr(mx, matrix_dtype))
         out[name] = v
     return out
 
 
-def _write_gguf(loaded: _Loaded, out: Path, tokenizer_dir: Path) -> None:
-    import mlx.core as mx
+def _write_gguf(loaded: _Loaded, out: Path, tokenizer_dir: Path, gguf_type: str = "f16") -> None:
+    """The GGUF file (gguf_type f16 or q8_0) and the Ollama Modelfile beside it."""
     from mlx.utils import tree_flatten
     from mlx_lm.gguf import HfVocab, prepare_metadata
 
     config = loaded.config
     if not (tokenizer_dir / "tokenizer.json").is_file():
         raise ExportError(f"{tokenizer_dir}: GGUF export needs tokenizer.json (a fast tokenizer)")
-    tensors = gguf_tensors(dict(tree_flatten(loaded.model.parameters())), config)
+    matrix_dtype = "float16" if gguf_type == "f16" else "float32"
+    tensors = gguf_tensors(dict(tree_flatten(loaded.model.parameters())), config, matrix_dtype)
     vocab = HfVocab.load(tokenizer_dir)
     metadata = prepare_metadata(config, vocab)
     merges = _bpe_merges(tokenizer_dir / "tokenizer.json")
@@ -304,15 +334,8 @@ def _write_gguf(loaded: _Loaded, out: Path, tokenizer_dir: Path) -> None:
     template = getattr(loaded.tokenizer, "chat_template", None)
     if isinstance(template, str) and template:
         metadata["tokenizer.chat_template"] = template
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # mx.save_gguf appends ".gguf" to names without it; the temporary name keeps the suffix.
-    tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}.gguf")
-    try:
-        mx.save_gguf(str(tmp), tensors, metadata)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_gguf_file(out, tensors, metadata, gguf_type)
+    write_modelfile(out, loaded.tokenizer)
 
 
 def export_gguf(
@@ -322,10 +345,13 @@ def export_gguf(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    gguf_type: str = "f16",
 ) -> Path:
-    """Write the model (with the adapter fused in, if given) as a float16 GGUF file."""
+    """Write the model (with the adapter fused in, if given) as a GGUF file, float16 or Q8_0,
+    and an Ollama Modelfile beside it."""
     report = progress or (lambda message, done, total: None)
     out = Path(out_file).expanduser()
+    _check_gguf_type(gguf_type)
     if out.suffix.lower() != ".gguf":
         raise ExportError(f"{out}: a GGUF file name must end in .gguf")
     if model_spec is None:
@@ -339,7 +365,7 @@ def export_gguf(
     fuse_in_place(loaded.model, dequantize=True)
     _dequantize(loaded)
     report(f"writing {out}", 2, 3)
-    _write_gguf(loaded, out, source)
+    _write_gguf(loaded, out, source, gguf_type)
     report(f"done: {out}", 3, 3)
     return out
 
