@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from mlxtui.cli import dashboard, data, doctor, export, fuse, models, runs, train
 from mlxtui.cli import eval as eval_cmd
 
-SUBCOMMANDS = ("train", "doctor", "data", "models", "fuse", "export", "eval", "bench", "runs", "dashboard")
+SUBCOMMANDS = ("train", "lora", "doctor", "data", "models", "fuse", "export", "eval", "bench", "runs", "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,9 @@ __all__ = ["ProgressPrinter", "add_parser", "add_train_arguments", "config_from_
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
-        help="train headless with a progress bar (mlx_lm.lora compatible flags)",
+        # `python -m mlx_lm lora ...` from a guide reads `mlxtui lora ...`
+        aliases=["lora"],
+        help="train headless with a progress bar (mlx_lm.lora compatible flags; alias: lora)",
         description="Train headless. Flags and YAML keys are mlx_lm.lora's; without --model, --data "
         "or --config the quick-start profile (the demo model and dataset) is used.",
     )
@@ -52,9 +54,21 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
             kwargs["type"] = int
         elif spec.kind == "float":
             kwargs["type"] = float
+        elif spec.kind == "choice" and spec.name == "lr_schedule_name":
+            kwargs.update(type=_schedule_arg, metavar="{" + ",".join(spec.choices) + ",ITERS:LR,...}")
         elif spec.kind == "choice":
             kwargs["choices"] = spec.choices
         p.add_argument(*spec.flags, **kwargs)
+
+
+def _schedule_arg(text: str) -> str:
+    """--lr-schedule: a schedule's name, or phases as the seeds write them ("400:2e-5,400:1e-5")."""
+    from mlxtui.core.config import validate_field
+
+    value, error = validate_field("lr_schedule_name", text)
+    if error:
+        raise argparse.ArgumentTypeError(f"{error} (or phases ITERS:LR,..., e.g. 400:2e-5,400:1e-5,200:2e-6)")
+    return str(value)
 
 
 def _default_note(spec: Any, defaults: Any, quick: Any) -> str:
@@ -137,9 +151,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except ConfigError as e:
         print(f"mlxtui train: {config_error_text(e)}", file=sys.stderr)
         return 2
-    if config.test and args.train is None and (not args.config or not config.train):
-        if args.train is None and args.iters is None and args.epochs is None and not _yaml_says_train(args):
-            return _test_only(config, out)
+    # mlx_lm.lora tests without training when --test comes without --train; so does a YAML `train: false`
+    said_train = args.train is not None or args.iters is not None or args.epochs is not None or _yaml_says_train(args)
+    if config.test and (not config.train or not said_train):
+        return _test_only(config.with_values(train=False), out)
     printer = ProgressPrinter(out)
     _say_blas(out)
     pipeline = TrainPipeline(config, on_event=printer)
@@ -207,11 +222,15 @@ def _yaml_says_train(args: argparse.Namespace) -> bool:
 
 def _test_only(config: Any, out: TextIO) -> int:
     """`--test` without `--train`: evaluate the adapter in --adapter-path (mlx_lm.lora's behaviour)."""
+    from mlxtui.core.config import ConfigError
     from mlxtui.core.engine import EngineError
     from mlxtui.pipeline import evaluate_test_set
 
     try:
         loss, ppl = evaluate_test_set(config)
+    except ConfigError as e:
+        print(f"mlxtui train --test: {config_error_text(e)}", file=sys.stderr)
+        return 2
     except EngineError as e:
         print(f"mlxtui train --test: {e}", file=sys.stderr)
         return 1
