@@ -12,10 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mlxtui.cli import dashboard, data, doctor, export, fuse, models, runs, train
+from mlxtui.cli import convert, dashboard, data, doctor, export, fuse, generate, models, runs, train
 from mlxtui.cli import eval as eval_cmd
 
-SUBCOMMANDS = ("train", "lora", "doctor", "data", "models", "fuse", "export", "eval", "bench", "runs", "dashboard")
+SUBCOMMANDS = (
+    "train", "lora", "doctor", "data", "models", "generate", "convert", "fuse", "export", "eval", "bench", "runs", "dashboard",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_parser(sub)
     data.add_parser(sub)
     models.add_parser(sub)
+    generate.add_parser(sub)
+    convert.add_parser(sub)
     fuse.add_parser(sub)
     export.add_parser(sub)
     eval_cmd.add_eval_parser(sub)

@@ -526,3 +526,10 @@ def _load_full(
     model.load_weights(list(weights.items()), strict=False)
     mx.eval(model.parameters())
     return cfg
+
+
+def seed_random(seed: int) -> None:
+    """Seed MLX's random state (run it on the engine thread, before the answer it should fix)."""
+    import mlx.core as mx
+
+    mx.random.seed(seed)
