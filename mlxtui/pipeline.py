@@ -26,10 +26,15 @@ class TrainPipeline:
         (ConfigError for data files that cannot make a data folder, or train turned off)."""
         from mlxtui.core.config import ConfigError
         from mlxtui.core.datafiles import with_data_folder
+        from mlxtui.core.hub_data import check_hub_data
+        from mlxtui.core.reporting import check_reporting
 
         if not self.config.train:
             raise ConfigError("is off, and a pipeline trains: use evaluate_test_set(config) to only test", "train")
         config = with_data_folder(self.config)
+        # a run asked to report, or to read the hub, that cannot is refused before the model loads
+        check_reporting(config)
+        check_hub_data(config)
         self.engine = Engine(self.on_event)
         self.engine.start()
         try:

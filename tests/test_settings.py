@@ -165,6 +165,8 @@ def test_yaml_round_trip_of_every_field(tmp_path):
             changes[spec.name] = example(spec, getattr(cfg, spec.name))
     changes["lr_phases"] = None  # phases and a schedule are alternatives
     changes["test"] = True  # with train off (its example), something must run
+    changes["data"] = changes["train_data"] = changes["valid_data"] = changes["test_data"] = None  # hf_dataset names the data
+    changes["sample_prompts"] = 0  # they come from a local valid.jsonl
     cfg = from_dict(changes)
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg

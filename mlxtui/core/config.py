@@ -209,6 +209,19 @@ class TrainConfig:
             )
         if self.hf_dataset is not None:
             validate_hf_dataset(self.hf_dataset)
+            for other in ("data", "train_data", "valid_data", "test_data"):
+                if getattr(self, other) is not None:
+                    raise ConfigError(
+                        f"and {other} both name the data; give hf_dataset (the hub) or {other} "
+                        "(local files), not both",
+                        "hf_dataset",
+                    )
+            if self.sample_prompts:
+                raise ConfigError(
+                    "sample prompts come from a local valid.jsonl, and hf_dataset has none: "
+                    "set sample_prompts to 0 with hf_dataset",
+                    "sample_prompts",
+                )
         if self.project_name and not self.report_to:
             raise ConfigError(
                 "names the wandb/swanlab project, but report_to is not set: set report_to "
