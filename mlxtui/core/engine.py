@@ -563,10 +563,12 @@ class Engine:
             quantization_bits=info.quantization_bits,
         )
         self.control = TrainControl()
+        from mlxtui.core.reporting import reporting_emit
+
         run = TrainRun(
-            config.with_values(data=str(data_dir)),
+            config if config.hf_dataset is not None else config.with_values(data=str(data_dir)),
             prepared,
-            self.emit,
+            reporting_emit(self.emit, config),
             control=self.control,
             memory_check=self._memory_check(config)
             if config.memory_guard != "off"
@@ -908,7 +910,7 @@ def _copy_to_user_adapter_path(config: TrainConfig, adapter_dir: Path, emit: Eve
     """mlx-lm users expect the adapter in --adapter-path: copy the final one there too."""
     import shutil
 
-    if config.adapter_path in ("adapters", "", None):
+    if not config.adapter_path:
         return
     target = Path(config.adapter_path).expanduser()
     if target.resolve() == adapter_dir.resolve():
