@@ -189,7 +189,7 @@ def test_data_files_make_the_data_folder(tmp_path, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
     for name in ("train", "valid"):
-        (data / f"{name}.jsonl").write_text('{"text": "%s"}\n' % name)
+        (data / f"{name}.jsonl").write_text(f'{{"text": "{name}"}}\n')
     cfg = with_data_folder(TrainConfig(train_data=str(data / "train.jsonl")))
     assert cfg.data == str(data)
     (tmp_path / "mine.jsonl").write_text('{"text": "t"}\n')
