@@ -80,7 +80,7 @@ def load_hub_datasets(config: TrainConfig, tokenizer: Any) -> tuple[Any, Any, An
             f"hf_dataset {names}: could not be loaded ({type(e).__name__}: {e}); check the "
             "path and splits, or give a local data folder with data instead"
         ) from None
-    out = tuple(CacheDataset(s) if len(s) else [] for s in splits)
+    out: tuple[Any, ...] = tuple(CacheDataset(s) if len(s) else [] for s in splits)
     if config.train and not out[0]:
         raise HubDataError(f"hf_dataset {names}: the train split is empty; check train_split")
     return out[0], out[1], out[2]

@@ -13,7 +13,7 @@ the package to install: a run asked to report is never run silently without repo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import REPORTERS, ConfigError, TrainConfig
@@ -57,7 +57,8 @@ def reporting_emit(emit: Callable[[ev.Event], None], config: TrainConfig) -> Cal
                 config.report_to,
                 project_name=config.project_name,
                 log_dir=event.run_dir,
-                config=config.to_mlx_lm_dict(),
+                # mlx-lm annotates config as str but hands it to wandb.init(config=...): a dict
+                config=cast(Any, config.to_mlx_lm_dict()),
             )
         callback = state["callback"]
         if callback is None:
