@@ -2,10 +2,13 @@
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libopenblas.so.0 uv run python benchmarks/bench_memory_sampling.py
 
-Times 1000 `SystemMemoryProbe.sample()` calls, then the trainer's compiled LoRA step on a
-small inline llama (hidden 256, 4 layers, batch 4 x 128 tokens; a tiny model makes the ratio
-look worse than any real run) and on the tiny test shape (hidden 64), and prints the ratios.
-The engine samples once per step at most, so the ratio is the overhead.
+Times 1000 `SystemMemoryProbe.sample()` calls and 1000 `Telemetry.sample_now()` calls (probe,
+swap trend over a full history, armed guard, emission), then the trainer's compiled LoRA step
+on a small inline llama (hidden 256, 4 layers, batch 4 x 128 tokens; a tiny model makes the
+ratio look worse than any real run) and on the tiny test shape (hidden 64), and prints the
+ratios. The telemetry thread samples once a second whatever the engine does, so its share of
+one core is the cost of a sample per second; the step ratio is the worst case of sampling
+once per step. For the cadence during real work see bench_memory_cadence.py.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from mlx_lm.models import llama
 from mlx_lm.tuner.trainer import default_loss
 from mlx_lm.tuner.utils import linear_to_lora_layers
 
+from mlxtui.core.guard import MemoryGuard
 from mlxtui.core.memory import SystemMemoryProbe
+from mlxtui.core.telemetry import Telemetry
 
 
 def step_seconds(hidden: int, layers: int, batch: int, tokens: int, steps: int = 10) -> float:
@@ -67,6 +72,18 @@ def main() -> None:
         probe.sample()
     per_sample = (time.perf_counter() - t) / n
     print(f"memory sample: {per_sample * 1e6:.0f} µs ({n} samples)")
+    telemetry = Telemetry(lambda event: None, probe=probe)
+    telemetry.arm(MemoryGuard("pause"))
+    for _ in range(350):  # fill the history (300 samples): the swap trend's worst case
+        telemetry.sample_now()
+    t = time.perf_counter()
+    for _ in range(n):
+        telemetry.sample_now()
+    per_tick = (time.perf_counter() - t) / n
+    print(
+        f"Telemetry.sample_now (probe, swap trend, guard, event): {per_tick * 1e6:.0f} µs; "
+        f"at one a second that is {100 * per_tick:.3f}% of one core"
+    )
     for hidden, layers, batch, tokens in ((256, 4, 4, 128), (64, 4, 4, 64)):
         step = step_seconds(hidden, layers, batch, tokens)
         print(

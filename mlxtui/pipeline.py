@@ -61,14 +61,12 @@ def evaluate_test_set(config: TrainConfig) -> tuple[float, float]:
     from mlxtui.core.datafiles import with_data_folder
 
     config = with_data_folder(config)
-    import math
     from pathlib import Path
 
     def job(engine: Engine) -> tuple[float, float]:
-
         from mlxtui.core import models
-        from mlxtui.core.engine import _resolve_data
-        from mlxtui.core.training import evaluate_loss, load_datasets
+        from mlxtui.core.datadir import resolve_data_dir
+        from mlxtui.core.training import load_datasets, test_loss
 
         adapter = Path(config.adapter_path).expanduser() if config.adapter_path else None
         if adapter is None or not (adapter / "adapters.safetensors").is_file():
@@ -78,12 +76,11 @@ def evaluate_test_set(config: TrainConfig) -> tuple[float, float]:
             )
         deq = models.wants_dequantize(config.dequantize)
         model, tokenizer, _info = models.load_model(config.model, adapter_path=str(adapter), dequantize=deq)
-        data_dir = _resolve_data(config.data)
+        data_dir = resolve_data_dir(config.data)
         _, _, test = load_datasets(config, data_dir, tokenizer)
         if not test:
             raise EngineError(f"{data_dir}/test.jsonl is missing or empty", "add a test split, e.g. with `mlxtui data split`")
-        loss = evaluate_loss(model, test, config.batch_size, config.test_batches, config.max_seq_length)
-        return loss, math.exp(min(loss, 700))
+        return test_loss(model, test, config.batch_size, config.test_batches, config.max_seq_length)
 
     engine = Engine(lambda e: None)
     engine.start()

@@ -1,4 +1,8 @@
-"""The memory guard inside a real training run, driven by an injected memory probe."""
+"""The memory guard inside a real training run, driven by an injected memory probe.
+
+The probe is read by the engine's telemetry thread, at its own cadence; the guard decides
+there and the train loop acts at its next safe point.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ MB = 1 << 20
 
 
 class SwapRampProbe:
-    """Calm until armed (at a training step), then swap grows 200 MB per (fake) second for
-    `ramp` samples, then steady again."""
+    """Calm until armed (at a training step), then swap grows 200 MB per (fake) second for at
+    least `ramp` samples and until released (when training pauses: the sampler runs at its own
+    pace, so the recovery must not come before the run could act), then steady again."""
 
     def __init__(self, ramp: int) -> None:
         self.n = 0
@@ -27,6 +32,7 @@ class SwapRampProbe:
         self.swap = 0
         self.ramp = ramp
         self.armed_at: int | None = None
+        self.released = False
         self.lock = threading.Lock()
 
     def arm(self) -> None:
@@ -34,10 +40,17 @@ class SwapRampProbe:
             if self.armed_at is None:
                 self.armed_at = self.n
 
+    def release(self) -> None:
+        with self.lock:
+            self.released = True
+
     def sample(self) -> MemorySample:
         with self.lock:
             self.n += 1
-            if self.armed_at is not None and self.n <= self.armed_at + self.ramp:
+            ramping = self.armed_at is not None and (
+                self.n <= self.armed_at + self.ramp or not self.released
+            )
+            if ramping:
                 self.t += 1.0
                 self.swap += 200 * MB
                 pressure = "yellow"
@@ -68,6 +81,8 @@ def run(model: Path, data: Path, tmp: Path, probe: SwapRampProbe, policy: str) -
         events.append(e)
         if isinstance(e, ev.TrainStep) and e.iteration == 3:
             probe.arm()
+        if isinstance(e, ev.TrainPaused):
+            probe.release()
 
     engine = Engine(sink, memory_probe=probe, memory_interval=0.0)
     engine.start()
@@ -124,3 +139,72 @@ def test_estimate_job_emits_a_verdict_for_the_config(tiny_model_dir, data):
     assert big.total_bytes > small.total_bytes
     assert any(label.startswith("batch size") for label, _ in big.options)
     assert sum(isinstance(e, ev.MemoryEstimated) for e in events) == 2
+
+
+def test_memory_samples_keep_coming_while_a_slow_job_holds_the_engine_thread():
+    import time
+
+    from mlxtui.core.engine import Call
+
+    arrivals: list[tuple[str, float]] = []
+
+    def sink(e: ev.Event) -> None:
+        if isinstance(e, ev.MemorySampled):
+            arrivals.append(("sample", time.monotonic()))
+        elif isinstance(e, ev.JobStarted | ev.JobFinished):
+            arrivals.append((type(e).__name__, time.monotonic()))
+
+    engine = Engine(sink, memory_interval=0.2)  # the real probe
+    engine.start()
+    try:
+        engine.run_sync(Call(fn=lambda engine: time.sleep(2.0), description="slow"))
+    finally:
+        engine.shutdown()
+    started = next(t for kind, t in arrivals if kind == "JobStarted")
+    finished = next(t for kind, t in arrivals if kind == "JobFinished")
+    during = [t for kind, t in arrivals if kind == "sample" and started <= t <= finished]
+    assert len(during) >= 8  # 2 s at one sample per 0.2 s, none waiting for the engine
+    gaps = [b - a for a, b in zip([started, *during], [*during, finished], strict=True)]
+    assert max(gaps) < 0.6
+
+
+def test_a_guard_pause_acts_between_validation_batches(tiny_model_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, n in (("train", 24), ("valid", 30)):
+        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
+        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    probe = SwapRampProbe(ramp=6)
+    events: list[ev.Event] = []
+    box: dict[str, Engine] = {}
+
+    def sink(e: ev.Event) -> None:
+        events.append(e)
+        if isinstance(e, ev.PhaseProgress) and e.phase == "validate" and e.done == 2 and probe.armed_at is None:
+            probe.arm()
+            for _ in range(10):  # ramp samples now, so the guard has its trend before batch 3
+                box["engine"].telemetry.sample_now()
+        if isinstance(e, ev.TrainPaused):
+            probe.release()
+
+    engine = Engine(sink, memory_probe=probe, memory_interval=0.05)
+    box["engine"] = engine
+    engine.start()
+    cfg = TrainConfig().with_values(
+        model=str(tiny_model_dir), data=str(data), runs_dir=str(tmp_path / "runs"), num_layers=2, iters=4,
+        steps_per_eval=100, val_batches=-1, learning_rate=1e-3, memory_guard="pause", swap_growth_mb_per_min=512,
+        sample_prompts=0,
+    )
+    try:
+        result = engine.run_sync(Train(cfg), timeout=600)
+    finally:
+        engine.shutdown()
+    assert result.status == "completed"
+    paused = [e for e in events if isinstance(e, ev.TrainPaused)]
+    assert [(p.iteration, p.reason) for p in paused] == [(0, "memory")]
+    # it paused right after batch 2 of the first validation, before batch 3 and the steps
+    order = [e for e in events if isinstance(e, ev.TrainPaused | ev.PhaseProgress | ev.TrainStep)]
+    i = order.index(paused[0])
+    assert isinstance(order[i - 1], ev.PhaseProgress) and (order[i - 1].phase, order[i - 1].done) == ("validate", 2)
+    assert isinstance(order[i + 1], ev.PhaseProgress) and order[i + 1].done == 3
+    assert any(isinstance(e, ev.TrainResumed) for e in events)

@@ -113,3 +113,29 @@ def test_reason_names_the_cause():
 def test_bad_policy_is_rejected():
     with pytest.raises(ValueError, match="pause, warn or off"):
         MemoryGuard("panic")  # type: ignore[arg-type]
+
+
+def test_the_figure_and_the_history_give_the_same_decisions():
+    """check(sample, growth) with the shown figure decides as check(sample, history) does."""
+    script = CALM + RAMP + FLAT
+    by_history = drive(MemoryGuard("pause", recovery_samples=3), script)
+    guard, probe, history, by_figure = (
+        MemoryGuard("pause", recovery_samples=3),
+        ScriptedProbe(script),
+        MemoryHistory(),
+        [],
+    )
+    for _ in script:
+        s = probe.sample()
+        history.append(s)
+        by_figure.append(guard.check(s, history.swap_growth_per_minute()).action)
+    assert by_figure == by_history
+    assert "pause" in by_figure and "resume" in by_figure
+
+
+def test_no_trend_yet_is_not_calm():
+    guard = MemoryGuard("pause", recovery_samples=1)
+    probe = ScriptedProbe([(0, "red")] + [(0, "green")] * 3)
+    assert guard.check(probe.sample(), None).action == "pause"  # red needs no trend
+    assert guard.check(probe.sample(), None).action == "none"  # green, but swap unknown
+    assert guard.check(probe.sample(), 0.0).action == "resume"

@@ -117,7 +117,11 @@ def test_history_series_and_maxlen():
 
 def test_swap_growth_per_minute():
     h = MemoryHistory()
-    assert h.swap_growth_per_minute() == 0.0
+    assert h.swap_growth_per_minute() is None  # no samples, no trend
+    h.append(make_sample(999.5, swap_used=0))
+    h.append(make_sample(999.9, swap_used=10**9))
+    assert h.swap_growth_per_minute() is None  # 0.4 s is too short a span to call a trend
+    h = MemoryHistory()
     # 10 MB per second for 30 s -> 600 MB/min
     for t in range(31):
         h.append(make_sample(1000.0 + t, swap_used=t * 10_000_000))
@@ -132,8 +136,35 @@ def test_old_samples_leave_the_window():
     h = MemoryHistory()
     h.append(make_sample(0.0, swap_used=0))
     h.append(make_sample(100.0, swap_used=GB))
+    assert h.swap_growth_per_minute() is None  # the old sample is out of the 60 s window
     h.append(make_sample(101.0, swap_used=GB))
     assert h.swap_growth_per_minute() == 0.0
+
+
+def test_history_is_safe_across_threads():
+    h = MemoryHistory(maxlen=50)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                h.swap_growth_per_minute()
+                h.series("swap_used")
+                assert len(h.samples) <= 50
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            errors.append(e)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    for i in range(20_000):
+        h.append(make_sample(float(i), swap_used=i))
+    stop.set()
+    for t in readers:
+        t.join()
+    assert errors == []  # a bare deque raises "deque mutated during iteration" here
+    assert h.series("swap_used")[-1] == 19_999
 
 
 def test_device_info_has_memory():

@@ -7,7 +7,6 @@ switched off (`adapter_disabled`), so no second copy is loaded.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from mlxtui.core.generation import (
     has_adapter,
     read_adapter_config,
 )
+from mlxtui.core.progress import Reporter, optional_phase
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_BENCH_PROMPT = "Explain in a few sentences how a plant takes up water through its roots."
@@ -94,11 +94,16 @@ def test_loss_and_ppl(
     max_seq_length: int = 2048,
     mask_prompt: bool = False,
     split: str = "test",
+    reporter: Reporter | None = None,
+    label: str = "test loss",
 ) -> tuple[float, float]:
-    """Mean token loss and perplexity on `split`.jsonl, computed as mlx-lm's `evaluate` does."""
+    """Mean token loss and perplexity on `split`.jsonl, computed as mlx-lm's `evaluate` does.
+
+    With a reporter, the batches are the phase "evaluate" (k of n, a safe point after each).
+    """
     from mlx_lm.tuner.datasets import CacheDataset, create_dataset
 
-    from mlxtui.core.training import evaluate_loss
+    from mlxtui.core.training.loss import batch_count, test_loss
 
     path = split_file(data_dir, split)
     records = load_records(data_dir, split)
@@ -108,8 +113,10 @@ def test_loss_and_ppl(
     except (ValueError, KeyError) as e:
         raise EvalError(f"{path}: {e}") from None
     model.eval()
-    loss = evaluate_loss(model, dataset, batch_size, num_batches, max_seq_length)
-    return loss, (math.exp(loss) if loss < 700 else float("inf"))
+    total = batch_count(dataset, batch_size, num_batches)
+    with optional_phase(reporter, "evaluate", label, total) as phase:
+        on_batch = phase.advance if phase is not None else None
+        return test_loss(model, dataset, batch_size, num_batches, max_seq_length, on_batch)
 
 
 test_loss_and_ppl.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
@@ -153,8 +160,13 @@ def before_after(
     max_tokens: int = 128,
     *,
     progress: Progress | None = None,
+    reporter: Reporter | None = None,
 ) -> CompareReport:
-    """Greedy answers of the base and of the adapter to the first `n` usable records, scored."""
+    """Greedy answers of the base and of the adapter to the first `n` usable records, scored.
+
+    With a reporter, each set of answers is the phase "evaluate" (answer k of n) and every
+    generated token passes a safe point (a cancel stops between two tokens).
+    """
     from rouge_score import rouge_scorer  # type: ignore[import-untyped]
 
     if not has_adapter(model):
@@ -170,14 +182,27 @@ def before_after(
 
     def answers(label: str, offset: int) -> list[str]:
         out = []
-        for i, (msgs, _) in enumerate(items):
-            if progress is not None:
-                progress(f"{label} answer {i + 1}/{len(items)}", offset + i, total)
-            out.append(
-                generate_reply(model, tokenizer, msgs, temperature=0.0, max_tokens=max_tokens)[
-                    0
-                ].strip()
-            )
+        with optional_phase(reporter, "evaluate", f"{label} answers", len(items)) as phase:
+
+            def safe_point() -> bool:
+                if phase is not None:
+                    phase.check()  # raises progress.Interrupted on a cancel
+                return False
+
+            for i, (msgs, _) in enumerate(items):
+                if progress is not None:
+                    progress(f"{label} answer {i + 1}/{len(items)}", offset + i, total)
+                text, _last = generate_reply(
+                    model,
+                    tokenizer,
+                    msgs,
+                    temperature=0.0,
+                    max_tokens=max_tokens,
+                    should_stop=safe_point,
+                )
+                out.append(text.strip())
+                if phase is not None:
+                    phase.advance()
         return out
 
     with adapter_disabled(model):
@@ -268,15 +293,23 @@ def benchmark_base_and_adapter(
     prompt: str = DEFAULT_BENCH_PROMPT,
     runs: int = 5,
     max_tokens: int = 128,
+    on_done: Callable[[], None] | None = None,
 ) -> tuple[BenchResult, BenchResult]:
-    """(base, adapter) speed on the same model, the base with its adapter switched off."""
+    """(base, adapter) speed on the same model, the base with its adapter switched off.
+
+    `on_done` runs after each of the two measurements (progress, a safe point)."""
     if not has_adapter(model):
         raise EvalError(
             "the model has no adapter loaded: load one before benchmarking base vs adapter"
         )
     with adapter_disabled(model):
         base = benchmark(model, tokenizer, prompt, runs, max_tokens)
-    return base, benchmark(model, tokenizer, prompt, runs, max_tokens)
+    if on_done is not None:
+        on_done()
+    tuned = benchmark(model, tokenizer, prompt, runs, max_tokens)
+    if on_done is not None:
+        on_done()
+    return base, tuned
 
 
 def default_model_for(adapter_path: str | Path | None) -> str:

