@@ -22,11 +22,23 @@ class TrainPipeline:
         self.engine: Engine | None = None
 
     def execute(self) -> TrainResult:
-        """Train on the engine thread and return the result; raises EngineError on failure."""
+        """Train on the engine thread and return the result; raises EngineError on failure
+        (ConfigError for data files that cannot make a data folder, or train turned off)."""
+        from mlxtui.core.config import ConfigError
+        from mlxtui.core.datafiles import with_data_folder
+        from mlxtui.core.hub_data import check_hub_data
+        from mlxtui.core.reporting import check_reporting
+
+        if not self.config.train:
+            raise ConfigError("is off, and a pipeline trains: use evaluate_test_set(config) to only test", "train")
+        config = with_data_folder(self.config)
+        # a run asked to report, or to read the hub, that cannot is refused before the model loads
+        check_reporting(config)
+        check_hub_data(config)
         self.engine = Engine(self.on_event)
         self.engine.start()
         try:
-            result = self.engine.run_sync(Train(self.config))
+            result = self.engine.run_sync(Train(config))
         finally:
             self.engine.shutdown()
         return result
@@ -46,6 +58,9 @@ class TrainPipeline:
 
 def evaluate_test_set(config: TrainConfig) -> tuple[float, float]:
     """Test loss and perplexity of config.model with the adapter in config.adapter_path."""
+    from mlxtui.core.datafiles import with_data_folder
+
+    config = with_data_folder(config)
     from pathlib import Path
 
     def job(engine: Engine) -> tuple[float, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlxtui.core.config import (
@@ -154,3 +156,55 @@ def test_the_python_api_may_give_folders_as_paths(tmp_path):
     cfg.validate()
     assert validate_field("run_name", 3) == ("3", None)
     assert "must be text" in (validate_field("run_name", ["a"])[1] or "")
+
+
+def test_lr_schedule_as_phases_on_the_flag_and_in_yaml(tmp_path):
+    """The skill's `--lr-schedule "400:2e-5,400:1e-5,200:2e-6"`: phases, from the flag or YAML."""
+    from mlxtui.cli.main import build_parser
+    from mlxtui.cli.train import config_from_args
+    from mlxtui.core.config import from_dict, lr_function
+
+    args = build_parser().parse_args(["train", "--model", "m", "--lr-schedule", "400:2e-5,400:1e-5,200:2e-6"])
+    cfg = config_from_args(args)
+    assert cfg.lr_phases == "400:2e-5,400:1e-5,200:2e-6" and cfg.lr_schedule is None
+    assert cfg.resolved_iters(None) == 1000
+    fn = lr_function(cfg, 1000)
+    assert (fn(0), fn(400), fn(999)) == (2e-5, 1e-5, 2e-6)
+    assert from_dict({"lr_schedule": "400:2e-5,600:1e-5"}).lr_phases == "400:2e-5,600:1e-5"
+    assert from_dict({"lr_schedule": "cosine_decay"}).lr_schedule == {"name": "cosine_decay"}
+    with pytest.raises(ConfigError, match="phase 2 '1e-5' is not ITERATIONS:LEARNING_RATE"):
+        from_dict({"lr_schedule": "400:2e-5,1e-5"})
+    with pytest.raises(ConfigError, match="make the first phase the warmup"):
+        from_dict({"lr_phases": "4:1e-5", "warmup": 2})
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--lr-schedule", "fast"])
+
+
+def test_data_files_make_the_data_folder(tmp_path, monkeypatch):
+    """train_data/valid_data/test_data: one folder of split names is that folder; other names are
+    staged under their split's name; a missing file or a second folder is refused."""
+    from mlxtui.core.datafiles import with_data_folder
+
+    monkeypatch.setenv("MLXTUI_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train", "valid"):
+        (data / f"{name}.jsonl").write_text(f'{{"text": "{name}"}}\n')
+    cfg = with_data_folder(TrainConfig(train_data=str(data / "train.jsonl")))
+    assert cfg.data == str(data)
+    (tmp_path / "mine.jsonl").write_text('{"text": "t"}\n')
+    (tmp_path / "dev.jsonl").write_text('{"text": "d"}\n')
+    staged = with_data_folder(TrainConfig(train_data=str(tmp_path / "mine.jsonl"), valid_data=str(tmp_path / "dev.jsonl")))
+    folder = Path(staged.data)
+    assert sorted(p.name for p in folder.iterdir()) == ["train.jsonl", "valid.jsonl"]
+    assert (folder / "valid.jsonl").read_text() == '{"text": "d"}\n'
+    assert with_data_folder(staged) == staged  # a resumed run's config.yaml resolves the same
+    with pytest.raises(ConfigError, match="no such file"):
+        with_data_folder(TrainConfig(train_data=str(tmp_path / "nope.jsonl")))
+    with pytest.raises(ConfigError, match="not both"):
+        with_data_folder(TrainConfig(data=str(tmp_path), train_data=str(data / "train.jsonl")))
+    with pytest.raises(ConfigError, match="training needs the training file"):
+        with_data_folder(TrainConfig(valid_data=str(data / "valid.jsonl")))
+    assert TrainConfig(train=False, test=True).validate() is None
+    with pytest.raises(ConfigError, match="nothing would run"):
+        TrainConfig(train=False).validate()

@@ -37,6 +37,7 @@ TEXT_EXAMPLES = {
     "lr_phases": "10:1e-4,5:1e-5",
     "optimizer_options": "weight_decay=0.01",
     "lora_keys": "self_attn.q_proj,self_attn.v_proj",
+    "report_to": "wandb",
 }
 MAPPING_EXAMPLES: dict[str, Any] = {
     "lr_schedule": {"name": "cosine_decay", "arguments": [1e-5, 100]},
@@ -95,8 +96,12 @@ def test_every_field_is_reachable_from_a_flag(name, tmp_path):
     for spec in reaching:
         yaml_file = tmp_path / f"{spec.name}.yaml"
         base_values: dict[str, Any] = {"model": "m"}
+        if name == "project_name":
+            base_values["report_to"] = "wandb"  # a project means nothing without a reporter
         if spec.kind == "bool":
             base_values[spec.name] = False  # a store_true flag can only turn it on
+            if name == "train":
+                base_values["test"] = True  # train and test both off is refused: nothing to run
         yaml_file.write_text(yaml.safe_dump(base_values))
         baseline = load_config(yaml_file)
         value = example(spec, get_field(baseline, spec.name))
@@ -117,7 +122,12 @@ def test_every_field_is_reachable_from_yaml(name, tmp_path):
     if name == "clear_cache_threshold":
         value = 1 << 30  # YAML takes bytes, as mlx-lm does ("1GB" works too)
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({spec.yaml_key: value}))
+    values = {spec.yaml_key: value}
+    if name == "project_name":
+        values["report_to"] = "wandb"
+    if name == "train":
+        values["test"] = True  # train and test both off is refused: nothing to run
+    path.write_text(yaml.safe_dump(values))
     cfg = load_config(path)
     assert getattr(cfg, name) != default, f"YAML key {spec.yaml_key} did not change {name}"
 
@@ -154,6 +164,9 @@ def test_yaml_round_trip_of_every_field(tmp_path):
         if spec.name in FIELDS and spec.name != "clear_cache_threshold":
             changes[spec.name] = example(spec, getattr(cfg, spec.name))
     changes["lr_phases"] = None  # phases and a schedule are alternatives
+    changes["test"] = True  # with train off (its example), something must run
+    changes["data"] = changes["train_data"] = changes["valid_data"] = changes["test_data"] = None  # hf_dataset names the data
+    changes["sample_prompts"] = 0  # they come from a local valid.jsonl
     cfg = from_dict(changes)
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg

@@ -21,7 +21,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="adapter folder or .safetensors file (default: adapters)",
     )
     p.add_argument("--save-path", default="fused_model", help="folder to write (default: fused_model)")
-    p.add_argument("--dequantize", action="store_true", help="write a de-quantized (float) model")
+    # --de-quantize: mlx_lm.fuse's earlier spelling, which the guides still write
+    p.add_argument("--dequantize", "--de-quantize", action="store_true", help="write a de-quantized (float) model")
     p.add_argument("--force", action="store_true", help="replace --save-path / the GGUF file if they exist")
     p.add_argument("--export-gguf", action="store_true", help="also write a GGUF file (llama/mistral/mixtral)")
     p.add_argument(

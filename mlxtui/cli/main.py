@@ -16,7 +16,7 @@ from mlxtui.cli import convert, dashboard, data, doctor, export, fuse, generate,
 from mlxtui.cli import eval as eval_cmd
 
 SUBCOMMANDS = (
-    "train", "doctor", "data", "models", "generate", "convert", "fuse", "export", "eval", "bench", "runs", "dashboard",
+    "train", "lora", "doctor", "data", "models", "generate", "convert", "fuse", "export", "eval", "bench", "runs", "dashboard",
 )  # fmt: skip
 
 

@@ -16,17 +16,28 @@ from typing import Any, TextIO
 from mlxtui.cli.errors import COMMAND_LINE, config_error_text
 from mlxtui.cli.progress import ProgressPrinter
 
+# mlx_lm.lora's default --data; used when it holds a train.jsonl, else the demo dataset
+MLX_LM_DATA = "data"
+
 __all__ = ["ProgressPrinter", "add_parser", "add_train_arguments", "config_from_args", "run"]
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
-        help="train headless with a progress bar (mlx_lm.lora compatible flags)",
+        # `python -m mlx_lm lora ...` from a guide reads `mlxtui lora ...`
+        aliases=["lora"],
+        help="train headless with a progress bar (mlx_lm.lora compatible flags; alias: lora)",
         description="Train headless. Flags and YAML keys are mlx_lm.lora's; without --model, --data "
         "or --config the quick-start profile (the demo model and dataset) is used.",
     )
     add_train_arguments(p)
+    p.add_argument(
+        "--prompt",
+        default=None,
+        help="answer this prompt with --model and --adapter-path instead of training, as `mlxtui "
+        "generate` does (the fine-tuning skill's `python -m mlx_lm lora ... --prompt` line)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -52,9 +63,21 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
             kwargs["type"] = int
         elif spec.kind == "float":
             kwargs["type"] = float
+        elif spec.kind == "choice" and spec.name == "lr_schedule_name":
+            kwargs.update(type=_schedule_arg, metavar="{" + ",".join(spec.choices) + ",ITERS:LR,...}")
         elif spec.kind == "choice":
             kwargs["choices"] = spec.choices
         p.add_argument(*spec.flags, **kwargs)
+
+
+def _schedule_arg(text: str) -> str:
+    """--lr-schedule: a schedule's name, or phases as the seeds write them ("400:2e-5,400:1e-5")."""
+    from mlxtui.core.config import validate_field
+
+    value, error = validate_field("lr_schedule_name", text)
+    if error:
+        raise argparse.ArgumentTypeError(f"{error} (or phases ITERS:LR,..., e.g. 400:2e-5,400:1e-5,200:2e-6)")
+    return str(value)
 
 
 def _default_note(spec: Any, defaults: Any, quick: Any) -> str:
@@ -123,7 +146,14 @@ def config_from_args(args: argparse.Namespace) -> Any:
     else:
         base = TrainConfig.quick_start() if uses_demo else TrainConfig()
     cfg = from_dict(yaml_values, base=base, where=str(args.config)) if yaml_values else base
-    return from_settings(flags, base=cfg, where=COMMAND_LINE)
+    cfg = from_settings(flags, base=cfg, where=COMMAND_LINE)
+    if cfg.data is None and not (cfg.train_data or cfg.test_data or cfg.hf_dataset) and not resume:
+        from pathlib import Path
+
+        if (Path(MLX_LM_DATA) / "train.jsonl").is_file():
+            # mlx_lm.lora's --data default: the guides put their files there and give no --data
+            cfg = cfg.with_values(data=MLX_LM_DATA)
+    return cfg
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -137,9 +167,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except ConfigError as e:
         print(f"mlxtui train: {config_error_text(e)}", file=sys.stderr)
         return 2
-    if config.test and args.train is None and (not args.config or not config.train):
-        if args.train is None and args.iters is None and args.epochs is None and not _yaml_says_train(args):
-            return _test_only(config, out)
+    if getattr(args, "prompt", None) is not None:
+        return _answer(args, config)
+    if args.data is None and config.data == MLX_LM_DATA:
+        print(f"data: ./{MLX_LM_DATA} (mlx_lm.lora's default folder; --data names another)", file=out)
+    # mlx_lm.lora tests without training when --test comes without --train; so does a YAML `train: false`
+    said_train = args.train is not None or args.iters is not None or args.epochs is not None or _yaml_says_train(args)
+    if config.test and (not config.train or not said_train):
+        return _test_only(config.with_values(train=False), out)
     printer = ProgressPrinter(out)
     _say_blas(out)
     pipeline = TrainPipeline(config, on_event=printer)
@@ -197,6 +232,21 @@ def _say_blas(out: TextIO) -> None:
     print(line + (f"; {status.advice}" if status.advice else ""), file=out)
 
 
+def _answer(args: argparse.Namespace, config: Any) -> int:
+    """`mlxtui lora --model M --adapter-path A --prompt P`: what `mlxtui generate` answers."""
+    from mlxtui.cli import generate
+
+    if args.train:
+        print("mlxtui train: --prompt answers with a trained adapter, so it does not go with "
+              "--train; train first, then give --prompt without --train", file=sys.stderr)
+        return 2
+    argv = ["--prompt", args.prompt, "--adapter-path", config.adapter_path]
+    if config.model:
+        argv += ["--model", config.model]
+    parser = generate.add_parser(argparse.ArgumentParser().add_subparsers())
+    return int(generate.run(parser.parse_args(argv)))
+
+
 def _yaml_says_train(args: argparse.Namespace) -> bool:
     if not args.config:
         return False
@@ -207,11 +257,15 @@ def _yaml_says_train(args: argparse.Namespace) -> bool:
 
 def _test_only(config: Any, out: TextIO) -> int:
     """`--test` without `--train`: evaluate the adapter in --adapter-path (mlx_lm.lora's behaviour)."""
+    from mlxtui.core.config import ConfigError
     from mlxtui.core.engine import EngineError
     from mlxtui.pipeline import evaluate_test_set
 
     try:
         loss, ppl = evaluate_test_set(config)
+    except ConfigError as e:
+        print(f"mlxtui train --test: {config_error_text(e)}", file=sys.stderr)
+        return 2
     except EngineError as e:
         print(f"mlxtui train --test: {e}", file=sys.stderr)
         return 1

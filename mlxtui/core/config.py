@@ -26,6 +26,8 @@ MEMORY_GUARD_POLICIES = ("pause", "warn", "off")
 DEQUANTIZE_CHOICES = ("auto", "yes", "no")
 SCHEDULE_NAMES = ("cosine_decay", "linear_schedule", "exponential_decay", "step_decay")
 SCHEDULE_CHOICES = ("constant", "cosine_decay", "linear_decay")
+# mlx_lm.lora's reporting callbacks (mlx_lm.tuner.callbacks.SUPPORT_CALLBACK) and the package each needs
+REPORTERS = ("wandb", "swanlab")
 
 # mlx-lm's default LoRA parameters (mlx_lm/lora.py CONFIG_DEFAULTS).
 DEFAULT_LORA_PARAMETERS: dict[str, Any] = {"rank": 8, "dropout": 0.0, "scale": 20.0}
@@ -101,6 +103,10 @@ class TrainConfig:
     completion_feature: str | None = None
     chat_feature: str | None = None
     text_feature: str | None = None
+    # the data as files (the Python API of the guides): each names one split's JSONL file
+    train_data: str | None = None
+    valid_data: str | None = None
+    test_data: str | None = None
     # --- mlxtui's own (mlx_lm.lora ignores them in a YAML file)
     epochs: int | None = None
     lr_phases: str | None = None
@@ -189,6 +195,44 @@ class TrainConfig:
                 )
         if self.lr_schedule is not None:
             validate_schedule(self.lr_schedule)
+        if self.lr_phases and self.lr_schedule is not None:
+            raise ConfigError(
+                "phases and a schedule both set the learning rate; give only one of them "
+                "(lr_phases, or lr_schedule)",
+                "lr_phases",
+            )
+        if self.lr_phases and self.warmup:
+            raise ConfigError(
+                "phases set the learning rate of every step, so a warmup would not be used; "
+                "make the first phase the warmup (e.g. 50:1e-5,400:2e-5) or remove warmup",
+                "warmup",
+            )
+        if self.hf_dataset is not None:
+            validate_hf_dataset(self.hf_dataset)
+            for other in ("data", "train_data", "valid_data", "test_data"):
+                if getattr(self, other) is not None:
+                    raise ConfigError(
+                        f"and {other} both name the data; give hf_dataset (the hub) or {other} "
+                        "(local files), not both",
+                        "hf_dataset",
+                    )
+            if self.sample_prompts:
+                raise ConfigError(
+                    "sample prompts come from a local valid.jsonl, and hf_dataset has none: "
+                    "set sample_prompts to 0 with hf_dataset",
+                    "sample_prompts",
+                )
+        if self.project_name and not self.report_to:
+            raise ConfigError(
+                "names the wandb/swanlab project, but report_to is not set: set report_to "
+                "(wandb or swanlab) too, or remove project_name",
+                "project_name",
+            )
+        if not self.train and not self.test:
+            raise ConfigError(
+                "train and test are both off: nothing would run; turn on train, test or both",
+                "train",
+            )
         if self.lr_phases:
             parse_phases(self.lr_phases)
         if self.epochs is not None and self.epochs < 1:
@@ -254,6 +298,25 @@ def parse_phases(text: str) -> list[tuple[int, float]]:
             raise ConfigError(f"phase {i} needs iterations > 0 and a learning rate > 0", "lr_phases")
         phases.append((n, lr))
     return phases
+
+
+def is_phases(text: Any) -> bool:
+    """Whether `text` is written as learning-rate phases (ITERS:LR,...), not a schedule name."""
+    return isinstance(text, str) and ":" in text
+
+
+def validate_hf_dataset(value: Any) -> None:
+    """mlx-lm's `hf_dataset`: a mapping with `path` (or a list of them), read by its loader."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ConfigError("is an empty list; give a mapping with 'path' (the hub dataset id)", "hf_dataset")
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not item["path"]:
+            raise ConfigError(
+                "each dataset must be a mapping with 'path' (a Hugging Face dataset id), e.g. "
+                "{path: mlx-community/wikisql, train_split: 'train[:80%]'}",
+                "hf_dataset",
+            )
 
 
 def validate_schedule(schedule: Any) -> None:
@@ -468,7 +531,7 @@ SETTINGS: tuple[FieldSpec, ...] = (
     _S("iters", "Iterations", "int", "optimizer steps (ignored when epochs is set)", minimum=1, flags=("--iters",)),
     _S("epochs", "Epochs", "optional_int", "passes over the training set: iterations = ceil(epochs x examples / batch)", minimum=1, flags=("--epochs",)),
     _S("learning_rate", "Learning rate", "float", "Adam step size", minimum=0.0, maximum=1.0, flags=("--learning-rate",)),
-    _S("lr_schedule_name", "LR schedule", "choice", "constant, cosine_decay (to 0 over the run) or linear_decay; a YAML lr_schedule gives full control", SCHEDULE_CHOICES, flags=("--lr-schedule",), field="lr_schedule", yaml="lr_schedule.name"),
+    _S("lr_schedule_name", "LR schedule", "choice", "constant, cosine_decay (to 0 over the run), linear_decay, or phases ITERS:LR,... (e.g. 400:2e-5,400:1e-5,200:2e-6, as --lr-phases); a YAML lr_schedule mapping gives full control", SCHEDULE_CHOICES, flags=("--lr-schedule",), field="lr_schedule", yaml="lr_schedule.name"),
     _S("lr_schedule", "", "mapping", "mlx-lm's schedule: {name, arguments, warmup, warmup_init}", not_in_form="edited as LR schedule and Warmup steps", no_flag=_NOT_A_FLAG),
     _S("warmup", "Warmup steps", "int", "linear warmup from 0 to the learning rate", minimum=0, flags=("--warmup",)),
     _S("lr_phases", "LR phases", "optional_str", "ITERS:LR,... e.g. 400:2e-5,400:1e-5,200:2e-6 (overrides the schedule)", flags=("--lr-phases",)),
@@ -486,7 +549,10 @@ SETTINGS: tuple[FieldSpec, ...] = (
     _S("completion_feature", "Completion key", "optional_str", "completions data: the completion's key (default completion)", flags=("--completion-feature",)),
     _S("chat_feature", "Chat key", "optional_str", "chat data: the messages' key (default messages)", flags=("--chat-feature",)),
     _S("text_feature", "Text key", "optional_str", "text data: the text's key (default text)", flags=("--text-feature",)),
-    _S("hf_dataset", "", "mapping", "mlx-lm's Hugging Face dataset block (passed through)", not_in_form="a mapping for datasets on the hub; set it in YAML", no_flag="a mapping passed through to mlx-lm; set it in YAML, as with mlx_lm.lora"),
+    _S("hf_dataset", "", "mapping", "datasets on the Hugging Face hub, loaded by mlx-lm's loader: {path, train_split, valid_split, test_split, config, *_feature} or a list of them (needs the datasets package)", not_in_form="a mapping for datasets on the hub; set it in YAML", no_flag="a mapping read by mlx-lm's hub loader; set it in YAML, as with mlx_lm.lora"),
+    _S("train_data", "", "optional_str", "the training set as a JSONL file (instead of a data folder); valid.jsonl/test.jsonl beside a train.jsonl are used unless --valid-data/--test-data name others", flags=("--train-data",), not_in_form="the form takes a data folder"),
+    _S("valid_data", "", "optional_str", "the validation set as a JSONL file (with --train-data)", flags=("--valid-data",), not_in_form="the form takes a data folder"),
+    _S("test_data", "", "optional_str", "the test set as a JSONL file (with --train-data, or alone with --test)", flags=("--test-data",), not_in_form="the form takes a data folder"),
     _S("steps_per_report", "Steps per report", "int", "training loss reported every N steps", minimum=1, flags=("--steps-per-report",)),
     _S("steps_per_eval", "Steps per eval", "int", "validation loss every N steps", minimum=1, flags=("--steps-per-eval",)),
     _S("save_every", "Save every", "int", "checkpoint every N steps", minimum=1, flags=("--save-every",)),
@@ -509,8 +575,8 @@ SETTINGS: tuple[FieldSpec, ...] = (
     _S("memory_limit", "MLX memory limit", "optional_str", "mx.set_memory_limit, e.g. 12GB; empty = MLX default", flags=("--memory-limit",)),
     _S("cache_limit", "MLX cache limit", "optional_str", "mx.set_cache_limit, e.g. 2GB; empty = MLX default", flags=("--cache-limit",)),
     _S("clear_cache_threshold", "Clear-cache threshold", "str", "clear MLX's cache between steps above this size, e.g. 1GB; 0 = never", flags=("--clear-cache-threshold",)),
-    _S("report_to", "", "optional_str", "accepted for compatibility; mlxtui logs to metrics.jsonl", flags=("--report-to",), not_in_form="mlx_lm.lora's wandb/swanlab switch; mlxtui ignores it"),
-    _S("project_name", "", "optional_str", "accepted for compatibility", flags=("--project-name",), not_in_form="mlx_lm.lora's wandb/swanlab project; mlxtui ignores it"),
+    _S("report_to", "", "optional_str", "also report losses to wandb or swanlab (comma-separated) through mlx-lm's callbacks; needs that package installed", flags=("--report-to",), not_in_form="mlx_lm.lora's wandb/swanlab switch; set it on the command line or in YAML"),
+    _S("project_name", "", "optional_str", "the wandb/swanlab project to report to (with --report-to)", flags=("--project-name",), not_in_form="the wandb/swanlab project; set it with report_to"),
 )
 # fmt: on
 FORM_FIELDS: tuple[FieldSpec, ...] = tuple(s for s in SETTINGS if s.label)
@@ -597,7 +663,10 @@ def settings_to_dict(values: dict[str, Any], base: TrainConfig) -> dict[str, Any
             else:
                 lora[key] = value
         elif name == "lr_schedule_name":
-            if value in (None, "constant"):
+            if is_phases(value):
+                out["lr_phases"] = value
+                out["lr_schedule"] = None
+            elif value in (None, "constant"):
                 out["lr_schedule"] = None
             else:
                 # arguments are filled in from the learning rate and the run length at training time
@@ -693,6 +762,10 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
                 parse_size(text, name)
             if name == "lr_phases":
                 parse_phases(text)
+            if name == "report_to":
+                for item in (i.strip().lower() for i in text.split(",")):
+                    if item not in REPORTERS:
+                        return None, f"'{item}' is not one of {', '.join(REPORTERS)} (mlx-lm's reporters)"
             if name == "optimizer_options":
                 parse_options(text)
             return text, None
@@ -705,6 +778,9 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
                 return False, None
             return None, "must be true or false"
         if spec.kind == "choice":
+            if name == "lr_schedule_name" and is_phases(text):
+                parse_phases(text)  # the seeds' --lr-schedule "400:2e-5,400:1e-5": phases
+                return text, None
             if text not in spec.choices:
                 return None, f"must be one of {', '.join(spec.choices)}"
             return text, None
@@ -801,6 +877,13 @@ def from_dict(
         if key not in FIELD_NAMES:
             raise ConfigError(_unknown_key_message(key, where))
         changes[key] = value
+    schedule = changes.get("lr_schedule")
+    if isinstance(schedule, str):
+        # the seeds write phases where mlx-lm's YAML has a mapping; a bare name is the form's choice
+        try:
+            changes.update(settings_to_dict({"lr_schedule_name": _checked("lr_schedule_name", schedule)}, base))
+        except ConfigError as e:
+            raise e.at(where) from None
     if "lora_parameters" in changes:
         lp = dict(base.lora_parameters)
         given = changes["lora_parameters"] or {}
@@ -836,6 +919,13 @@ def from_dict(
     except ConfigError as e:
         raise e.at(where) from None
     return cfg
+
+
+def _checked(name: str, raw: Any) -> Any:
+    value, error = validate_field(name, raw)
+    if error:
+        raise ConfigError(error, setting(name).config_field)
+    return value
 
 
 def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:

@@ -66,10 +66,12 @@ def run(ctx: JobContext) -> Any:
         quantization_bits=info.quantization_bits,
     )
     stop_point()
+    from mlxtui.core.reporting import reporting_emit
+
     train_run = TrainRun(
-        config.with_values(data=str(data_dir)),
+        config if config.hf_dataset is not None else config.with_values(data=str(data_dir)),
         prepared,
-        ctx.emit,
+        reporting_emit(ctx.emit, config),
         control=control,
         memory_check=engine.memory_check(config, lambda: estimate_job.suggestions(ctx, config)),
         poll_while_paused=engine.serve_while_paused,
@@ -149,7 +151,7 @@ def _warn_too_long(ctx: JobContext, config: TrainConfig, train_set: Any) -> None
 
 def _copy_to_user_adapter_path(ctx: JobContext, config: TrainConfig, adapter_dir: Path) -> None:
     """mlx-lm users expect the adapter in --adapter-path: copy the final one there too."""
-    if config.adapter_path in ("adapters", "", None):
+    if not config.adapter_path:
         return
     target = Path(config.adapter_path).expanduser()
     if target.resolve() == adapter_dir.resolve():

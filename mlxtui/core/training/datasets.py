@@ -17,6 +17,15 @@ SamplePrompt = tuple[list[dict[str, str]], str, str]  # (messages, prompt text, 
 def load_datasets(config: TrainConfig, data_dir: Path, tokenizer: Any) -> tuple[Any, Any, Any]:
     from mlx_lm.tuner.datasets import CacheDataset, create_dataset
 
+    if config.hf_dataset is not None:
+        from mlxtui.core.config import ConfigError
+        from mlxtui.core.hub_data import HubDataError, load_hub_datasets
+
+        try:
+            return load_hub_datasets(config, tokenizer)
+        except (HubDataError, ConfigError) as e:
+            raise TrainingError(str(e)) from None
+
     keys = SimpleNamespace(
         mask_prompt=config.mask_prompt,
         prompt_feature=config.prompt_feature or "prompt",
