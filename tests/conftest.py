@@ -47,3 +47,10 @@ def demo_model_dir(mlxtui_cache_dir: Path) -> Path:
     from mlxtui.core.models import demo_model_dir as convert_demo
 
     return convert_demo()
+
+
+@pytest.fixture(autouse=True)
+def _run_in_a_scratch_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mlx-lm's defaults are relative (`--adapter-path adapters`, `./data`, `runs/`): a test that
+    keeps them writes into its own scratch folder, never into the checkout."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
