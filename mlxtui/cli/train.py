@@ -50,7 +50,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
             kwargs.update(action="store_true", default=None)
         elif spec.kind in ("int", "optional_int"):
             kwargs["type"] = int
-        elif spec.kind == "float":
+        elif spec.kind in ("float", "optional_float"):
             kwargs["type"] = float
         elif spec.kind == "choice":
             kwargs["choices"] = spec.choices
