@@ -7,11 +7,14 @@ others are ignored) and returns the `Diagnosis` events they trigger, each kind a
 run, with the figures that triggered it. Pure Python: no MLX, no clock, no I/O.
 
 The thresholds (one place, so the tests and the README quote the same numbers):
-- spike: a train report's loss is above SPIKE_FACTOR × the median of the SPIKE_WINDOW reports
-  before it, all after the warmup steps;
+- spike: a train report's loss is above SPIKE_FACTOR × the median of the (up to) SPIKE_WINDOW
+  reports before it, at least SPIKE_MIN_HISTORY of them, all after the warmup steps (a far too
+  high rate blows the loss up at the second step already, so the window cannot wait to fill);
 - plateau: over the last PLATEAU_REPORTS train reports after warmup, the mean of the last
   three differs from the mean of the first three by less than PLATEAU_CHANGE (relative), while
-  the learning rate stayed within LR_STEADY of constant (a decaying rate explains a flat loss);
+  the learning rate stayed within LR_STEADY of constant (a decaying rate explains a flat loss)
+  and the loss is not stuck above the run's best report by more than PLATEAU_CHANGE (a loss
+  that got worse and stayed there had a rate too high, not too low);
 - overfitting: OVERFIT_RISES validation losses in a row each higher than the one before, while
   the mean train loss since the previous validation is lower than over the interval before it.
 """
@@ -27,6 +30,7 @@ from mlxtui.core.runs import BEST_FILE
 
 SPIKE_FACTOR = 1.5
 SPIKE_WINDOW = 5
+SPIKE_MIN_HISTORY = 2
 PLATEAU_REPORTS = 10
 PLATEAU_CHANGE = 0.01
 LR_STEADY = 0.05
@@ -84,7 +88,7 @@ class Diagnoser:
         return self.learning_rate if self.learning_rate else current
 
     def _spike(self) -> ev.Diagnosis | None:
-        if "spike" in self.given or len(self.reports) <= SPIKE_WINDOW:
+        if "spike" in self.given or len(self.reports) <= SPIKE_MIN_HISTORY:
             return None
         now = self.reports[-1]
         before = [r.train_loss for r in self.reports[-SPIKE_WINDOW - 1 : -1]]
@@ -98,7 +102,7 @@ class Diagnoser:
             "spike",
             now.iteration,
             f"loss spike at step {now.iteration}: {now.train_loss:.3f} is "
-            f"{now.train_loss / median:.1f}x the median {median:.3f} of the {SPIKE_WINDOW} reports before. "
+            f"{now.train_loss / median:.1f}x the median {median:.3f} of the {len(before)} reports before. "
             f"The guides' advice: halve the learning rate ({_lr(lr)} -> {_lr(lr / 2)}, "
             f"--learning-rate {lr / 2:g}) or clip the gradients (--max-grad-norm 1.0)",
             {
@@ -123,6 +127,9 @@ class Diagnoser:
             return None
         change = (last - first) / first
         if abs(change) >= PLATEAU_CHANGE:
+            return None
+        best = min(r.train_loss for r in self.reports if _finite(r.train_loss))
+        if last > best * (1 + PLATEAU_CHANGE):
             return None
         now = window[-1]
         lr = self._base_lr(now.learning_rate)
