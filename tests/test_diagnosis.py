@@ -82,7 +82,9 @@ def test_a_flat_loss_at_a_constant_rate_advises_raising_it():
 def test_a_loss_stuck_above_its_best_is_no_plateau():
     # a rate far too high: the loss got worse, then stayed (the tiny model at lr 1.0 does this)
     stuck = [report((i + 4) * 10, 6.24) for i in range(PLATEAU_REPORTS)]
-    assert feed_all(Diagnoser(), [report(10, 6.27), report(20, 6.2), report(30, 6.14)] + stuck) == []
+    assert (
+        feed_all(Diagnoser(), [report(10, 6.27), report(20, 6.2), report(30, 6.14)] + stuck) == []
+    )
 
 
 def test_a_falling_loss_or_a_decaying_rate_is_no_plateau():

@@ -37,14 +37,20 @@ def hand_grad_norm_of_step_1(cfg: TrainConfig) -> tuple[float, float, dict[str, 
     mx.random.seed((cfg.seed * 1_000_003) % 2**32)
     model.train()
     (loss, _toks), grads = nn.value_and_grad(model, default_loss)(model, *batch)
-    squares = sum(float(np.sum(np.asarray(g, dtype=np.float64) ** 2)) for _, g in tree_flatten(grads))
+    squares = sum(
+        float(np.sum(np.asarray(g, dtype=np.float64) ** 2)) for _, g in tree_flatten(grads)
+    )
     return float(loss.item()), math.sqrt(squares), initial
 
 
 def test_grad_norm_is_measured_every_step_and_matches_a_hand_computation(
-    tiny_model_dir, small_data, tmp_path  # noqa: F811
+    tiny_model_dir,
+    small_data,  # noqa: F811
+    tmp_path,
 ):
-    cfg = base_config(tiny_model_dir, small_data, tmp_path, iters=6, steps_per_report=2, steps_per_eval=100)
+    cfg = base_config(
+        tiny_model_dir, small_data, tmp_path, iters=6, steps_per_report=2, steps_per_eval=100
+    )
     result, rec = train(cfg)
     steps = rec.of(ev.TrainStep)
     norms = [s.grad_norm for s in steps]
@@ -61,7 +67,9 @@ def test_grad_norm_is_measured_every_step_and_matches_a_hand_computation(
 
 
 def test_with_accumulation_the_norm_comes_with_each_update(tiny_model_dir, small_data, tmp_path):  # noqa: F811
-    cfg = base_config(tiny_model_dir, small_data, tmp_path, iters=6, grad_accumulation_steps=2, steps_per_eval=100)
+    cfg = base_config(
+        tiny_model_dir, small_data, tmp_path, iters=6, grad_accumulation_steps=2, steps_per_eval=100
+    )
     _, rec = train(cfg)
     norms = {s.iteration: s.grad_norm for s in rec.of(ev.TrainStep)}
     assert [it for it, n in norms.items() if n is not None] == [2, 4, 6], norms
@@ -73,7 +81,13 @@ def test_clipping_caps_the_update(tiny_model_dir, small_data, tmp_path):  # noqa
     import mlx.core as mx
 
     cfg = base_config(
-        tiny_model_dir, small_data, tmp_path, iters=1, steps_per_eval=100, optimizer="sgd", learning_rate=0.5
+        tiny_model_dir,
+        small_data,
+        tmp_path,
+        iters=1,
+        steps_per_eval=100,
+        optimizer="sgd",
+        learning_rate=0.5,
     )
     _, norm_1, initial = hand_grad_norm_of_step_1(cfg)
     clip = norm_1 / 10
@@ -82,7 +96,12 @@ def test_clipping_caps_the_update(tiny_model_dir, small_data, tmp_path):  # noqa
     assert rec.of(ev.TrainStep)[0].grad_norm == pytest.approx(norm_1, rel=1e-4)
     after = mx.load(str(result.adapter_path / "adapters.safetensors"))
     moved = math.sqrt(
-        sum(float(np.sum((np.asarray(after[k], np.float64) - np.asarray(initial[k], np.float64)) ** 2)) for k in initial)
+        sum(
+            float(
+                np.sum((np.asarray(after[k], np.float64) - np.asarray(initial[k], np.float64)) ** 2)
+            )
+            for k in initial
+        )
     )
     assert moved == pytest.approx(0.5 * clip, rel=1e-3)
 

@@ -161,12 +161,16 @@ class Diagnoser:
         if now_train is None or before_train is None or now_train >= before_train:
             return None
         now = vals[-1]
-        best_it, best_loss = self.best if self.best is not None else (vals[0].iteration, vals[0].val_loss)
+        best_it, best_loss = (
+            self.best if self.best is not None else (vals[0].iteration, vals[0].val_loss)
+        )
         rises = " -> ".join(f"{v.val_loss:.3f}" for v in vals)
         steps = ", ".join(str(v.iteration) for v in vals)
         where = f" (adapters/{BEST_FILE})" if best_it > 0 else ""
-        shorter = f"train for about {best_it} steps next time (--iters {best_it})" if best_it > 0 else (
-            "lower the learning rate or add data: validation was best before any training"
+        shorter = (
+            f"train for about {best_it} steps next time (--iters {best_it})"
+            if best_it > 0
+            else ("lower the learning rate or add data: validation was best before any training")
         )
         return ev.Diagnosis(
             "overfitting",

@@ -11,7 +11,7 @@ callback reads it after the step. The key is saved and restored with the rest of
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 GRAD_NORM_KEY = "grad_norm"
 
@@ -21,7 +21,8 @@ def global_norm(gradients: Any) -> Any:
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
-    squares = [g.astype(mx.float32).square().sum() for _, g in tree_flatten(gradients)]
+    leaves = cast(list[tuple[str, Any]], tree_flatten(gradients))
+    squares = [g.astype(mx.float32).square().sum() for _, g in leaves]
     return mx.sqrt(sum(squares[1:], squares[0])) if squares else mx.array(0.0)
 
 
