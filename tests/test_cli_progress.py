@@ -112,3 +112,26 @@ def test_job_progress_goes_to_its_own_stream_as_counted_lines():
     clock.now += 1.5
     p(ev.JobProgress(1, "models", "writing tensors", 3, 5))
     assert err.getvalue() == "[3/5] writing tensors (1.5s)\n" and out.getvalue() == ""
+
+
+def test_reports_carry_the_grad_norm_and_advice_is_a_line_of_its_own():
+    out = io.StringIO()
+    p = ProgressPrinter(out, tty=False)
+    p(ev.TrainReport(10, 100, 2.5, 1e-4, 300.0, 2.0, 1000, 1.5, grad_norm=0.8123))
+    p(ev.TrainReport(20, 100, 2.4, 1e-4, 300.0, 2.0, 2000, 1.5))  # an engine without norms
+    p(ev.Diagnosis("spike", 30, "loss spike at step 30: halve the learning rate", {"ratio": 3.0}))
+    p.close()
+    assert out.getvalue().splitlines() == [
+        "step 10/100: train loss 2.5000, lr 1.00e-04, grad norm 0.812, 300 tok/s, peak 1.50 GB",
+        "step 20/100: train loss 2.4000, lr 1.00e-04, 300 tok/s, peak 1.50 GB",
+        "advice (spike): loss spike at step 30: halve the learning rate",
+    ]
+
+
+def test_the_tty_bar_keeps_the_last_updates_norm_through_accumulating_steps():
+    out = io.StringIO()
+    p = ProgressPrinter(out, tty=True)
+    p(ev.TrainStep(2, 4, 2.0, 1e-4, 100.0, 1.0, 10, 1.0, None, grad_norm=1.25))
+    p.last_line = 0.0  # past the bar's redraw throttle
+    p(ev.TrainStep(3, 4, 2.0, 1e-4, 100.0, 1.0, 10, 1.0, None))
+    assert out.getvalue().rsplit("\r", 1)[-1].split()[4:6] == ["|g|", "1.25"]

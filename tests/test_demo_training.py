@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
@@ -39,3 +42,38 @@ def test_twenty_lora_steps_on_the_demo_lower_the_loss_and_the_chat_uses_the_adap
         assert any(isinstance(e, ev.GenerationToken) for e in events)
     finally:
         engine.shutdown()
+
+
+@pytest.mark.slow
+def test_a_learning_rate_far_too_high_gets_the_spike_advice(demo_model_dir, tmp_path):
+    """The tiny test model cannot show this: its small tied embeddings bound the loss near
+    ln(vocab), so a huge rate only flattens it. The real demo model's loss blows up."""
+    events: list[ev.Event] = []
+    engine = Engine(events.append)
+    engine.start()
+    try:
+        cfg = TrainConfig.quick_start(
+            iters=4,
+            learning_rate=3e-2,
+            steps_per_report=1,
+            steps_per_eval=100,
+            val_batches=1,
+            num_layers=4,
+            max_seq_length=256,
+            sample_prompts=0,
+            memory_guard="off",
+            runs_dir=str(tmp_path / "runs"),
+        )
+        result = engine.run_sync(Train(cfg), timeout=1200)
+    finally:
+        engine.shutdown()
+    advice = [e for e in events if isinstance(e, ev.Diagnosis)]
+    assert [a.kind for a in advice] == ["spike"], [e.loss for e in events if isinstance(e, ev.TrainStep)]
+    spike = advice[0]
+    assert spike.numbers["ratio"] > 1.5
+    assert spike.numbers["suggested_learning_rate"] == pytest.approx(1.5e-2)
+    assert "halve the learning rate" in spike.message
+    norms = [e.grad_norm for e in events if isinstance(e, ev.TrainStep)]
+    assert all(n is not None and n > 0 for n in norms)
+    lines = [json.loads(x) for x in (Path(result.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert [x["kind"] for x in lines if x["event"] == "diagnosis"] == ["spike"]

@@ -60,7 +60,7 @@ def example(spec: FieldSpec, default: Any) -> Any:
     if spec.kind in ("int", "optional_int"):
         value = max(int(spec.minimum or 0), 1) + 2
         return value + 1 if value == default else value
-    if spec.kind == "float":
+    if spec.kind in ("float", "optional_float"):
         value = 0.5 if spec.maximum is None or spec.maximum >= 0.5 else spec.maximum / 2
         value = max(value, 2 * (spec.minimum or 0))
         return value * 3 if value == default else value

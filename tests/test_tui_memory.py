@@ -204,3 +204,29 @@ async def test_gauge_shows_the_swap_growth_core_computed() -> None:
         assert await wait_for(pilot, lambda: "-2.0 GB/m" in gauge.text())
         from_engine_thread(app, ev.MemorySampled(sample(3), None))
         assert await wait_for(pilot, lambda: "—/m" in gauge.text())
+
+
+async def test_the_loss_pane_shows_the_grad_norm_and_the_advice_once_notified() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: bool(app.screen.query(ConfigForm)))
+        pane = app.query_one(LossPane)
+        from_engine_thread(
+            app,
+            ev.TrainStarted("/tmp/run", 40, 0, 10, 100, "lora"),
+            ev.TrainStep(1, 40, 2.0, 2e-4, 100.0, 1.0, 10, 1.0, None, grad_norm=0.75),
+            ev.TrainStep(2, 40, 2.0, 2e-4, 100.0, 1.0, 20, 1.0, None),  # accumulating: no norm
+        )
+        line = pane.query_one("#lr-line")
+        assert await wait_for(pilot, lambda: "at it 2" in str(line.render()))
+        assert "|g| 0.75" in str(line.render())
+        assert not pane.query_one("#advice-line").display
+        from_engine_thread(
+            app, ev.Diagnosis("spike", 3, "loss spike at step 3: halve the learning rate", {"ratio": 4.0})
+        )
+        assert await wait_for(pilot, lambda: "halve the learning rate" in pane.advice_text())
+        assert pane.query_one("#advice-line").display
+        assert "step 3: loss spike" in pane.advice_text()
+        assert any(n.title == "Training advice: spike" for n in app._notifications)
+        from_engine_thread(app, ev.TrainStarted("/tmp/run2", 40, 0, 10, 100, "lora"))
+        assert await wait_for(pilot, lambda: not pane.advice_text())

@@ -61,6 +61,7 @@ class ProgressPrinter:
         self.tick_seconds = tick_seconds
         self.total = 0
         self.last_val: float | None = None
+        self.last_norm: float | None = None
         self.last_line = 0.0
         self.iteration = 0
         self.run_dir = ""
@@ -91,12 +92,15 @@ class ProgressPrinter:
             )
         elif isinstance(e, ev.TrainStep):
             self.iteration = e.iteration
+            if e.grad_norm is not None:  # a step that only accumulated keeps the last update's
+                self.last_norm = e.grad_norm
             if self.tty:
                 self._bar(e)
         elif isinstance(e, ev.TrainReport):
             if not self.tty:
+                norm = f", grad norm {e.grad_norm:.3g}" if e.grad_norm is not None else ""
                 self._line(
-                    f"step {e.iteration}/{e.total_iters}: train loss {e.train_loss:.4f}, lr {e.learning_rate:.2e}, "
+                    f"step {e.iteration}/{e.total_iters}: train loss {e.train_loss:.4f}, lr {e.learning_rate:.2e}{norm}, "
                     f"{e.tokens_per_second:.0f} tok/s, peak {e.peak_memory:.2f} GB"
                 )
         elif isinstance(e, ev.ValReport):
@@ -112,6 +116,8 @@ class ProgressPrinter:
             and not e.path.endswith("/adapters.safetensors")
         ):
             self._line(f"step {e.iteration}: saved {e.kind} checkpoint {e.path}")
+        elif isinstance(e, ev.Diagnosis):
+            self._line(f"advice ({e.kind}): {e.message}")
         elif isinstance(e, ev.TrainPaused):
             self._line(f"paused at step {e.iteration}: {e.message}")
         elif isinstance(e, ev.TrainResumed):
@@ -213,8 +219,9 @@ class ProgressPrinter:
         filled = int(width * e.iteration / max(1, e.total_iters))
         eta = fmt_eta(e.eta_seconds)
         val = f" val {self.last_val:.3f}" if self.last_val is not None else ""
+        norm = f" |g| {self.last_norm:.3g}" if self.last_norm is not None else ""
         self._draw(
-            f"[{'#' * filled}{'.' * (width - filled)}] {e.iteration}/{e.total_iters} loss {e.loss:.3f}{val} "
+            f"[{'#' * filled}{'.' * (width - filled)}] {e.iteration}/{e.total_iters} loss {e.loss:.3f}{val}{norm} "
             f"{e.tokens_per_second:.0f} tok/s ETA {eta} peak {e.peak_memory:.2f} GB"
         )
 

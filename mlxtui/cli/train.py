@@ -61,7 +61,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
             kwargs.update(action="store_true", default=None)
         elif spec.kind in ("int", "optional_int"):
             kwargs["type"] = int
-        elif spec.kind == "float":
+        elif spec.kind in ("float", "optional_float"):
             kwargs["type"] = float
         elif spec.kind == "choice" and spec.name == "lr_schedule_name":
             kwargs.update(type=_schedule_arg, metavar="{" + ",".join(spec.choices) + ",ITERS:LR,...}")

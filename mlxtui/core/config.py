@@ -114,6 +114,7 @@ class TrainConfig:
     dequantize: str = "auto"
     early_stopping_patience: int = 0
     early_stopping_min_delta: float = 0.0
+    max_grad_norm: float | None = None
     memory_guard: str = "pause"
     swap_growth_mb_per_min: float = 512.0
     memory_limit: str | None = None
@@ -489,7 +490,7 @@ class FieldSpec:
 
     name: str
     label: str
-    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "optional_str" | "optional_int" | "mapping"
+    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "optional_str" | "optional_int" | "optional_float" | "mapping"
     help: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
@@ -565,6 +566,7 @@ SETTINGS: tuple[FieldSpec, ...] = (
     _S("trust_remote_code", "Trust remote code", "bool", "let a Hugging Face model's own tokenizer code run", flags=("--trust-remote-code",)),
     _S("early_stopping_patience", "Early stop patience", "int", "evaluations without improvement before stopping; 0 = off", minimum=0, flags=("--early-stopping-patience",)),
     _S("early_stopping_min_delta", "Early stop min delta", "float", "smallest val-loss drop that counts as improvement", minimum=0.0, flags=("--early-stopping-min-delta",)),
+    _S("max_grad_norm", "Max grad norm", "optional_float", "clip the gradient's global norm to this (> 0); empty = no clipping", minimum=0.0, flags=("--max-grad-norm",)),
     _S("resume_adapter_file", "Resume adapter file", "optional_str", "start from these adapter weights (.safetensors)", flags=("--resume-adapter-file",)),
     _S("adapter_path", "Adapter folder", "str", "the final adapter is also copied here (runs/<run>/adapters always has it)", flags=("--adapter-path",)),
     _S("run_name", "Run name", "optional_str", "runs/<timestamp>-<name>; empty = the model's name", flags=("--run-name",)),
@@ -749,7 +751,7 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
         return raw, None  # checked as a whole by TrainConfig.validate
     text = raw.strip() if isinstance(raw, str) else raw
     try:
-        if spec.kind in ("optional_str", "optional_int") and (text is None or text == ""):
+        if spec.kind in ("optional_str", "optional_int", "optional_float") and (text is None or text == ""):
             return None, None
         if spec.kind in ("str", "optional_str"):
             if isinstance(text, int | float | PurePath) and not isinstance(text, bool):
@@ -803,6 +805,8 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
         return None, f"'{raw}' is not {kind}"
     if name == "num_layers" and value == 0:
         return None, "0 layers trains nothing: give N > 0, or -1 for all"
+    if name == "max_grad_norm" and value <= 0:
+        return None, "must be above 0 (leave it empty for no clipping)"
     if spec.minimum is not None and value < spec.minimum:
         return None, f"must be at least {spec.minimum:g}"
     if spec.maximum is not None and value > spec.maximum:
@@ -900,7 +904,7 @@ def from_dict(
         oc = _default_optimizer_config()
         oc.update(changes["optimizer_config"] or {})
         changes["optimizer_config"] = oc
-    for key in ("learning_rate", "early_stopping_min_delta", "swap_growth_mb_per_min"):
+    for key in ("learning_rate", "early_stopping_min_delta", "swap_growth_mb_per_min", "max_grad_norm"):
         if key in changes and isinstance(changes[key], str):
             try:
                 changes[key] = float(changes[key])

@@ -152,6 +152,8 @@ class TrainStep(Event):
     trained_tokens: int
     peak_memory: float  # GB, as mlx-lm reports it
     eta_seconds: float | None
+    # The gradient's global norm before clipping; None on a step that only accumulated.
+    grad_norm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class TrainReport(Event):
     iterations_per_second: float
     trained_tokens: int
     peak_memory: float
+    grad_norm: float | None = None  # the mean over the report's optimizer updates
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,19 @@ class TrainFinished(Event):
     test_loss: float | None = None
     test_ppl: float | None = None
     message: str = ""
+
+
+@dataclass(frozen=True)
+class Diagnosis(Event):
+    """Advice from watching the losses (mlxtui.core.diagnosis), given once per kind.
+
+    kind: "spike" | "plateau" | "overfitting"; numbers: the figures that triggered it.
+    """
+
+    kind: str
+    iteration: int
+    message: str
+    numbers: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """metrics.jsonl: a subscriber of the engine's events that writes one line per event of a run.
 
 The train job emits events; this writer turns them into the run folder's metrics.jsonl
-(train reports, validations, checkpoints, pauses, phase durations, memory, the end). Events
+(train reports with the gradient norm, validations, checkpoints, pauses, the diagnosis's advice,
+phase durations, memory, the end). Events
 of the job that come before the run folder exists (loading the model, tokenizing) are kept
 and written once `TrainStarted` names the folder. Lines keep mlx-lm-like names ("train",
 "val", "checkpoint"…) because `mlxtui runs` and the dashboard read them back.
@@ -135,6 +136,14 @@ class MetricsWriter:
             return {"event": "paused", "iteration": event.iteration, "reason": event.reason}
         if isinstance(event, ev.TrainResumed):
             return {"event": "resumed", "iteration": event.iteration}
+        if isinstance(event, ev.Diagnosis):
+            return {
+                "event": "diagnosis",
+                "kind": event.kind,
+                "iteration": event.iteration,
+                "message": event.message,
+                "numbers": event.numbers,
+            }
         if isinstance(event, ev.TestResult):
             return {"event": "test", "test_loss": event.test_loss, "test_ppl": event.test_ppl}
         if isinstance(event, ev.MemoryAlert):

@@ -393,7 +393,8 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         for step in steps:
             plot.add_train(step.iteration, step.loss)
             estimate.run_peak(step.peak_memory)
-        self.query_one(LossPane).train_step(steps[-1])
+        norms = [step.grad_norm for step in steps if step.grad_norm is not None]
+        self.query_one(LossPane).train_step(steps[-1], norms[-1] if norms else None)
 
     @on(msg.TrainReport)
     def _train_report(self, message: msg.TrainReport) -> None:
@@ -405,6 +406,12 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
     @on(msg.ValReport)
     def _val_report(self, message: msg.ValReport) -> None:
         self.query_one(LossPlot).add_val(message.event.iteration, message.event.val_loss)
+
+    @on(msg.Diagnosis)
+    def _diagnosis(self, message: msg.Diagnosis) -> None:
+        advice = message.event
+        self.query_one(LossPane).show_diagnosis(advice)
+        self.notify(advice.message, title=f"Training advice: {advice.kind}", severity="warning", timeout=20)
 
     @on(msg.MemorySampled)
     def _memory_sampled(self, message: msg.MemorySampled) -> None:

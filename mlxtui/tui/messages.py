@@ -157,6 +157,10 @@ class TestResult(EngineMessage):
     event: ev.TestResult
 
 
+class Diagnosis(EngineMessage):
+    event: ev.Diagnosis
+
+
 class MemorySampled(Batched[ev.MemorySampled]):
     event: ev.MemorySampled
 
@@ -201,6 +205,7 @@ MESSAGES: dict[type[ev.Event], type[EngineMessage]] = {
     ev.TrainResumed: TrainResumed,
     ev.TrainFinished: TrainFinished,
     ev.TestResult: TestResult,
+    ev.Diagnosis: Diagnosis,
     ev.MemorySampled: MemorySampled,
     ev.MemoryEstimated: MemoryEstimated,
     ev.MemoryAlert: MemoryAlert,

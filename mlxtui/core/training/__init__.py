@@ -7,6 +7,7 @@ datasets.py     the train/valid/test sets of a data folder, sample prompts
 loss.py         the one loss-on-a-dataset function (validation, test, `mlxtui eval`)
 samples.py      sample answers at each validation, a safe point between tokens
 setup.py        adapters and optimizer put on the model before the first step
+gradnorm.py     the optimizer subclass that measures (and clips) the gradient's norm
 """
 
 from mlxtui.core.training.batches import BatchPlan, collate, eval_batches

@@ -32,6 +32,7 @@ import numpy as np
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig, materialized_schedule, parse_size
+from mlxtui.core.diagnosis import Diagnoser
 from mlxtui.core.fileio import atomic_write_text
 from mlxtui.core.progress import Interrupted, Reporter
 from mlxtui.core.runs import ADAPTER_FILE, BEST_FILE, STATE_DIR
@@ -40,6 +41,7 @@ from mlxtui.core.training.checkpoints import CheckpointStore, flat, open_run_dir
 from mlxtui.core.training.control import TrainControl
 from mlxtui.core.training.datasets import SamplePrompt, sample_prompts
 from mlxtui.core.training.errors import TrainingError
+from mlxtui.core.training.gradnorm import GRAD_NORM_KEY
 from mlxtui.core.training.loss import batch_count, evaluate_loss, test_loss
 from mlxtui.core.training.result import Prepared, TrainResult
 from mlxtui.core.training.samples import answer_samples
@@ -161,6 +163,8 @@ class TrainRun:
         self.saved_on_stop = False
         self.last_eval_iter = -1
         self.step_started = time.perf_counter()
+        self._optimizer_updates = 0  # the optimizer's step count when the norm was last read
+        self.diagnosis = Diagnoser(warmup=config.warmup, learning_rate=config.learning_rate)
         self.has_val = bool(prepared.valid_set) and len(prepared.valid_set) > 0
 
     @property
@@ -294,7 +298,7 @@ class TrainRun:
             if is_best:
                 self.best_val_loss = val_loss
                 self.best_iteration = iteration
-            self.emit(ev.ValReport(iteration, val_loss, val_time, is_best))
+            self._emit_watched(ev.ValReport(iteration, val_loss, val_time, is_best))
             if is_best and iteration > 0:
                 with self.reporter.phase("save", "saving the best checkpoint"):
                     self._save(BEST_FILE, iteration, "best")
@@ -371,9 +375,25 @@ class TrainRun:
 
     # -------------------------------------------------------------- mlx-lm's callback
 
+    def _emit_watched(self, event: ev.Event) -> None:
+        """Emit a report, then the advice it triggers (each kind once per run)."""
+        self.emit(event)
+        for advice in self.diagnosis.feed(event):
+            self.emit(advice)
+
+    def _fresh_grad_norm(self) -> float | None:
+        """The norm the step just measured; None when the step did not update (accumulation)."""
+        state = self.optimizer.state
+        updates = int(state["step"].item())
+        if updates == self._optimizer_updates or GRAD_NORM_KEY not in state:
+            return None
+        self._optimizer_updates = updates
+        return float(state[GRAD_NORM_KEY].item())
+
     def on_train_loss_report(self, info: dict[str, Any]) -> None:
         it = self.start_iter + int(info["iteration"])
         loss = float(info["train_loss"])
+        grad_norm = self._fresh_grad_norm()
         self.train_losses.append((it, loss))
         self.trained_tokens += int(info["trained_tokens"] - self._last_trained_tokens)
         self._last_trained_tokens = int(info["trained_tokens"])
@@ -404,9 +424,10 @@ class TrainRun:
                 trained_tokens=self.trained_tokens,
                 peak_memory=float(info["peak_memory"]),
                 eta_seconds=eta,
+                grad_norm=grad_norm,
             )
         )
-        self.window.append(info | {"iteration": it, "train_loss": loss})
+        self.window.append(info | {"iteration": it, "train_loss": loss, "grad_norm": grad_norm})
         if it % self.config.steps_per_report == 0 or it == self.total_iters:
             self._report_window(it, info)
 
@@ -422,7 +443,8 @@ class TrainRun:
             for x in w
             if x["iterations_per_second"] > 0
         )
-        self.emit(
+        norms = [x["grad_norm"] for x in w if x["grad_norm"] is not None]
+        self._emit_watched(
             ev.TrainReport(
                 iteration=it,
                 total_iters=self.total_iters,
@@ -432,6 +454,7 @@ class TrainRun:
                 iterations_per_second=len(w) / total_time if total_time else 0.0,
                 trained_tokens=self.trained_tokens,
                 peak_memory=float(info["peak_memory"]),
+                grad_norm=sum(norms) / len(norms) if norms else None,
             )
         )
         self.window = []
@@ -478,6 +501,7 @@ class TrainRun:
                     "raise iters (or epochs) to train further"
                 )
         self.step = self.start_iter
+        self._optimizer_updates = int(self.optimizer.state["step"].item())
         self.store.snapshot_good(self.optimizer, self.start_iter)
 
         self.plan = BatchPlan(self.p.train_set, cfg.batch_size, cfg.max_seq_length, cfg.seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlxtui.core.config import ConfigError, TrainConfig, build_lr_schedule
+from mlxtui.core.training.gradnorm import watched_optimizer_class
 
 
 def apply_adapters(model: Any, config: TrainConfig) -> None:
@@ -52,4 +53,5 @@ def build_optimizer(config: TrainConfig, total_iters: int) -> Any:
     }
     lr = build_lr_schedule(config, total_iters)
     extra = dict(config.optimizer_config.get(config.optimizer, {}) or {})
-    return classes[config.optimizer](learning_rate=lr, **extra)
+    cls = watched_optimizer_class(classes[config.optimizer], config.max_grad_norm)
+    return cls(learning_rate=lr, **extra)

@@ -56,6 +56,8 @@ def _placeholder(spec: FieldSpec) -> str:
         return "empty = demo"
     if spec.name == "data":
         return "empty = demo"
+    if spec.name == "max_grad_norm":
+        return "empty = no clipping"
     return "empty = default" if spec.kind.startswith("optional") else ""
 
 

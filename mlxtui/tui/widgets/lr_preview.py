@@ -2,8 +2,8 @@
 
 `LrPreview` draws `schedule_preview(config, iters)` (pure Python, computed on the UI thread).
 `LossPane` holds it and the loss view (the `LossPlot`, or a widget around it); training switches to
-the loss, `l` toggles, and a line under the plot keeps the current learning rate in view. A NaN
-pause is shown above the plot.
+the loss, `l` toggles, and a line under the plot keeps the current learning rate and gradient
+norm in view. A NaN pause is shown above the plot, the diagnosis's advice below it.
 """
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ class LossPane(Vertical):
     LossPane #loss-banner { display: none; height: auto; background: $error 30%; color: $text; }
     LossPane #loss-banner.-shown { display: block; }
     LossPane #lr-line { height: 1; color: $text-muted; }
+    LossPane #advice-line { display: none; height: auto; background: $warning 20%; color: $text; }
+    LossPane #advice-line.-shown { display: block; }
     """
 
     def __init__(self, loss_view: Widget | None = None, *, id: str | None = None) -> None:
@@ -120,12 +122,15 @@ class LossPane(Vertical):
         self.show_lr = True
         self.current_lr: float | None = None
         self.current_iteration: int | None = None
+        self.current_grad_norm: float | None = None
+        self.advice: list[ev.Diagnosis] = []
 
     def compose(self) -> ComposeResult:
         yield Static("", id="loss-banner")
         yield LrPreview(id="lr-preview")
         yield self.loss_view
         yield Static("", id="lr-line")
+        yield Static("", id="advice-line")
 
     def on_mount(self) -> None:
         self._apply_mode()
@@ -148,18 +153,33 @@ class LossPane(Vertical):
 
     def train_started(self) -> None:
         self.show_lr = False
-        self.current_lr = self.current_iteration = None
+        self.current_lr = self.current_iteration = self.current_grad_norm = None
+        self.advice = []
+        self._show_advice()
         self._banner("")
         self._apply_mode()
 
-    def train_step(self, step: ev.TrainStep) -> None:
+    def train_step(self, step: ev.TrainStep, grad_norm: float | None = None) -> None:
+        """`grad_norm`: the last norm among the steps one UI wake-up brought, when `step` has none
+        (a step that only accumulated gradients keeps the last update's)."""
         self.current_lr, self.current_iteration = step.learning_rate, step.iteration
+        norm = step.grad_norm if step.grad_norm is not None else grad_norm
+        if norm is not None:
+            self.current_grad_norm = norm
         self._draw_line()
         if self.show_lr:
             self.query_one(LrPreview).mark(step.iteration)
 
     def show_nan(self, paused: ev.TrainPaused) -> None:
         self._banner(paused.message or f"loss is not a number at step {paused.iteration}")
+
+    def show_diagnosis(self, diagnosis: ev.Diagnosis) -> None:
+        """The advice stays under the plot for the rest of the run (each kind comes once)."""
+        self.advice.append(diagnosis)
+        self._show_advice()
+
+    def advice_text(self) -> str:
+        return str(self.query_one("#advice-line", Static).render())
 
     def clear_banner(self) -> None:
         self._banner("")
@@ -180,10 +200,16 @@ class LossPane(Vertical):
         if self.show_lr:
             text = "l: show the loss"
         elif self.current_lr is not None:
-            text = f"lr {lr_label(self.current_lr)} at it {self.current_iteration} · l: schedule"
+            norm = f" · |g| {self.current_grad_norm:.3g}" if self.current_grad_norm is not None else ""
+            text = f"lr {lr_label(self.current_lr)} at it {self.current_iteration}{norm} · l: schedule"
         else:
             text = "l: show the learning-rate schedule"
         self.query_one("#lr-line", Static).update(Text(text))
+
+    def _show_advice(self) -> None:
+        line = self.query_one("#advice-line", Static)
+        line.update(Text("\n".join(f"◆ step {d.iteration}: {d.message}" for d in self.advice)))
+        line.set_class(bool(self.advice), "-shown")
 
     def _banner(self, message: str) -> None:
         banner = self.query_one("#loss-banner", Static)
