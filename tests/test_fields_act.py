@@ -41,7 +41,8 @@ EFFECTS: dict[str, str] = {
     "test_batches": "not yet shown: the number of test batches evaluate_loss reads",
     "max_seq_length": "run: trained tokens per step stay within batch_size x max_seq_length",
     "grad_checkpoint": "not yet shown: mlx-lm's grad_checkpoint wraps the blocks (memory, not results, changes)",
-    "grad_accumulation_steps": "not yet shown: passed to mlx-lm's TrainingArgs.grad_accumulation_steps",
+    "grad_accumulation_steps": "test: test_grad_norm.py::test_with_accumulation_the_norm_comes_with_each_update (an update every 2nd step)",
+    "max_grad_norm": "test: test_grad_norm.py::test_clipping_caps_the_update; 0 or below refused",
     "clear_cache_threshold": "not yet shown: passed to mlx-lm's TrainingArgs.clear_cache_threshold",
     "seed": "test: test_training.py::test_exact_resume_matches_a_straight_run (the order comes from the seed)",
     "lr_schedule": "test: test_config.py::test_the_preview_matches_the_optimizer_schedule",
@@ -76,7 +77,7 @@ EFFECTS: dict[str, str] = {
 
 # Fields that act (each is handed to MLX or mlx-lm) but no test here shows the effect yet.
 NOT_YET_SHOWN = {
-    "mask_prompt", "val_batches", "test_batches", "grad_checkpoint", "grad_accumulation_steps",
+    "mask_prompt", "val_batches", "test_batches", "grad_checkpoint",
     "clear_cache_threshold", "trust_remote_code", "memory_limit", "cache_limit",
 }
 
