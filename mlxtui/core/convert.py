@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlxtui.core.fileio import path_inside, why_not_replace
+
 Progress = Callable[[str, int, int], None]
 
 # mlx_lm.convert's choices (0.32.2), repeated so the CLI's `--help` imports nothing heavy
@@ -84,32 +86,16 @@ def source_folder(spec: str | os.PathLike[str] | None) -> Path:
         raise ConvertError(str(e)) from None
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
-
 
 def check_destination(out: Path, force: bool, source: Path) -> None:
     """Refuse a destination that holds the source, or that exists (without force, or not a model)."""
-    if _inside(source, out) or _inside(out, source):
+    if path_inside(source, out) or path_inside(out, source):
         raise ConvertError(f"{out} and the source {source} overlap: choose another destination")
     if out.is_file():
         raise ConvertError(f"{out} is a file; give a folder name for the converted model")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise ConvertError(
-                f"{out} exists and is not empty; choose another path or pass --force to replace it"
-            )
-        if not (out / "config.json").is_file():
-            # --force replaces an earlier model, never a folder of other things (`--mlx-path .`)
-            shown = ", ".join(sorted(p.name for p in out.iterdir())[:3])
-            raise ConvertError(
-                f"{out} is not a model folder (no config.json; it holds {shown}…) and --force "
-                "only replaces a model folder: choose a new or empty folder"
-            )
+    refused = why_not_replace(out, force)
+    if refused:
+        raise ConvertError(refused)
 
 
 def _write_atomically(out: Path, write: Callable[[Path], None]) -> None:

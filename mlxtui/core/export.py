@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlxtui.core.fileio import path_inside, why_not_replace
 from mlxtui.core.generation import adapter_modules, load_adapter_file, read_adapter_config
 from mlxtui.core.gguf_export import (
     check_gguf_type,
@@ -119,34 +120,17 @@ def _dequantize(loaded: _Loaded) -> None:
 # ------------------------------------------------------------------ safe destinations
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
-
 
 def _check_destination(out: Path, force: bool, protected: list[Path]) -> None:
     for p in protected:
-        if _inside(p, out):
+        if path_inside(p, out):
             raise ExportError(
                 f"{out} holds {p} (the base model or the adapter): choose another destination"
             )
     if out.is_dir():
-        if not any(out.iterdir()):
-            return
-        if not force:
-            raise ExportError(
-                f"{out} exists and is not empty; choose another path or pass --force to replace it"
-            )
-        if not (out / "config.json").is_file():
-            # --force replaces an earlier model, never a folder of other things (`--save-path .`)
-            shown = ", ".join(sorted(p.name for p in out.iterdir())[:3])
-            raise ExportError(
-                f"{out} is not a model folder (no config.json; it holds {shown}…) and --force "
-                "only replaces a model folder: choose a new or empty folder"
-            )
+        refused = why_not_replace(out, force)
+        if refused:
+            raise ExportError(refused)
     elif out.exists():
         raise ExportError(f"{out} is a file; give a folder name for the fused model")
 
@@ -262,7 +246,7 @@ def _check_gguf_destination(out: Path, force: bool, model_spec: Any, source: Pat
     spec_file = Path(str(model_spec)).expanduser() if model_spec is not None else None
     if spec_file is not None and spec_file.is_file() and spec_file.resolve() == out.resolve():
         raise ExportError(f"{out} is the model being exported: choose another file name")
-    if _inside(out, source):
+    if path_inside(out, source):
         raise ExportError(f"{out} is inside the base model folder {source}: choose another place")
     if out.exists() and not force:
         raise ExportError(f"{out} exists; choose another file name or pass --force to replace it")

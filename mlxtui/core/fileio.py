@@ -75,3 +75,29 @@ def atomic_save_safetensors(
     atomic_write(
         Path(path), lambda tmp: mx.save_safetensors(str(tmp), arrays, metadata=metadata or {})
     )
+
+
+def path_inside(child: Path, parent: Path) -> bool:
+    """True when `child` is `parent` or lies under it (after resolving links)."""
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def why_not_replace(out: Path, force: bool) -> str | None:
+    """Why the non-empty folder `out` may not be written over, or None when it may (or is empty).
+
+    --force replaces an earlier model, never a folder of other things (`--save-path .`)."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    if not force:
+        return f"{out} exists and is not empty; choose another path or pass --force to replace it"
+    if not (out / "config.json").is_file():
+        shown = ", ".join(sorted(p.name for p in out.iterdir())[:3])
+        return (
+            f"{out} is not a model folder (no config.json; it holds {shown}…) and --force "
+            "only replaces a model folder: choose a new or empty folder"
+        )
+    return None
