@@ -26,11 +26,11 @@ EFFECTS: dict[str, str] = {
     "fine_tune_type": "test: test_training.py::test_each_fine_tune_type_trains",
     "optimizer": "test: test_fields_act.py::test_the_optimizer_is_the_one_named_with_its_options",
     "optimizer_config": "test: test_fields_act.py::test_the_optimizer_is_the_one_named_with_its_options",
-    "mask_prompt": "not yet shown: passed to mlx-lm's create_dataset (mask_prompt), which masks the prompt tokens",
+    "mask_prompt": "test: test_fields_act.py::test_memory_eval_and_masking_settings_act (fewer trained tokens, another loss)",
     "num_layers": "run: adapter weights exist for the last N blocks only",
     "batch_size": "run: trained tokens per step stay within batch_size x max_seq_length",
     "iters": "run: TrainFinished after that many steps",
-    "val_batches": "not yet shown: the number of validation batches evaluate_loss reads",
+    "val_batches": "test: test_fields_act.py::test_memory_eval_and_masking_settings_act (validation batches read)",
     "learning_rate": "run: the reported learning rate",
     "steps_per_report": "run: TrainReport iterations",
     "steps_per_eval": "run: ValReport iterations",
@@ -38,9 +38,9 @@ EFFECTS: dict[str, str] = {
     "adapter_path": "run: the final adapter is also written there",
     "save_every": "run: CheckpointSaved iterations",
     "test": "run: TestResult after training",
-    "test_batches": "not yet shown: the number of test batches evaluate_loss reads",
+    "test_batches": "test: test_fields_act.py::test_memory_eval_and_masking_settings_act (test batches read)",
     "max_seq_length": "run: trained tokens per step stay within batch_size x max_seq_length",
-    "grad_checkpoint": "not yet shown: mlx-lm's grad_checkpoint wraps the blocks (memory, not results, changes)",
+    "grad_checkpoint": "test: test_fields_act.py::test_memory_eval_and_masking_settings_act (the block class's __call__ wrapped during the run only)",
     "grad_accumulation_steps": "test: test_grad_norm.py::test_with_accumulation_the_norm_comes_with_each_update (an update every 2nd step)",
     "max_grad_norm": "test: test_grad_norm.py::test_clipping_caps_the_update; 0 or below refused",
     "clear_cache_threshold": "not yet shown: passed to mlx-lm's TrainingArgs.clear_cache_threshold",
@@ -49,7 +49,7 @@ EFFECTS: dict[str, str] = {
     "lora_parameters": "run: rank gives the adapter matrices' shape",
     "report_to": "test: test_reporting.py::test_reports_go_through_mlx_lms_wandb_callback",
     "project_name": "test: test_reporting.py::test_reports_go_through_mlx_lms_wandb_callback; alone refused",
-    "trust_remote_code": "not yet shown: passed to the tokenizer load (a hub model's own code)",
+    "trust_remote_code": "test: test_fields_act.py::test_trust_remote_code_lets_a_models_own_code_run",
     "hf_dataset": "test: test_hub_data.py::test_the_splits_and_features_reach_mlx_lms_loader",
     "prompt_feature": "test: test_config.py::test_optimizer_options_and_dataset_keys_in_the_form",
     "completion_feature": "test: test_config.py::test_optimizer_options_and_dataset_keys_in_the_form",
@@ -66,8 +66,8 @@ EFFECTS: dict[str, str] = {
     "early_stopping_min_delta": "test: test_training.py::test_best_checkpoint_and_early_stopping",
     "memory_guard": "test: test_engine_memory.py::test_a_swap_ramp_pauses_training_and_recovery_continues_it",
     "swap_growth_mb_per_min": "test: test_guard.py::test_swap_ramp_pauses_then_recovery_resumes",
-    "memory_limit": "not yet shown: mx.set_memory_limit / mx.set_cache_limit at the run's start",
-    "cache_limit": "not yet shown: mx.set_memory_limit / mx.set_cache_limit at the run's start",
+    "memory_limit": "test: test_fields_act.py::test_memory_eval_and_masking_settings_act (MLX's limit during the run, restored after)",
+    "cache_limit": "test: test_fields_act.py::test_memory_eval_and_masking_settings_act (MLX's limit during the run, restored after)",
     "sample_prompts": "run: SamplePredictions at each evaluation",
     "run_name": "run: the run folder's name ends with it",
     "runs_dir": "run: the run folder is made inside it",
@@ -76,10 +76,7 @@ EFFECTS: dict[str, str] = {
 
 
 # Fields that act (each is handed to MLX or mlx-lm) but no test here shows the effect yet.
-NOT_YET_SHOWN = {
-    "mask_prompt", "val_batches", "test_batches", "grad_checkpoint",
-    "clear_cache_threshold", "trust_remote_code", "memory_limit", "cache_limit",
-}
+NOT_YET_SHOWN = {"clear_cache_threshold"}
 
 
 def test_the_table_covers_every_field():
@@ -129,6 +126,107 @@ def test_one_run_shows_its_settings_acting(tiny_model_dir, tmp_path):
     saved = json.loads((result.adapter_path / "adapter_config.json").read_text())
     assert saved["model"] == str(tiny_model_dir) and saved["data"] == str(data)  # model, data
 
+
+
+def _small_data(root: Path, n: int = 8) -> Path:
+    from mlxtui.demo_data import demo_data_dir
+
+    data = root / "data"
+    data.mkdir()
+    for name in ("train", "valid", "test"):
+        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
+        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return data
+
+
+def _run_seeing(cfg: TrainConfig, on_step=None) -> list[ev.Event]:
+    from mlxtui import TrainPipeline
+
+    seen: list[ev.Event] = []
+
+    def on_event(e: ev.Event) -> None:
+        seen.append(e)
+        if on_step is not None and isinstance(e, ev.TrainStep):
+            on_step(e)
+
+    TrainPipeline(cfg, on_event=on_event).execute()
+    return seen
+
+
+def test_memory_eval_and_masking_settings_act(tiny_model_dir, tmp_path):
+    """mask_prompt, val_batches, test_batches, grad_checkpoint, memory_limit, cache_limit: one run
+    with each set, beside one with the defaults (same seed, same data)."""
+    import mlx.core as mx
+    from mlx_lm.models.llama import TransformerBlock
+
+    data = _small_data(tmp_path)
+    base = dict(
+        model=str(tiny_model_dir), data=str(data), iters=2, batch_size=2, max_seq_length=64, num_layers=2,
+        steps_per_eval=2, test=True, sample_prompts=0, memory_guard="off", runs_dir=str(tmp_path / "runs"),
+    )
+    plain_call = TransformerBlock.__call__
+    limits_before = (mx.get_memory_limit(), mx.set_cache_limit(mx.set_cache_limit(0)))
+    during: list[tuple[bool, int, int, int]] = []
+
+    def look(_step: ev.TrainStep) -> None:
+        cache = mx.set_cache_limit(0)  # MLX has no getter for the cache limit: set returns it
+        mx.set_cache_limit(cache)
+        during.append((TransformerBlock.__call__ is plain_call, mx.get_memory_limit(), cache, mx.get_cache_memory()))
+
+    set_ = _run_seeing(
+        TrainConfig(**base, mask_prompt=True, val_batches=1, test_batches=2, grad_checkpoint=True,
+                    memory_limit="3GB", cache_limit="48MB"),
+        look,
+    )
+    assert during and all(not plain and mem == 3 << 30 and cache == 48 << 20 and used <= cache
+                          for plain, mem, cache, used in during)  # grad_checkpoint, memory_limit, cache_limit
+    # ...and for that run only: the class and MLX's limits are given back afterwards
+    assert TransformerBlock.__call__ is plain_call
+    assert (mx.get_memory_limit(), mx.set_cache_limit(mx.set_cache_limit(0))) == limits_before
+    during.clear()
+    plain = _run_seeing(TrainConfig(**base), look)
+    assert during and all(p for p, *_ in during)  # without grad_checkpoint the blocks run as they are
+
+    def batches_read(seen: list[ev.Event], phase: str) -> list[int]:
+        started = [e.total for e in seen if isinstance(e, ev.PhaseStarted) and e.phase == phase]
+        done = [e.done for e in seen if isinstance(e, ev.PhaseProgress) and e.phase == phase]
+        return started + [max(done)]
+
+    assert batches_read(set_, "validate")[-1] == 1 and set(batches_read(set_, "validate")) == {1}  # val_batches
+    assert set(batches_read(set_, "test")) == {2}  # test_batches
+    assert set(batches_read(plain, "validate")) == {4} and set(batches_read(plain, "test")) == {4}  # all 8 lines
+    # mask_prompt: only the answers carry loss, so fewer tokens are trained and the first loss differs
+    steps = lambda seen: [e for e in seen if isinstance(e, ev.TrainStep)]  # noqa: E731
+    assert steps(set_)[0].trained_tokens < steps(plain)[0].trained_tokens
+    first_val = lambda seen: next(e.val_loss for e in seen if isinstance(e, ev.ValReport))  # noqa: E731
+    assert first_val(set_) != pytest.approx(first_val(plain), rel=1e-3)
+
+
+def test_trust_remote_code_lets_a_models_own_code_run(tiny_model_dir, tmp_path):
+    """A model folder whose config names its own architecture file (`model_file`, as hub models
+    with custom code do) is refused unless trust_remote_code is set; set, that file builds it."""
+    import shutil
+
+    from mlxtui.core.jobs.context import EngineError
+
+    model = tmp_path / "custom_model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "model_file": "my_arch.py"}))
+    marker = tmp_path / "my_arch_ran"
+    (model / "my_arch.py").write_text(
+        "from pathlib import Path\n"
+        f"Path({str(marker)!r}).write_text('ran')\n"
+        "from mlx_lm.models.llama import Model, ModelArgs  # noqa: F401\n"
+    )
+    data = _small_data(tmp_path, 4)
+    base = dict(model=str(model), data=str(data), iters=1, batch_size=2, max_seq_length=48, num_layers=1,
+                steps_per_eval=100, sample_prompts=0, memory_guard="off", runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(EngineError, match="trust_remote_code"):
+        _run_seeing(TrainConfig(**base))
+    assert not marker.exists()
+    seen = _run_seeing(TrainConfig(**base, trust_remote_code=True))
+    assert marker.read_text() == "ran" and any(isinstance(e, ev.TrainFinished) for e in seen)
 
 def test_the_optimizer_is_the_one_named_with_its_options():
     import mlx.optimizers as optim

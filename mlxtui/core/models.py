@@ -240,8 +240,13 @@ def load_model(
     adapter_path: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     reporter: Reporter | None = None,
+    trust_remote_code: bool = False,
 ) -> tuple[Any, Any, ModelInfo]:
     """Load (model, tokenizer, info) with mlx_lm. Run on the engine thread.
+
+    trust_remote_code lets a model folder's own Python run (its config's `model_file`, a
+    tokenizer's custom class), as `mlx_lm.lora --trust-remote-code` does; off, such a model
+    is refused with mlx-lm's reason.
 
     dequantize=True turns every quantized layer into a float one (float32 on the CPU device,
     bfloat16 on a GPU): training a dequantized copy is about 20x faster on CPU, where quantized
@@ -260,7 +265,8 @@ def load_model(
             # inside the phase: the first import of mlx_lm (transformers) takes seconds
             from mlx_lm.utils import load
 
-            loaded: Any = load(str(source))
+            remote = {"trust_remote_code": True} if trust_remote_code else {}
+            loaded: Any = load(str(source), tokenizer_config=dict(remote), **remote)
         model, tokenizer = loaded
         if adapter_path is not None:
             from mlx_lm.tuner.utils import load_adapters

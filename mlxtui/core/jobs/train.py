@@ -37,7 +37,12 @@ def run(ctx: JobContext) -> Any:
     slot = ctx.slot
     slot.clear()  # free the previous model before loading this one
     try:
-        model, tokenizer, info = models.load_model(config.model, dequantize=deq, reporter=reporter)
+        model, tokenizer, info = models.load_model(
+            config.model,
+            dequantize=deq,
+            reporter=reporter,
+            trust_remote_code=config.trust_remote_code,
+        )
     except models.ModelError as e:
         raise EngineError(str(e), "check the model field") from None
     slot.model, slot.tokenizer, slot.info = model, tokenizer, info

@@ -469,10 +469,14 @@ class TrainRun:
 
         cfg = self.config
         m = self.p.model
+        # The limits are MLX's process-wide: kept for this run only (see execute), so a later
+        # run or chat in the same process does not inherit them.
         if cfg.memory_limit:
-            mx.set_memory_limit(parse_size(cfg.memory_limit, "memory_limit"))
+            previous = mx.set_memory_limit(parse_size(cfg.memory_limit, "memory_limit"))
+            self._restore_limits.append(lambda: mx.set_memory_limit(previous))
         if cfg.cache_limit:
-            mx.set_cache_limit(parse_size(cfg.cache_limit, "cache_limit"))
+            previous_cache = mx.set_cache_limit(parse_size(cfg.cache_limit, "cache_limit"))
+            self._restore_limits.append(lambda: mx.set_cache_limit(previous_cache))
 
         self.run_dir, resume_state = open_run_dir(cfg, self.p.model_path)
         self.store = CheckpointStore(self.run_dir, m, self.emit)
@@ -525,6 +529,14 @@ class TrainRun:
     # -------------------------------------------------------------- the job
 
     def execute(self) -> TrainResult:
+        self._restore_limits: list[Callable[[], Any]] = []
+        try:
+            return self._execute()
+        finally:
+            for restore in self._restore_limits:
+                restore()
+
+    def _execute(self) -> TrainResult:
         import mlx.core as mx
         from mlx_lm.tuner import trainer
 
