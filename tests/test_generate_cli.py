@@ -64,6 +64,10 @@ def test_the_flags_keep_mlx_lm_generate_names_and_defaults() -> None:
     )  # fmt: skip
     assert (a.prompt, a.max_tokens, a.temp, a.top_p, a.seed) == ("hi", 7, 0.5, 0.9, 3)
     assert (a.system_prompt, a.extra_eos_token, a.verbose) == ("be brief", ["a", "b"], False)
+    a = build_parser().parse_args(["generate", "--min-p", "0.1", "--top-k", "40", "--ignore-chat-template"])
+    assert (a.min_p, a.top_k, a.ignore_chat_template) == (0.1, 40, True)
+    assert build_parser().parse_args(["generate"]).min_p == 0.0  # mlx_lm.generate's defaults: off
+    assert build_parser().parse_args(["generate"]).top_k == 0
 
 
 def test_greedy_answer_streams_in_pieces_and_matches_the_library(
@@ -190,3 +194,53 @@ def test_the_technical_notes_line_as_written(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip()
     assert "Generation:" in proc.stderr and "Peak memory:" in proc.stderr
+
+
+def _answer(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    code, out, err = _run(argv, monkeypatch)
+    assert code == 0, err
+    return out.getvalue(), err
+
+
+@pytest.mark.parametrize("narrowing", [["--top-k", "1"], ["--min-p", "1.0"]])
+def test_top_k_and_min_p_narrow_the_sampled_tokens(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, narrowing: list[str]
+) -> None:
+    """At a wild temperature, top-k 1 (only the likeliest token) and min-p 1 (only tokens as
+    likely as the likeliest) both give the greedy answer, whatever the seed; without them the
+    same seeds sample other answers."""
+    base = ["--model", str(tiny_model_dir), "-p", PROMPT, "-m", "12", "--verbose", "F"]
+    greedy, _ = _answer(base, monkeypatch)
+    wild = [*base, "--temp", "5"]
+    for seed in ("1", "2", "3"):
+        assert _answer([*wild, *narrowing, "--seed", seed], monkeypatch)[0] == greedy
+    assert any(_answer([*wild, "--seed", s], monkeypatch)[0] != greedy for s in ("1", "2", "3"))
+
+
+def test_ignore_chat_template_sends_the_raw_prompt(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlx_lm import generate as mlx_generate
+
+    model, tok = mlx_load(str(tiny_model_dir))
+    raw = tok.encode(PROMPT)  # as mlx_lm.generate --ignore-chat-template encodes it
+    expected = mlx_generate(model, tok, prompt=raw, max_tokens=10, verbose=False)
+    out, err = _answer(
+        ["--model", str(tiny_model_dir), "-p", PROMPT, "-m", "10", "--ignore-chat-template"], monkeypatch
+    )
+    assert out == expected + "\n"
+    assert f"Prompt: {len(raw)} tokens" in err
+    templated = len(render_prompt(tok, [{"role": "user", "content": PROMPT}]))
+    assert templated != len(raw)
+    _, err = _answer(["--model", str(tiny_model_dir), "-p", PROMPT, "-m", "10"], monkeypatch)
+    assert f"Prompt: {templated} tokens" in err
+
+
+def test_sampling_flags_out_of_range_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    for argv, says in [
+        (["--top-k", "-1"], "--top-k must be 0 (off) or more"),
+        (["--min-p", "1.5"], "--min-p must be in [0, 1]"),
+        (["--ignore-chat-template", "--system-prompt", "be brief"], "--system-prompt needs the chat template"),
+    ]:
+        code, _, err = _run(["--model", "demo", *argv], monkeypatch)
+        assert code == 2 and says in err, err

@@ -17,6 +17,8 @@ DEFAULT_PROMPT = "hello"
 DEFAULT_MAX_TOKENS = 100
 DEFAULT_TEMP = 0.0
 DEFAULT_TOP_P = 1.0
+DEFAULT_MIN_P = 0.0
+DEFAULT_TOP_K = 0
 
 
 def _bool_text(text: str) -> bool:
@@ -74,6 +76,24 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help=f"sampling top-p (default {DEFAULT_TOP_P})",
     )
     p.add_argument(
+        "--min-p",
+        type=float,
+        default=DEFAULT_MIN_P,
+        help=f"sampling min-p: drop tokens below this share of the likeliest one's probability "
+        f"(default {DEFAULT_MIN_P}: off)",
+    )
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=DEFAULT_TOP_K,
+        help=f"sample only among the k likeliest tokens (default {DEFAULT_TOP_K}: off; 1 is greedy)",
+    )
+    p.add_argument(
+        "--ignore-chat-template",
+        action="store_true",
+        help="send the prompt as it is, without the tokenizer's chat template",
+    )
+    p.add_argument(
         "--seed", type=int, default=None, help="PRNG seed (same seed, same sampled answer)"
     )
     p.add_argument(
@@ -114,6 +134,15 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--temp must be 0 (greedy) or more, not {args.temp}"
     if not 0 < args.top_p <= 1:
         return f"--top-p must be in (0, 1], not {args.top_p}"
+    if not 0 <= args.min_p <= 1:
+        return f"--min-p must be in [0, 1] (0: off), not {args.min_p}"
+    if args.top_k < 0:
+        return f"--top-k must be 0 (off) or more, not {args.top_k}"
+    if args.ignore_chat_template and args.system_prompt is not None:
+        return (
+            "--system-prompt needs the chat template: leave out --ignore-chat-template, "
+            "or write the system text into --prompt"
+        )
     return None
 
 
@@ -165,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
                 top_p=args.top_p,
                 max_tokens=args.max_tokens,
                 weights="adapter" if args.adapter_path else "base",
+                min_p=args.min_p,
+                top_k=args.top_k,
+                ignore_chat_template=args.ignore_chat_template,
             )
         )
     except EngineError as e:

@@ -122,6 +122,21 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return list(tokenizer.apply_chat_template(folded, add_generation_prompt=True, tokenize=True))
 
 
+def raw_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The prompt's own tokens without the chat template (mlx_lm.generate --ignore-chat-template):
+    encoded with the tokenizer's special tokens (a BOS where the model has one), as mlx-lm does.
+
+    Only one user message can go in raw: a system prompt or earlier turns exist only through
+    the template, so they are refused rather than dropped.
+    """
+    if len(messages) != 1 or messages[0].get("role") != "user":
+        raise ValueError(
+            "without the chat template only the prompt itself can be sent: "
+            "leave out the system prompt and earlier turns, or use the chat template"
+        )
+    return list(tokenizer.encode(messages[0]["content"], add_special_tokens=True))
+
+
 def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     """Put a leading system message in front of the first user turn."""
     if not messages or messages[0].get("role") != "system":
@@ -149,11 +164,16 @@ def stream_reply(
     max_tokens: int = 256,
     seed: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    min_p: float = 0.0,
+    top_k: int = 0,
+    ignore_chat_template: bool = False,
 ) -> Iterator[GenerationChunk]:
     """Stream the assistant's answer; the last chunk has a finish_reason.
 
-    temperature 0 is greedy. `should_stop` is read before every token: when it turns true the
-    stream ends at once with finish_reason "stopped".
+    temperature 0 is greedy; top_p, min_p and top_k narrow the sampled tokens as mlx-lm's
+    make_sampler does (top_k 0 and min_p 0: off). ignore_chat_template sends the one user
+    message's text as it is (`raw_prompt`). `should_stop` is read before every token: when it
+    turns true the stream ends at once with finish_reason "stopped".
     """
     import mlx.core as mx
     from mlx_lm import stream_generate
@@ -161,11 +181,15 @@ def stream_reply(
 
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be 0 (off) or more, not {top_k}")
+    if not 0.0 <= min_p <= 1.0:
+        raise ValueError(f"min_p must be in [0, 1] (0: off), not {min_p}")
     if seed is not None:
         mx.random.seed(seed)
     model.eval()  # a model fresh from training may still have dropout on
-    prompt = render_prompt(tokenizer, messages)
-    sampler = make_sampler(temp=temperature, top_p=top_p)
+    prompt = (raw_prompt if ignore_chat_template else render_prompt)(tokenizer, messages)
+    sampler = make_sampler(temp=temperature, top_p=top_p, min_p=min_p, top_k=top_k)
     last = None
     if should_stop():
         yield GenerationChunk("", len(prompt), 0, 0.0, 0.0, mx.get_peak_memory() / 1e9, "stopped")

@@ -53,6 +53,9 @@ class Generate(Job):
     max_tokens: int = 256
     weights: str = "adapter"  # "adapter" | "base" | path to a .safetensors file
     slot: str = ""
+    min_p: float = 0.0  # 0: off (mlx-lm's make_sampler)
+    top_k: int = 0  # 0: off
+    ignore_chat_template: bool = False  # the one user message's text, without the template
     kind: str = field(init=False, default="generate")
 
 
