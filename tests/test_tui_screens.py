@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from test_tui_chat import make_app, make_run, wait_for
-from textual.widgets import Button, DataTable, Input, Switch
+from textual.widgets import Button, DataTable, Input, Select, Switch
 
 from mlxtui.core.engine import Benchmark, Evaluate, ExportGGUF, Fuse, Train
 from mlxtui.tui.screens.evaluate import EvaluateScreen
@@ -136,6 +136,7 @@ async def test_export_and_runs_screens(tmp_path: Path) -> None:
         job = engine.jobs[-1]
         assert isinstance(job, Fuse)
         assert (job.save_path, job.dequantize, job.force) == (str(existing), True, True)
+        assert job.gguf_type == "f16"  # the default, as `mlxtui export`'s
         assert job.gguf_path == str(tmp_path / "fused.gguf") and job.adapter_path is None
         assert f"written: {existing.resolve()}" in text_of(screen, "#export-result")
         assert screen.query_one("#ex-up-folder", Input).value == str(existing)
@@ -153,6 +154,15 @@ async def test_export_and_runs_screens(tmp_path: Path) -> None:
             str(done / "adapters"),
             False,
         )
+        assert job.gguf_type == "f16"
+        # Q8_0, as `mlxtui export --gguf-type q8_0`: picked in the list, it reaches the job
+        screen.query_one("#ex-gguf-type", Select).value = "q8_0"
+        q8 = tmp_path / "out-q8.gguf"
+        screen.query_one("#ex-gguf", Input).value = str(q8)
+        screen.query_one("#ex-export", Button).press()
+        assert await wait_for(pilot, lambda: engine.jobs[-1].out_file == str(q8))
+        assert engine.jobs[-1].gguf_type == "q8_0"
+        screen.query_one("#ex-gguf", Input).value = str(gguf)
         gguf.write_bytes(b"GGUF")
         n_jobs = len(engine.jobs)
         screen.query_one("#ex-export", Button).press()

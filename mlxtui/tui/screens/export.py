@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Static, Switch
+from textual.widgets import Button, Footer, Input, Label, Select, Static, Switch
 
 from mlxtui.tui import messages
 from mlxtui.tui.widgets.word_switch import WordSwitch
@@ -32,6 +32,9 @@ def occupied(path: Path) -> bool:
         return any(path.iterdir())
     return path.exists()
 
+
+# The GGUF weight types `mlxtui export --gguf-type` offers: (what the list shows, the job's value).
+GGUF_TYPES = [("float16", "f16"), ("Q8_0: 8-bit blocks, about half the size", "q8_0")]
 
 # Enter in these fields runs the button of their row.
 SUBMIT_ACTIONS = {
@@ -56,6 +59,7 @@ class ExportScreen(Screen[None]):
     ExportScreen .row Input { width: 1fr; }
     ExportScreen .row Switch { margin-right: 2; }
     ExportScreen .row Button { margin-left: 1; }
+    ExportScreen .row Select { width: 48; }
     ExportScreen .note { color: $text-muted; }
     ExportScreen #export-progress { height: auto; margin-top: 1; }
     ExportScreen #export-result { height: auto; }
@@ -98,11 +102,15 @@ class ExportScreen(Screen[None]):
                 yield Input(placeholder="optional .gguf file", id="ex-fuse-gguf")
                 yield Button("Fuse", id="ex-fuse", variant="primary")
 
-            yield Label("GGUF file (llama.cpp, float16)", classes="section")
+            yield Label("GGUF file (llama.cpp)", classes="section")
             with Horizontal(classes="row"):
                 yield Label("out file")
                 yield Input("model.gguf", id="ex-gguf")
                 yield Button("Export GGUF", id="ex-export")
+            with Horizontal(classes="row"):
+                yield Label("GGUF weights")
+                yield Select(GGUF_TYPES, value="f16", allow_blank=False, id="ex-gguf-type")
+                yield Static("also for the fused model's GGUF", classes="note")
 
             yield Label("Upload a fused folder to the Hugging Face hub", classes="section")
             with Horizontal(classes="row"):
@@ -152,6 +160,9 @@ class ExportScreen(Screen[None]):
     def _switch(self, widget_id: str) -> bool:
         return self.query_one(f"#{widget_id}", Switch).value
 
+    def _gguf_type(self) -> str:
+        return str(self.query_one("#ex-gguf-type", Select).value)
+
     def _refuse(self, message: str) -> None:
         self.show_result(message, error=True)
         self.notify(message, title="Not started", severity="error")
@@ -196,6 +207,7 @@ class ExportScreen(Screen[None]):
             adapter_path=self._adapter(),
             dequantize=self._switch("ex-dequantize"),
             gguf_path=gguf,
+            gguf_type=self._gguf_type(),
             force=self._switch("ex-force"),
         )
         self._start(job, f"fusing into {save}…")
@@ -210,7 +222,12 @@ class ExportScreen(Screen[None]):
             return
         if not self._check_free(Path(out).expanduser(), "out file"):
             return
-        job = ExportGGUF(out_file=out, adapter_path=self._adapter(), force=self._switch("ex-force"))
+        job = ExportGGUF(
+            out_file=out,
+            adapter_path=self._adapter(),
+            gguf_type=self._gguf_type(),
+            force=self._switch("ex-force"),
+        )
         self._start(job, f"writing {out}…")
 
     def _start(self, job: Any, message: str) -> None:
