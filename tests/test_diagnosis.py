@@ -135,3 +135,23 @@ def test_one_rise_is_not_enough():
 
 def test_other_events_are_ignored():
     assert Diagnoser().feed(ev.Log("info", "x")) == []
+
+
+def test_the_state_goes_through_json_and_a_restored_diagnoser_continues():
+    import json
+
+    first: list[ev.Event] = [
+        val(0, 3.0, True),
+        report(10, 2.5), report(20, 2.3), val(20, 2.0, True),
+        report(30, 2.0), report(40, 1.8), val(40, 2.1),
+    ]  # fmt: skip
+    second: list[ev.Event] = [report(50, 1.6), report(60, 1.4), val(60, 2.3), report(70, 1.2), val(70, 2.6)]
+    d = Diagnoser()
+    assert feed_all(d, first) == []
+    resumed = Diagnoser.restore(json.loads(json.dumps(d.state())))
+    out = feed_all(resumed, second)  # the rises span the stop: seen all the same
+    assert [(x.kind, x.iteration) for x in out] == [("overfitting", 60)]
+    assert out[0].numbers["best_iteration"] == 20
+    again = Diagnoser.restore(json.loads(json.dumps(resumed.state())))
+    assert feed_all(again, [report(80, 1.0), val(80, 2.9)]) == []  # said once per run
+    assert Diagnoser.restore(None).given == set()  # a run saved before this state existed

@@ -6,6 +6,10 @@ keep the best checkpoint. `Diagnoser.feed` takes the run's events (TrainReport, 
 others are ignored) and returns the `Diagnosis` events they trigger, each kind at most once per
 run, with the figures that triggered it. Pure Python: no MLX, no clock, no I/O.
 
+A run is one run across its resumes: `state()` is what the Diagnoser has seen and said, as
+JSON-friendly data the run's resume state keeps, and `Diagnoser.restore` takes it back, so a
+resumed run neither repeats advice already given nor forgets the losses before the pause.
+
 The thresholds (one place, so the tests and the README quote the same numbers):
 - spike: a train report's loss is above SPIKE_FACTOR × the median of the (up to) SPIKE_WINDOW
   reports before it, at least SPIKE_MIN_HISTORY of them, all after the warmup steps (a far too
@@ -24,6 +28,8 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
 
 from mlxtui.core import events as ev
 from mlxtui.core.runs import BEST_FILE
@@ -81,6 +87,37 @@ class Diagnoser:
         out = [d for d in found if d is not None and d.kind not in self.given]
         self.given.update(d.kind for d in out)
         return out
+
+    # ------------------------------------------------------------------ across a resume
+
+    def state(self) -> dict[str, Any]:
+        """What was said (`given`) and the history the rules still need, for state.json."""
+        keep = max(SPIKE_WINDOW + 1, PLATEAU_REPORTS)
+        return {
+            "given": sorted(self.given),
+            "best": list(self.best) if self.best is not None else None,
+            "reports": [asdict(r) for r in self.reports[-keep:]],
+            "vals": [asdict(v) for v in self.vals[-(OVERFIT_RISES + 1) :]],
+            "train_level": self.train_level[-(OVERFIT_RISES + 1) :],
+            "since_val": list(self._since_val),
+        }
+
+    @classmethod
+    def restore(
+        cls, state: dict[str, Any] | None, warmup: int = 0, learning_rate: float | None = None
+    ) -> Diagnoser:
+        """A Diagnoser that continues from `state()` (a fresh one for None: an older run)."""
+        d = cls(warmup, learning_rate)
+        if not state:
+            return d
+        d.given = set(state.get("given", ()))
+        best = state.get("best")
+        d.best = (int(best[0]), float(best[1])) if best else None
+        d.reports = [ev.TrainReport(**r) for r in state.get("reports", ())]
+        d.vals = [ev.ValReport(**v) for v in state.get("vals", ())]
+        d.train_level = list(state.get("train_level", ()))
+        d._since_val = list(state.get("since_val", ()))
+        return d
 
     # ------------------------------------------------------------------ the rules
 

@@ -235,6 +235,7 @@ class TrainRun:
                 "trained_tokens": self.trained_tokens,
                 "seed": self.config.seed,
                 "model_path": self.p.model_path,
+                "diagnosis": self.diagnosis.state(),
             },
         )
 
@@ -499,6 +500,9 @@ class TrainRun:
             self.evals_without_improvement = int(resume_state.get("evals_without_improvement", 0))
             self.trained_tokens = int(resume_state.get("trained_tokens", 0))
             self.start_iter = int(resume_state["iteration"])
+            self.diagnosis = Diagnoser.restore(
+                resume_state.get("diagnosis"), cfg.warmup, cfg.learning_rate
+            )
             if self.start_iter >= self.total_iters:
                 raise TrainingError(
                     f"{self.run_dir}: the run already reached step {self.start_iter} of {self.total_iters}; "
