@@ -168,8 +168,9 @@ def test_import_gguf_never_overwrites_without_permission(tiny_model_dir, tmp_pat
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(ModelError, match="already exists and is not empty"):
+    with pytest.raises(ModelError, match="already exists and is not empty.*allow replacing it") as refused:
         models.import_gguf(gguf_file, out)
+    assert "--force" not in str(refused.value)  # the core names no flag: the CLI says --force
     assert (out / "notes.txt").read_text() == "mine"
     # --force replaces an earlier model, never a folder of other things (`import-gguf x.gguf .`)
     with pytest.raises(ModelError, match="not a model folder"):
@@ -311,7 +312,10 @@ def test_cli_import_gguf(tiny_model_dir, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.strip() == str(tmp_path / "o")
     assert "[5/5]" in captured.err
+    # the conversion is a phase, printed as the other commands print theirs
+    assert "converting t.gguf to MLX" in captured.err and "converting t.gguf to MLX 5/5" in captured.err
     assert _cli("models", "import-gguf", str(gguf_file), str(tmp_path / "o")) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("mlxtui models: error:") and "--force" in err and "\n" not in err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mlxtui models: error:") and "pass --force to replace it" in err[-1]
+    assert "(failed)" in err[-2]  # the phase that stopped says so
     assert _cli("models", "import-gguf", str(gguf_file), str(tmp_path / "o"), "--force") == 0

@@ -92,6 +92,7 @@ def wants_hf(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlxtui.cli.errors import replace_worded
     from mlxtui.cli.headless import run_call
     from mlxtui.cli.progress import ProgressPrinter
     from mlxtui.core import convert, export
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         if args.upload_repo:
             print(export.upload_to_hub(out, args.upload_repo))
     except failures as e:
-        print(f"mlxtui convert: error: {e}", file=sys.stderr)
+        print(f"mlxtui convert: error: {replace_worded(str(e))}", file=sys.stderr)
         return 1
     finally:
         printer.close()

@@ -22,3 +22,10 @@ def config_error_text(e: Any) -> str:
     if flag and where in (COMMAND_LINE, None):
         return f"{flag}: {message}"
     return str(e)
+
+
+def replace_worded(text: str) -> str:
+    """A core message whose fix is to replace what exists, with the fix said as the --force flag."""
+    from mlxtui.core.fileio import worded_replace
+
+    return worded_replace(text, "pass --force to replace it")

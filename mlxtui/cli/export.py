@@ -48,6 +48,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlxtui.cli.errors import replace_worded
     from mlxtui.cli.fuse import export_errors
     from mlxtui.cli.headless import run_job
     from mlxtui.cli.progress import ProgressPrinter
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise export.ExportError(f"unknown export command {args.export_command!r}")
     except failures as e:
-        print(f"mlxtui export: error: {e}", file=sys.stderr)
+        print(f"mlxtui export: error: {replace_worded(str(e))}", file=sys.stderr)
         return 1
     finally:
         printer.close()

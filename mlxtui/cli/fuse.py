@@ -52,6 +52,7 @@ def export_errors() -> tuple[type[BaseException], ...]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mlxtui.cli.errors import replace_worded
     from mlxtui.cli.headless import run_job
     from mlxtui.cli.progress import ProgressPrinter
     from mlxtui.core import export
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         if args.upload_repo:
             print(export.upload_to_hub(out, args.upload_repo))
     except failures as e:
-        print(f"mlxtui fuse: error: {e}", file=sys.stderr)
+        print(f"mlxtui fuse: error: {replace_worded(str(e))}", file=sys.stderr)
         return 1
     finally:
         printer.close()

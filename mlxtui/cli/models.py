@@ -40,6 +40,7 @@ def describe(info: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run a `models` subcommand; a ModelError becomes one line on stderr and exit status 1."""
+    from mlxtui.cli.errors import replace_worded
     from mlxtui.cli.headless import run_call
     from mlxtui.cli.progress import ProgressPrinter
     from mlxtui.core.engine import EngineError
@@ -50,21 +51,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"mlxtui models: error: unknown models command {command!r}", file=sys.stderr)
         return 1
 
+    job_ids: list[int] = []
+
     def job(engine: Any, progress: Any) -> str:
         from mlxtui.core import models
+        from mlxtui.core.progress import Reporter
 
+        # phases (converting, loading) as the other commands print them; their stages are
+        # printed from the phase's events, so `progress` is not passed as well (twice each)
+        reporter = Reporter(engine.emit, job_ids[0] if job_ids else 0, "models")
+        progress = None
         if command == "demo":
-            return str(models.demo_model_dir(progress))
+            return str(models.demo_model_dir(progress, reporter))
         if command == "import-gguf":
-            return str(models.import_gguf(args.file, args.out_dir, progress, overwrite=args.force))
-        _, _, info = models.load_model(args.model, progress=progress)
+            return str(
+                models.import_gguf(
+                    args.file, args.out_dir, progress, overwrite=args.force, reporter=reporter
+                )
+            )
+        _, _, info = models.load_model(args.model, progress=progress, reporter=reporter)
         return describe(info)
 
     printer = ProgressPrinter(sys.stderr, steps_out=sys.stderr, steps_elapsed=True)
+
+    def sink(e: Any) -> None:
+        if type(e).__name__ == "JobStarted" and not job_ids:
+            job_ids.append(e.job_id)
+        printer(e)
+
     try:
-        print(run_call(job, "models", printer, errors=(ModelError,)))
+        print(run_call(job, "models", sink, errors=(ModelError,)))
     except EngineError as e:
-        print(f"mlxtui models: error: {e}", file=sys.stderr)
+        print(f"mlxtui models: error: {replace_worded(str(e))}", file=sys.stderr)
         return 1
     finally:
         printer.close()

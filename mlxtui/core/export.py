@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlxtui.core.fileio import path_inside, why_not_replace
+from mlxtui.core.fileio import REPLACE_REMEDY, path_inside, why_not_replace
 from mlxtui.core.generation import adapter_modules, load_adapter_file, read_adapter_config
 from mlxtui.core.gguf_export import (
     check_gguf_type,
@@ -241,7 +241,7 @@ def _check_gguf_architecture(source: Path) -> str:
 def _check_gguf_destination(out: Path, force: bool, model_spec: Any, source: Path) -> None:
     if out.is_dir():
         raise ExportError(f"{out} is a folder; give a .gguf file name")
-    if out.suffix.lower() != ".gguf":  # --force must never replace a file of another kind
+    if out.suffix.lower() != ".gguf":  # force must never replace a file of another kind
         raise ExportError(f"{out}: a GGUF file name must end in .gguf")
     spec_file = Path(str(model_spec)).expanduser() if model_spec is not None else None
     if spec_file is not None and spec_file.is_file() and spec_file.resolve() == out.resolve():
@@ -249,12 +249,12 @@ def _check_gguf_destination(out: Path, force: bool, model_spec: Any, source: Pat
     if path_inside(out, source):
         raise ExportError(f"{out} is inside the base model folder {source}: choose another place")
     if out.exists() and not force:
-        raise ExportError(f"{out} exists; choose another file name or pass --force to replace it")
+        raise ExportError(f"{out} exists; choose another file name or {REPLACE_REMEDY}")
     modelfile = modelfile_path(out)
     if not force and not modelfile_is_ours(modelfile, out):
         raise ExportError(
             f"{modelfile} exists and is not the Ollama Modelfile of {out.name}; "
-            "write the GGUF file into another folder or pass --force to replace it"
+            f"write the GGUF file into another folder or {REPLACE_REMEDY}"
         )
 
 

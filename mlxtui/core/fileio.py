@@ -86,18 +86,29 @@ def path_inside(child: Path, parent: Path) -> bool:
         return False
 
 
+# The core names no front end's control (as ConfigError names no flag): where replacing what
+# exists is the fix, a message says REPLACE_REMEDY, and each front end words it with
+# `worded_replace`: the CLI as its --force flag, the dashboard as its switch's label.
+REPLACE_REMEDY = "allow replacing it"
+
+
+def worded_replace(text: str, words: str) -> str:
+    """`text` with the plain REPLACE_REMEDY said as the front end says it ("pass --force…")."""
+    return text.replace(REPLACE_REMEDY, words)
+
+
 def why_not_replace(out: Path, force: bool) -> str | None:
     """Why the non-empty folder `out` may not be written over, or None when it may (or is empty).
 
-    --force replaces an earlier model, never a folder of other things (`--save-path .`)."""
+    force replaces an earlier model, never a folder of other things (`--save-path .`)."""
     if not out.is_dir() or not any(out.iterdir()):
         return None
     if not force:
-        return f"{out} exists and is not empty; choose another path or pass --force to replace it"
+        return f"{out} exists and is not empty; choose another path or {REPLACE_REMEDY}"
     if not (out / "config.json").is_file():
         shown = ", ".join(sorted(p.name for p in out.iterdir())[:3])
         return (
-            f"{out} is not a model folder (no config.json; it holds {shown}…) and --force "
-            "only replaces a model folder: choose a new or empty folder"
+            f"{out} is not a model folder (no config.json; it holds {shown}…) and only a model "
+            "folder is ever replaced: choose a new or empty folder"
         )
     return None

@@ -171,7 +171,7 @@ def modelfile_path(gguf_file: Path) -> Path:
 
 
 def modelfile_is_ours(path: Path, gguf_file: Path) -> bool:
-    """True if path is absent or a Modelfile for gguf_file (safe to replace without --force)."""
+    """True if path is absent or a Modelfile for gguf_file (safe to replace without force)."""
     if not path.exists():
         return True
     try:

@@ -23,6 +23,8 @@ from typing import Any
 
 import mlx.core as mx
 
+from mlxtui.core.fileio import REPLACE_REMEDY
+
 Progress = Callable[[str, int, int], None]
 
 # Bumped when the converted folder's layout changes, so cached conversions are redone.
@@ -441,7 +443,7 @@ def import_gguf(
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         if not overwrite:
             raise GGUFError(
-                f"{dst} already exists and is not empty; choose another folder or --force"
+                f"{dst} already exists and is not empty; choose another folder or {REPLACE_REMEDY}"
             )
         _check_replaceable(dst, src)
 
@@ -492,19 +494,19 @@ def import_gguf(
 
 
 def _check_replaceable(dst: Path, src: Path) -> None:
-    """--force replaces an earlier model folder, never a file or a folder of other things.
+    """overwrite replaces an earlier model folder, never a file or a folder of other things.
 
     `import-gguf model.gguf . --force` would otherwise delete the working folder, GGUF included.
     """
     if not dst.is_dir():
-        raise GGUFError(f"{dst} is a file; --force only replaces a model folder: choose a folder")
+        raise GGUFError(f"{dst} is a file and only a model folder is ever replaced: choose a folder")
     if src.resolve().is_relative_to(dst.resolve()):
         raise GGUFError(f"{dst} holds the GGUF file itself; choose another output folder")
     if not (dst / "config.json").is_file():
         shown = ", ".join(sorted(p.name for p in dst.iterdir())[:3])
         raise GGUFError(
-            f"{dst} is not a model folder (no config.json; it holds {shown}…) and --force "
-            "only replaces a model folder: choose a new or empty folder"
+            f"{dst} is not a model folder (no config.json; it holds {shown}…) and only a model "
+            "folder is ever replaced: choose a new or empty folder"
         )
 
 

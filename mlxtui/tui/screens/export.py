@@ -19,6 +19,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static, Switch
 
+from mlxtui.core.fileio import worded_replace
 from mlxtui.tui import messages
 from mlxtui.tui.widgets.word_switch import WordSwitch
 
@@ -275,7 +276,8 @@ class ExportScreen(Screen[None]):
         kind = self.running.pop(event.job_id, "export")
         self._progress(f"{kind}: failed")
         hint = f"\nWhat to do: {event.hint}" if event.hint else ""
-        self.show_result(f"{kind} failed: {event.message}{hint}", error=True)
+        said = worded_replace(event.message, "turn on 'replace existing' to replace it")
+        self.show_result(f"{kind} failed: {said}{hint}", error=True)
 
     # ------------------------------------------------------------ upload
 
