@@ -8,10 +8,15 @@ dropped, shlex-split), so a guide line is run as it is written. What changes, an
   `python -m mlx_lm.generate`, `mlx_lm.fuse`, `mlx_lm.convert`, with a `uv run ` or
   `uvx --from mlx-lm ` in front, become `mlxtui train|lora|generate|fuse|convert` (PROGRAMS);
 - a hub model id or placeholder (`...`, `your-model-name`) becomes a local tiny model: 4-bit
-  when the id says 4bit, else float (16 layers, so the guides' `--lora-layers 16` fits);
-- `--iters N` above 2 becomes `--iters 2`, and a training line without `--iters` (mlx-lm's
-  default, 1000) gets `--iters 2`: every guide length takes minutes on two shared CPU cores.
-  The guide's line is what the test reads; `to_argv` marks the change (`SHORTENED`).
+  when the id says 4bit, else float, with as many layers as the guide's lines adapt
+  (`layers_needed`: 16, mlx-lm's default, unless every training line names fewer; 4 at the
+  least). The same per-layer code runs; a step of 4 layers is about a quarter of 16's work;
+- `--iters N` above 1 becomes `--iters 1`, and a training line without `--iters` (mlx-lm's
+  default, 1000) gets `--iters 1`: every guide length takes minutes on two shared CPU cores,
+  and one step already trains, validates and saves. The guide's line is what the test reads;
+  `to_argv` marks the change (`SHORTENED`).
+- the data are the demo dataset's shortest few examples (the guides leave the data to the
+  reader): short rows make every step and validation cheap.
 
 Lines the tests leave out are listed with the reason in LEFT_OUT; every other line of a guide
 that names one of the programs must run, or the test fails (`test_every_line_is_run_or_left_out_with_a_reason`).
@@ -24,6 +29,7 @@ import re
 import shlex
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +49,9 @@ PROGRAMS = {
     "mlx_lm.convert": ["convert"],
 }
 PREFIXES = ("uvx --from mlx-lm ", "uv run ")
-SHORT_ITERS = 2
+SHORT_ITERS = 1
+LAYER_FLAGS = ("--num-layers", "--lora-layers")
+MIN_LAYERS = 4
 LEFT_OUT = {
     # the line: why the test does not run it
     "mlx_lm.fuse --model mlx-community/Llama-3.2-3B-Instruct-4bit --adapter-path ./adapters "
@@ -102,23 +110,56 @@ def to_argv(line: str, models: dict[str, Path]) -> list[str]:
     return argv
 
 
+def layers_needed(name: str) -> int:
+    """The most layers a training line of the guide adapts on a mapped model: mlx-lm's 16 when
+    one names none."""
+    most = MIN_LAYERS
+    for line in command_lines((GUIDES / name).read_text(encoding="utf-8")):
+        words = shlex.split(line, comments=True)
+        if "--train" not in words and not line.startswith("python train.py"):
+            continue
+        if "--model" not in words:  # bare `python train.py` trains the demo model, not these
+            continue
+        named = [int(words[i + 1]) for i, w in enumerate(words[:-1]) if w in LAYER_FLAGS]
+        most = max(most, *named) if named else 16
+    return most
+
+
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def model_sets(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`model_sets(layers)`: the float and 4-bit tiny models of that depth, made once per module
+    and shared by every guide that needs that depth."""
     from tiny_model import make_tiny_model
 
     root = tmp_path_factory.mktemp("guide_models")
-    return {
-        "float": make_tiny_model(root / "Llama-3.2-3B-Instruct", num_layers=16),
-        "4bit": make_tiny_model(root / "Llama-3.2-3B-Instruct-4bit", num_layers=16, quantize_bits=4),
-    }
+    made: dict[int, dict[str, Path]] = {}
+
+    def of(layers: int) -> dict[str, Path]:
+        if layers not in made:
+            made[layers] = {
+                "float": make_tiny_model(root / f"{layers}" / "Llama-3.2-3B-Instruct", num_layers=layers),
+                "4bit": make_tiny_model(
+                    root / f"{layers}" / "Llama-3.2-3B-Instruct-4bit", num_layers=layers, quantize_bits=4
+                ),
+            }
+        return made[layers]
+
+    return of
 
 
-def _data(folder: Path, n: int = 8, splits: tuple[str, ...] = ("train", "valid", "test")) -> Path:
-    """A few chat examples of the demo dataset in the guides' layout (train/valid/test.jsonl)."""
+@pytest.fixture(scope="module")
+def models(model_sets: Any) -> dict[str, Path]:
+    return model_sets(16)
+
+
+def _data(folder: Path, n: int = 4, splits: tuple[str, ...] = ("train", "valid", "test")) -> Path:
+    """The demo dataset's n shortest chat examples per split, in the guides' layout
+    (train/valid/test.jsonl); 4 fill one batch of the guides' --batch-size 4."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in splits:
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        shortest = sorted(lines, key=len)[:n]
+        (folder / f"{name}.jsonl").write_text("\n".join(shortest) + "\n", encoding="utf-8")
     return folder
 
 
@@ -167,18 +208,27 @@ def test_every_line_is_run_or_left_out_with_a_reason():
     assert len(seen) >= 25  # the guides hold that many lines to run: a broken reader finds fewer
 
 
+def test_the_layers_each_guide_needs():
+    assert layers_needed("000_train_py_readme.md") == MIN_LAYERS  # --num-layers 1 (the bare line is the demo)
+    assert layers_needed("001_mlx_lm_guide.md") == 16  # lines without --lora-layers: mlx-lm's 16
+    assert layers_needed("002_technical_notes.md") == MIN_LAYERS
+    assert layers_needed("003_fine_tuning_skill.md") == 8
+    assert layers_needed("004_course_exercise.md") == 16
+
+
 def test_the_mapping_of_programs():
     m = {"float": Path("/m/f"), "4bit": Path("/m/q")}
     assert to_argv('python train.py --model "your-model-name" --iters 225', m) == [
-        "train", "--model", "/m/f", "--iters", "2"]
+        "train", "--model", "/m/f", "--iters", "1"]
     assert to_argv("uv run python -m mlx_lm lora --model x-4bit --train  # note", m) == [
-        "lora", "--model", "/m/q", "--train", "--iters", "2"]
+        "lora", "--model", "/m/q", "--train", "--iters", "1"]
     assert to_argv("uvx --from mlx-lm mlx_lm.generate --model Qwen/Qwen3-0.6B --prompt hi", m)[:3] == [
         "generate", "--model", "/m/f"]
 
 
-def test_guide_000_train_py_readme(models, tmp_path, monkeypatch, capsys):
+def test_guide_000_train_py_readme(model_sets, tmp_path, monkeypatch, capsys):
     """The wrapper's quick start and its custom line; `python train.py` alone is the demo (slow test)."""
+    models = model_sets(layers_needed("000_train_py_readme.md"))
     monkeypatch.chdir(tmp_path)
     _data(tmp_path / "data", splits=("train", "valid"))  # "Place your training data in the data directory"
     lines = command_lines((GUIDES / "000_train_py_readme.md").read_text())
@@ -222,15 +272,17 @@ def test_guide_001_mlx_lm_guide(models, tmp_path, monkeypatch, capsys):
     assert "quantization" not in fused  # the last fuse into ./fused-model was --de-quantize
 
 
-def test_guide_002_technical_notes(models, tmp_path, monkeypatch, capsys):
+def test_guide_002_technical_notes(model_sets, tmp_path, monkeypatch, capsys):
+    models = model_sets(layers_needed("002_technical_notes.md"))
     monkeypatch.chdir(tmp_path)
     _data(tmp_path / "data")
     ran = _run_guide("002_technical_notes.md", models, capsys)
     assert [a.split()[0] for a in ran] == ["train", "generate"]
 
 
-def test_guide_003_fine_tuning_skill(models, tmp_path, monkeypatch, capsys):
+def test_guide_003_fine_tuning_skill(model_sets, tmp_path, monkeypatch, capsys):
     """Convert (quantized), train on it, answer, fuse, convert back to Hugging Face layout."""
+    models = model_sets(layers_needed("003_fine_tuning_skill.md"))
     monkeypatch.chdir(tmp_path)
     _data(tmp_path / "data")
     (tmp_path / "models").mkdir()
@@ -240,22 +292,25 @@ def test_guide_003_fine_tuning_skill(models, tmp_path, monkeypatch, capsys):
     assert (tmp_path / "models" / "hf-export" / "config.json").is_file()
 
 
-def test_guide_003_lr_schedule_phases(models, tmp_path, monkeypatch, capsys):
-    """`--lr-schedule "400:2e-5,400:1e-5,200:2e-6"` (SHORTENED to 1:2e-5,1:1e-5,1:2e-6): the phases run."""
+def test_guide_003_lr_schedule_phases(model_sets, tmp_path, monkeypatch, capsys):
+    """`--lr-schedule "400:2e-5,400:1e-5,200:2e-6"` (SHORTENED to 1:2e-5,1:1e-5,1:2e-6): the phases run,
+    with the skill's own --num-layers 8."""
+    models = model_sets(layers_needed("003_fine_tuning_skill.md"))
     monkeypatch.chdir(tmp_path)
     _data(tmp_path / "data")
     text = (GUIDES / "003_fine_tuning_skill.md").read_text()
     assert '--lr-schedule "400:2e-5,400:1e-5,200:2e-6"' in text
     argv = ["train", "--model", str(models["float"]), "--data", "data", "--lr-schedule", "1:2e-5,1:1e-5,1:2e-6",
-            "--steps-per-report", "1"]
+            "--steps-per-report", "1", "--num-layers", "8"]
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "lr 2.00e-05" in out and "lr 1.00e-05" in out and "lr 2.00e-06" in out
 
 
-def test_guide_003_python_api(models, tmp_path, monkeypatch):
+def test_guide_003_python_api(model_sets, tmp_path, monkeypatch):
     """The skill's pipeline code, with `from mlxtui import ...` for `from training.mlx import ...`
-    and the local model; iters=500 SHORTENED to 2."""
+    and the local model; iters=500 SHORTENED to 1."""
+    models = model_sets(layers_needed("003_fine_tuning_skill.md"))
     monkeypatch.chdir(tmp_path)
     _data(tmp_path / "data")
     from mlxtui import TrainConfig, TrainPipeline
@@ -277,8 +332,9 @@ def test_guide_003_python_api(models, tmp_path, monkeypatch):
     assert result.val_losses
 
 
-def test_guide_004_course_exercise(models, tmp_path, monkeypatch, capsys):
+def test_guide_004_course_exercise(model_sets, tmp_path, monkeypatch, capsys):
     """The exercise writes only training-data/train.jsonl (the text format it shows), trains, answers."""
+    models = model_sets(layers_needed("004_course_exercise.md"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "training-data").mkdir()  # mkdir -p training-data
     text = (GUIDES / "004_course_exercise.md").read_text()

@@ -265,8 +265,11 @@ def load_model(
             # inside the phase: the first import of mlx_lm (transformers) takes seconds
             from mlx_lm.utils import load
 
-            remote = {"trust_remote_code": True} if trust_remote_code else {}
-            loaded: Any = load(str(source), tokenizer_config=dict(remote), **remote)
+            loaded: Any = load(
+                str(source),
+                tokenizer_config={"trust_remote_code": True} if trust_remote_code else {},
+                trust_remote_code=trust_remote_code,
+            )
         model, tokenizer = loaded
         if adapter_path is not None:
             from mlx_lm.tuner.utils import load_adapters
