@@ -67,10 +67,16 @@ def _advice(seen: list[ev.Event]) -> list[ev.Diagnosis]:
     return [e for e in seen if isinstance(e, ev.Diagnosis)]
 
 
-def test_a_run_that_overfits_is_told_the_best_step(learning_model, two_examples, tmp_path):
+@pytest.fixture(scope="module")
+def straight_run(learning_model, two_examples, tmp_path_factory) -> tuple[object, list[ev.Event]]:
+    """The run of 30 steps without a stop, shared by both tests."""
+    return _train(_config(learning_model, two_examples, tmp_path_factory.mktemp("straight")))
+
+
+def test_a_run_that_overfits_is_told_the_best_step(straight_run):
     """Two examples, 30 steps: the training loss falls all the way while validation turns and
     rises; the advice comes once, when it has risen twice, naming the best checkpoint."""
-    result, seen = _train(_config(learning_model, two_examples, tmp_path / "runs"))
+    result, seen = straight_run
     vals = [(e.iteration, e.val_loss) for e in seen if isinstance(e, ev.ValReport)]
     reports = [e.train_loss for e in seen if isinstance(e, ev.TrainReport)]
     assert reports[-1] < reports[0] / 2, reports  # training fell
@@ -88,10 +94,10 @@ def test_a_run_that_overfits_is_told_the_best_step(learning_model, two_examples,
     assert [x["kind"] for x in lines if x["event"] == "diagnosis"] == ["overfitting"]
 
 
-def test_a_resumed_run_remembers_the_losses_and_what_was_said(learning_model, two_examples, tmp_path):
+def test_a_resumed_run_remembers_the_losses_and_what_was_said(straight_run, learning_model, two_examples, tmp_path):
     """Stopped between the two rises, resumed: the advice comes in the resumed part, from losses
     seen before the stop. Stopped again after it, resumed: it is not said a second time."""
-    _, straight = _train(_config(learning_model, two_examples, tmp_path / "straight"))
+    _, straight = straight_run
     said = _advice(straight)[0]
     first_rise = said.iteration - 5
     runs = tmp_path / "runs"
