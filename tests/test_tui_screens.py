@@ -162,6 +162,15 @@ async def test_export_and_runs_screens(tmp_path: Path) -> None:
         screen.query_one("#ex-export", Button).press()
         assert await wait_for(pilot, lambda: engine.jobs[-1].out_file == str(q8))
         assert engine.jobs[-1].gguf_type == "q8_0"
+        # the core says "allow replacing it" (it names no control); the screen says its switch
+        from mlxtui.core import events as ev
+        from mlxtui.core.fileio import REPLACE_REMEDY
+        from mlxtui.tui import messages
+
+        screen.running[999] = "export"
+        screen.post_message(messages.JobFailed(ev.JobFailed(999, "export", f"{q8} exists; choose another file name or {REPLACE_REMEDY}")))
+        assert await wait_for(pilot, lambda: "export failed" in text_of(screen, "#export-result"))
+        assert "turn on 'replace existing' to replace it" in text_of(screen, "#export-result")
         screen.query_one("#ex-gguf", Input).value = str(gguf)
         gguf.write_bytes(b"GGUF")
         n_jobs = len(engine.jobs)
