@@ -80,7 +80,10 @@ def load_session(path: Path | None = None) -> tuple[Session | None, str | None]:
     except (OSError, UnicodeDecodeError) as e:
         return None, f"{path}: cannot read it ({e}); starting from the quick-start settings"
     except json.JSONDecodeError as e:
-        return None, f"{path}:{e.lineno}: not valid JSON ({e.msg}); starting from the quick-start settings"
+        return (
+            None,
+            f"{path}:{e.lineno}: not valid JSON ({e.msg}); starting from the quick-start settings",
+        )
     if not isinstance(data, dict) or data.get("version") != VERSION:
         return None, f"{path}: not a session file of this mlxtui (version {VERSION}); ignored"
 

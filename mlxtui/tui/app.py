@@ -818,7 +818,8 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
 
     def _restore_widgets(self) -> None:
         for note in self.session_notes:
-            self.notify(note, title="Last session", severity="warning", timeout=10)
+            # after the first frame: a notification posted during mount is not kept
+            self.call_after_refresh(self.notify, note, title="Last session", severity="warning", timeout=10)
         session = self.remembered
         if session is None:
             return

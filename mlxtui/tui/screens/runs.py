@@ -176,8 +176,10 @@ class RunsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Runs in {self.runs_dir.resolve()}", classes="title")
-            table: DataTable[str] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+            yield Label(f"Runs in {self.runs_dir}", classes="title")
+            table: DataTable[str] = DataTable(
+                id="runs-table", cursor_type="row", zebra_stripes=True
+            )
             yield table
             with Horizontal(id="runs-open"):
                 with Vertical(id="runs-left"):
@@ -333,10 +335,14 @@ class RunsScreen(Screen[None]):
         try:
             config = load_config(run.path / "config.yaml")
         except (ConfigError, OSError, ValueError) as e:
-            self.notify(f"{run.path / 'config.yaml'}: {e}", title="Settings not loaded", severity="error")
+            self.notify(
+                f"{run.path / 'config.yaml'}: {e}", title="Settings not loaded", severity="error"
+            )
             return
         # A new run from these settings: its own folder, a fresh adapter
-        config = config.with_values(resume_run=None, resume_adapter_file=None, adapter_path="adapters")
+        config = config.with_values(
+            resume_run=None, resume_adapter_file=None, adapter_path="adapters"
+        )
         self.post_message(self.LoadSettings(config, run.path))
 
     @on(Button.Pressed, "#runs-final")
@@ -439,7 +445,9 @@ class RunsScreen(Screen[None]):
         self.marked ^= {run.path}
         table = self.query_one("#runs-table", DataTable)
         row = table.cursor_row
-        table.update_cell_at(Coordinate(row, 0), (MARK if run.path in self.marked else "") + run.name)
+        table.update_cell_at(
+            Coordinate(row, 0), (MARK if run.path in self.marked else "") + run.name
+        )
         if row + 1 < table.row_count:
             table.move_cursor(row=row + 1)
 
@@ -450,7 +458,9 @@ class RunsScreen(Screen[None]):
         chosen = [r for r in self.runs if r.path in self.marked]
         if len(chosen) < 2:
             self.notify(
-                "Mark two runs or more with space, then press v.", title="Compare", severity="warning"
+                "Mark two runs or more with space, then press v.",
+                title="Compare",
+                severity="warning",
             )
             return
         self.app.push_screen(CompareScreen(compare(chosen), self.runs_dir))
