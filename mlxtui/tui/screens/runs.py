@@ -29,9 +29,10 @@ from mlxtui.tui.widgets.loss_plot import LossPlot
 
 ADAPTER_FILE = "adapters.safetensors"
 MARK = "● "
+# the figures first: the settings and the date come after them (a narrow terminal scrolls)
 COLUMNS = (
-    "run", "date", "status", "method", "model", "lr", "layers", "rank", "steps",
-    "final val", "best val", "tok/s", "peak GB", "est GB", "time", "tags",
+    "run", "status", "steps", "best val", "final val", "tok/s", "peak GB", "est GB", "time",
+    "lr", "layers", "rank", "method", "model", "date", "tags",
 )  # fmt: skip
 
 
@@ -70,20 +71,20 @@ def table_row(run: RunSummary, marked: bool = False) -> list[str]:
         best += f" @{run.best_step}"
     return [
         (MARK if marked else "") + run.name,
-        format_date(run.started),
         run.status,
-        run.method,
-        run.model or "demo",
-        _lr(st.get("lr")),
-        "–" if st.get("layers") is None else str(st["layers"]),
-        "–" if st.get("rank") is None else str(st["rank"]),
         f"{run.iteration}/{run.total_iters}" if run.total_iters else str(run.iteration),
-        _num(run.final_val_loss, ".4f"),
         best,
+        _num(run.final_val_loss, ".4f"),
         _num(run.tokens_per_second, ",.0f"),
         _num(run.peak_memory_gb, ".2f"),
         _num(run.estimated_peak_gb, ".2f"),
         _duration(run.duration_s),
+        _lr(st.get("lr")),
+        "–" if st.get("layers") is None else str(st["layers"]),
+        "–" if st.get("rank") is None else str(st["rank"]),
+        run.method,
+        run.model or "demo",
+        format_date(run.started),
         ",".join(run.tags),
     ]
 
