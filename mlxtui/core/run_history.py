@@ -40,7 +40,11 @@ from mlxtui.core.runs import (
 
 META_FILE = "run_meta.json"
 # What mlxtui itself puts at the top of a run folder; anything else is the user's.
-RUN_ENTRIES = frozenset({"config.yaml", "metrics.jsonl", "adapters", STATE_DIR, META_FILE})
+# ".mlxtui.lock": the per-process run lock (core/runlock.py), left behind by a killed process
+LOCK_FILE = ".mlxtui.lock"
+RUN_ENTRIES = frozenset(
+    {"config.yaml", "metrics.jsonl", "adapters", STATE_DIR, META_FILE, LOCK_FILE}
+)
 STATUSES = ("finished", "stopped", "failed", "running", "paused", "interrupted", "new")
 _TRAINER_STATUS = {
     "completed": "finished",
@@ -206,6 +210,23 @@ def process_alive(pid: int, since: float | None = None) -> bool:
     return since is None or created <= since + 1.0
 
 
+def lock_holder(run_dir: Path) -> int | None:
+    """The pid of the live process holding the run's lock (core/runlock.py, once that module is
+    merged), else None."""
+    import importlib
+
+    try:
+        runlock = importlib.import_module("mlxtui.core.runlock")
+    except ImportError:
+        return None
+    try:
+        holder = runlock.holder(run_dir)
+    except OSError:
+        return None
+    pid = holder.get("pid") if isinstance(holder, dict) else None
+    return pid if isinstance(pid, int) else None
+
+
 def _last_session(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     starts = [i for i, m in enumerate(metrics) if m.get("event") == "start"]
     return metrics[starts[-1] :] if starts else []
@@ -257,21 +278,28 @@ def _curves(metrics: list[dict[str, Any]]) -> tuple[tuple[CurvePoint, ...], tupl
     return train_pts, val_pts
 
 
-def _status(session: list[dict[str, Any]], state: dict[str, Any]) -> tuple[str, str, int | None]:
-    """(status, message, live pid) of the last session."""
+def _status(
+    session: list[dict[str, Any]], state: dict[str, Any], locked_by: int | None = None
+) -> tuple[str, str, int | None]:
+    """(status, message, live pid) of the last session. `locked_by` is the live holder of the
+    run's lock: it says "running" even before the start line is written."""
+    finished = any(m.get("event") == "finished" for m in session)
+    if locked_by is not None:  # a live process writes it now (maybe a resume still loading)
+        marks = [m.get("event") for m in session if m.get("event") in ("paused", "resumed")]
+        paused = not finished and bool(marks) and marks[-1] == "paused"
+        return ("paused" if paused else "running"), "", locked_by
     if not session:
-        return (
-            ("new", "", None)
-            if not state
-            else (_TRAINER_STATUS.get(state.get("status", ""), "interrupted"), "", None)
-        )
+        if not state:
+            return "new", "", None
+        return _TRAINER_STATUS.get(state.get("status", ""), "interrupted"), "", None
     for m in reversed(session):
         if m.get("event") == "finished":
             raw = str(m.get("status", ""))
             return _TRAINER_STATUS.get(raw, raw or "finished"), str(m.get("message") or ""), None
     start = session[0]
     pid = start.get("pid")
-    if isinstance(pid, int) and process_alive(pid, since=start.get("started_at")):
+    alive = isinstance(pid, int) and process_alive(pid, since=start.get("started_at"))
+    if alive:
         marks = [m.get("event") for m in session if m.get("event") in ("paused", "resumed")]
         paused = bool(marks) and marks[-1] == "paused"
         return ("paused" if paused else "running"), "", pid
@@ -294,7 +322,7 @@ def summarize(run_dir: str | Path) -> RunSummary:
     state = read_state(path) or {}
     meta = read_meta(path)
     session = _last_session(metrics)
-    status, message, pid = _status(session, state)
+    status, message, pid = _status(session, state, lock_holder(path))
     train_pts, val_pts = _curves(metrics)
 
     starts = [m for m in metrics if m.get("event") == "start"]
