@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -104,12 +105,20 @@ class CompareScreen(Screen[None]):
         self._draw()
 
     def action_write_plot(self) -> None:
+        out = self.out_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.png"
+        self.notify(f"writing {out}…")
+        self._write_plot(out, self.x_axis)
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def _write_plot(self, out: Path, x_axis: str) -> None:
+        """matplotlib takes about a second to import and draw: off the UI thread."""
         from mlxtui.core.plot_export import write_overlay
 
-        out = self.out_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.png"
         try:
-            written = write_overlay(self.comparison, out, self.x_axis)
+            written = write_overlay(self.comparison, out, x_axis)
         except (OSError, ValueError) as e:
-            self.notify(f"{out}: {e}", title="Plot not written", severity="error")
+            self.app.call_from_thread(
+                self.notify, f"{out}: {e}", title="Plot not written", severity="error"
+            )
             return
-        self.notify(f"plot written to {written}")
+        self.app.call_from_thread(self.notify, f"plot written to {written}")
