@@ -6,13 +6,14 @@ losses are lines with a dot at each evaluation; each run gets its own colour fro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from textual.app import ComposeResult
 from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
 from mlxtui.tui.palette import plot_color
+from mlxtui.tui.widgets.loss_plot import integer_ticks
 
 # Theme variables, one per run in turn.
 RUN_COLORS = ("primary", "accent", "success", "warning", "error", "secondary")
@@ -59,7 +60,11 @@ class OverlayPlot(Widget):
             plt.plot(list(s.x), list(s.y), marker="braille", color=color)
             if s.kind == "val":
                 plt.scatter(list(s.x), list(s.y), marker=VAL_MARKER, color=color)
-        if not self.series:
+        xs = [x for s in self.series for x in s.x]
+        if xs:
+            # whole steps and round token counts (plotext's own ticks read 1371.8)
+            plt.xticks(cast(Any, integer_ticks(int(min(xs)), int(max(xs)))))
+        else:
             plt.xlim(0, 1)
             plt.ylim(0, 1)
         plot.refresh()
