@@ -358,3 +358,32 @@ def test_a_killed_rank_stops_the_others_and_the_last_checkpoint_loads(tiny_model
 
     model, _ = load(str(tiny_model_dir), adapter_path=str(run_dir / "adapters"))
     assert model is not None
+
+
+# ------------------------------------------------------------------ the Config pane
+
+
+async def test_the_config_pane_shows_the_effective_batch_and_a_per_rank_estimate(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_tui_memory import make_app, wait_for
+
+    from mlxtui.tui.widgets.config_form import ConfigForm
+    from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
+    from mlxtui.tui.widgets.memory_estimate import EstimateView
+
+    app, _ = make_app(TrainConfig.quick_start(batch_size=2, nproc=4, grad_accumulation_steps=2))
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = app.query_one(EstimateView)
+        assert await wait_for(pilot, lambda: "effective batch 16" in view.plain())
+        assert "2 per rank × 4 ranks × 2 accumulation; the estimate is per rank" in view.plain()
+        app.query_one(ConfigForm).set_value("batch_size", "3")
+        assert await wait_for(pilot, lambda: "effective batch 24" in view.plain())
+        # leave after the dataset is indexed: its message would find the screen gone
+        assert await wait_for(pilot, lambda: app.query_one(DatasetBrowser).index is not None)
+        await pilot.pause(0.1)
+
+    single, _ = make_app(TrainConfig.quick_start())
+    async with single.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: single.query_one(DatasetBrowser).index is not None)
+        await pilot.pause(0.1)
+        assert "effective batch" not in single.query_one(EstimateView).plain()

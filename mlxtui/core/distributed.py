@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 BACKENDS = ("any", "ring", "mpi", "nccl")
 # mlx.launch exports MLX_RANK to every process it starts: its presence means "I am a rank".
 RANK_ENV = "MLX_RANK"
@@ -106,6 +104,7 @@ def any_rank(world: World, flag: bool) -> bool:
     if not world.distributed:
         return flag
     import mlx.core as mx
+    import numpy as np
 
     total = mx.distributed.all_sum(mx.array(1.0 if flag else 0.0), group=world.group, stream=mx.cpu)
     return bool(np.array(total) > 0)
@@ -116,6 +115,7 @@ def gather_floats(world: World, values: list[float]) -> list[list[float]]:
     if not world.distributed:
         return [list(values)]
     import mlx.core as mx
+    import numpy as np
 
     rows = mx.distributed.all_gather(
         mx.array([values], dtype=mx.float32), group=world.group, stream=mx.cpu
@@ -171,6 +171,18 @@ def validate_launch(nproc: int, hosts: str | None, backend: str) -> None:
                 '(or {"hosts": [...]}), as mlx.launch reads it',
                 "hosts",
             )
+
+
+def world_size_of(nproc: int, hosts: str | None) -> int | None:
+    """How many ranks a launch would start: nproc, or the hosts listed (None: unreadable file)."""
+    if not hosts:
+        return nproc
+    try:
+        data = json.loads(Path(hosts).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    listed = data.get("hosts") if isinstance(data, dict) else data
+    return len(listed) if isinstance(listed, list) and listed else None
 
 
 def wants_launch(nproc: int, hosts: str | None) -> bool:
