@@ -303,6 +303,9 @@ def test_two_ranks_match_one_process_with_the_same_effective_batch(tiny_model_di
     assert [r["iteration"] for r in val2] == [r["iteration"] for r in val1] == [0, 3, 6]
     for a, b in zip(val2, val1, strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
+    ranks = _records(run_dir, "ranks")
+    assert [r["iteration"] for r in ranks] == [1, 2, 3, 4, 5, 6]
+    assert all(len(r["tokens_per_second"]) == 2 and min(r["peak_memory"]) > 0 for r in ranks)
     state = json.loads((run_dir / "state" / "state.json").read_text())
     assert state["world_size"] == 2 and state["iteration"] == 6
 
