@@ -205,6 +205,30 @@ def test_stop_reaches_the_ranks_through_the_launchers_input(tmp_path: Path) -> N
     assert lines == ["got stop"]
 
 
+def test_a_rank_beats_on_its_work_not_on_memory_samples() -> None:
+    """The sampler thread sends memory samples while the engine waits in a collective: a rank
+    stuck there must fall silent, or the watcher would never see the hang."""
+    import io
+
+    from mlxtui.cli.launch import RankReporter
+    from mlxtui.core import events as ev
+
+    out = io.StringIO()
+    rep = RankReporter(0, out, heartbeat=True)
+    rep(ev.MemorySampled(sample=None))
+    assert out.getvalue() == ""
+    rep(ev.TrainStarted(run_dir="runs/r", total_iters=9, start_iter=0, trainable_parameters=1,
+                        total_parameters=2, fine_tune_type="lora"))
+    rep(ev.TrainReport(iteration=3, total_iters=9, train_loss=1.0, learning_rate=1e-3, tokens_per_second=1.0,
+                       iterations_per_second=1.0, trained_tokens=3, peak_memory=0.1))
+    rep(ev.RankReport(iteration=3, tokens_per_second=(10.0, 12.0), peak_memory=(0.5, 0.25)))
+    lines = out.getvalue().splitlines()
+    beats = [parse_heartbeat(line) for line in lines if line.startswith(HEARTBEAT_PREFIX)]
+    assert beats[0] is not None and beats[0]["event"] == "TrainStarted"
+    assert beats[-1] is not None and beats[-1]["step"] == 3 and beats[-1]["run_dir"] == "runs/r"
+    assert "step 3 ranks: rank 0 10 tok/s 0.50 GB; rank 1 12 tok/s 0.25 GB" in lines
+
+
 def test_rank_argv_repeats_the_given_flags() -> None:
     from mlxtui.cli.launch import rank_argv
     from mlxtui.cli.main import build_parser

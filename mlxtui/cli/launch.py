@@ -102,7 +102,11 @@ def rank_number() -> int:
 
 class RankReporter:
     """An event subscriber on each rank: heartbeats for the launching side (at most one a
-    second, and at every step report), and rank 0's line of per-rank figures."""
+    second, and at every step report), and rank 0's line of per-rank figures.
+
+    A heartbeat means the rank's work moved (a step, a phase, a save), so memory samples,
+    which the sampler thread sends while the engine thread waits in a collective, are none.
+    """
 
     def __init__(self, rank: int, out: TextIO, heartbeat: bool) -> None:
         self.rank = rank
@@ -128,6 +132,8 @@ class RankReporter:
                     for r, (tps, mem) in enumerate(zip(event.tokens_per_second, event.peak_memory, strict=True))
                 )
                 print(f"step {event.iteration} ranks: {ranks}", file=self.out, flush=True)
+            if isinstance(event, ev.MemorySampled | ev.MemoryAlert):
+                return  # the sampler thread's: they flow on while the training is stuck
             now = time.monotonic()
             if self.heartbeat and (now - self._last >= 1.0 or isinstance(event, ev.TrainReport)):
                 self._last = now

@@ -267,6 +267,8 @@ def _describe(code: str | None) -> str:
     if code is None:
         return "was killed"
     n = int(code)
+    if n == 255:  # ssh's own code: it could not reach or log in to the host
+        return "exited with code 255 (ssh could not reach its host: check the host file and `ssh HOST` by hand)"
     return f"was ended by {_signal_name(n)}" if n < 0 else f"exited with code {n}"
 
 
@@ -317,9 +319,9 @@ class Launch:
         for raw in iter(self.proc.stdout.readline, b""):
             line = raw.decode(errors="replace").rstrip("\n")
             beat = parse_heartbeat(line)
-            with self._lock:
-                self._last_seen = time.monotonic()
-                if beat is not None:
+            if beat is not None:
+                with self._lock:  # only a heartbeat says a rank's work moved
+                    self._last_seen = time.monotonic()
                     self.outcome.last_heartbeat[beat["rank"]] = beat
             if beat is not None:
                 if self.on_heartbeat is not None:
