@@ -72,10 +72,13 @@ def rank_pid(runs: Path, rank: int) -> int | None:
     return None
 
 
-def wait_for(path_glob: tuple[Path, str], timeout: float = 600) -> Path:
+def wait_for(path_glob: tuple[Path, str], proc: subprocess.Popen[str], timeout: float = 600) -> Path:
     base, pattern = path_glob
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise SystemExit(f"the run ended ({proc.returncode}) before {pattern}:\n{out[-2000:]}\n{err[-2000:]}")
         found = sorted(base.glob(pattern))
         if found:
             return found[0]
@@ -107,7 +110,7 @@ def trial_ctrl_c(model: Path, data: Path, tmp: Path) -> None:
     runs = tmp / "ctrlc"
     p = subprocess.Popen(cmd(model, data, runs, "--iters", "400", "--steps-per-eval", "1000", "--save-every", "2"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for((runs, "*/adapters/0000002_adapters.safetensors"))
+    wait_for((runs, "*/adapters/0000002_adapters.safetensors"), p)
     time.sleep(1.0)
     t0 = time.monotonic()
     p.send_signal(signal.SIGINT)
@@ -124,7 +127,7 @@ def trial_hang(model: Path, data: Path, tmp: Path) -> None:
         cmd(model, data, runs, "--iters", "400", "--steps-per-eval", "1000", "--save-every", "2", "--rank-timeout", "15"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    wait_for((runs, "*/adapters/0000002_adapters.safetensors"))
+    wait_for((runs, "*/adapters/0000002_adapters.safetensors"), p)
     pid = rank_pid(runs, 1)
     assert pid is not None
     t0 = time.monotonic()
@@ -139,7 +142,7 @@ def trial_kill(model: Path, data: Path, tmp: Path, k: int) -> dict[str, Any]:
     runs = tmp / f"kill{k}"
     p = subprocess.Popen(cmd(model, data, runs, "--iters", "400", "--steps-per-eval", "1000", "--save-every", "2"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for((runs, f"*/adapters/{2 * (k + 2):07d}_adapters.safetensors"))
+    wait_for((runs, f"*/adapters/{2 * (k + 2):07d}_adapters.safetensors"), p)
     pid = rank_pid(runs, 1)
     assert pid is not None
     t0 = time.monotonic()

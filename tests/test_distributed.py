@@ -171,17 +171,33 @@ def test_the_watcher_ends_a_launch_whose_ranks_went_silent(tmp_path: Path) -> No
     """A rank that hangs holds the others in a collective: no heartbeat comes, every rank ends."""
     body = (
         "import sys, time\n"
-        f"print({heartbeat_line(0, step=3, run_dir='runs/r')!r}, flush=True)\n"
+        f"print({heartbeat_line(0, step=3, run_dir='runs/r', event='TrainStep')!r}, flush=True)\n"
         "print('step 3/9: train loss 2.0', flush=True)\n"
         "time.sleep(120)\n"
     )
     lines: list[str] = []
     started = time.monotonic()
     outcome = Launch(_script(tmp_path, body), rank_timeout=1.5, on_line=lines.append, grace_s=2).wait()
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 30  # after a step: rank_timeout, not the start allowance
     assert outcome.timed_out and not outcome.ok
     assert lines == ["step 3/9: train loss 2.0"]  # heartbeats are not shown
     assert "no rank reported for 1.5 s" in outcome.message and "runs/r" in outcome.message
+
+
+def test_before_the_first_step_a_rank_may_be_silent_longer(tmp_path: Path) -> None:
+    """Loading a large model sends no heartbeat for a while: that is not a hang."""
+    body = (
+        "import time\n"
+        f"print({heartbeat_line(0, event='PhaseStarted')!r}, flush=True)\n"
+        "time.sleep(3)\n"
+        f"print({heartbeat_line(0, event='TrainStep', step=1)!r}, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    started = time.monotonic()
+    launch = Launch(_script(tmp_path, body), rank_timeout=1.0, on_line=lambda _: None, grace_s=2, startup_timeout=5.0)
+    outcome = launch.wait()
+    assert outcome.timed_out and launch.stepping
+    assert 3.5 < time.monotonic() - started < 30  # not ended during the 3 s before the step
 
 
 def test_the_watcher_names_the_rank_that_failed_although_mlx_launch_exits_0(tmp_path: Path) -> None:

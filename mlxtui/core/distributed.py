@@ -273,6 +273,10 @@ def _describe(code: str | None) -> str:
 
 
 STOP_LINE = "stop"  # written to mlx.launch's stdin, which it copies to every rank's
+# Before the first step a rank may be silent for long (loading a large model, tokenizing):
+# until a rank has reported a step the allowed silence is at least this.
+STARTUP_TIMEOUT_S = 600.0
+_STEP_EVENTS = ("TrainStep", "TrainReport", "RankReport")
 
 
 class Launch:
@@ -281,8 +285,8 @@ class Launch:
     A stop goes to every rank through mlx.launch's stdin (it copies its input to each rank,
     over SSH too; a signal would reach only this machine), and each rank stops at the next
     step boundary after rank 0 has saved. Ranks that send no heartbeat for `rank_timeout`
-    seconds (0 = never) are taken to hang: the launch's process group gets SIGTERM, then
-    SIGKILL after `grace_s`.
+    seconds (0 = never; at least `startup_timeout` before the first step) are taken to hang:
+    the launch's process group gets SIGTERM, then SIGKILL after `grace_s`.
     """
 
     def __init__(
@@ -294,8 +298,11 @@ class Launch:
         on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
         env: dict[str, str] | None = None,
         grace_s: float = 10.0,
+        startup_timeout: float = STARTUP_TIMEOUT_S,
     ) -> None:
         self.rank_timeout = rank_timeout
+        self.startup_timeout = startup_timeout
+        self.stepping = False  # a rank has reported a training step
         self.grace_s = grace_s
         self.on_line = on_line
         self.on_heartbeat = on_heartbeat
@@ -322,6 +329,7 @@ class Launch:
             if beat is not None:
                 with self._lock:  # only a heartbeat says a rank's work moved
                     self._last_seen = time.monotonic()
+                    self.stepping = self.stepping or beat.get("event") in _STEP_EVENTS
                     self.outcome.last_heartbeat[beat["rank"]] = beat
             if beat is not None:
                 if self.on_heartbeat is not None:
@@ -350,7 +358,8 @@ class Launch:
             time.sleep(0.2)
             with self._lock:
                 silent = time.monotonic() - self._last_seen
-            if self.rank_timeout > 0 and silent > self.rank_timeout:
+                limit = self.rank_timeout if self.stepping else max(self.rank_timeout, self.startup_timeout)
+            if self.rank_timeout > 0 and silent > limit:
                 self.outcome.timed_out = True
                 self.kill()
                 break
@@ -385,7 +394,7 @@ def _outcome_message(outcome: LaunchOutcome, rank_timeout: float) -> str:
     resume = f" (resume with the same number of ranks: mlxtui train --resume {run_dir} ...)" if run_dir else ""
     if outcome.timed_out:
         return (
-            f"no rank reported for {rank_timeout:g} s (a host that cannot be reached, or a rank "
+            f"no rank reported for {rank_timeout:g} s (or {STARTUP_TIMEOUT_S:g} s before the first step) (a host that cannot be reached, or a rank "
             f"that hangs): every rank was stopped; the last checkpoint rank 0 saved is kept{where}{resume}"
         )
     if outcome.failed_ranks:
