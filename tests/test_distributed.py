@@ -161,6 +161,21 @@ def test_heartbeat_lines_round_trip() -> None:
     assert parse_heartbeat(HEARTBEAT_PREFIX + "{not json") is None
 
 
+def _gone(pid: int) -> bool:
+    """Not running: no such process, or a zombie waiting for its reaper."""
+    if not Path("/proc").is_dir():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
 def _script(tmp_path: Path, body: str) -> list[str]:
     path = tmp_path / "fake_launch.py"
     path.write_text(body)
@@ -169,8 +184,12 @@ def _script(tmp_path: Path, body: str) -> list[str]:
 
 def test_the_watcher_ends_a_launch_whose_ranks_went_silent(tmp_path: Path) -> None:
     """A rank that hangs holds the others in a collective: no heartbeat comes, every rank ends."""
+    # the "launcher" starts a "rank" stuck so that SIGTERM does nothing (as in a collective)
+    stuck = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
     body = (
-        "import sys, time\n"
+        "import subprocess, sys, time\n"
+        f"rank = subprocess.Popen([sys.executable, '-c', {stuck!r}])\n"
+        "print('rank pid', rank.pid, flush=True)\n"
         f"print({heartbeat_line(0, step=3, run_dir='runs/r', event='TrainStep')!r}, flush=True)\n"
         "print('step 3/9: train loss 2.0', flush=True)\n"
         "time.sleep(120)\n"
@@ -180,7 +199,9 @@ def test_the_watcher_ends_a_launch_whose_ranks_went_silent(tmp_path: Path) -> No
     outcome = Launch(_script(tmp_path, body), rank_timeout=1.5, on_line=lines.append, grace_s=2).wait()
     assert time.monotonic() - started < 30  # after a step: rank_timeout, not the start allowance
     assert outcome.timed_out and not outcome.ok
-    assert lines == ["step 3/9: train loss 2.0"]  # heartbeats are not shown
+    assert lines[1:] == ["step 3/9: train loss 2.0"]  # heartbeats are not shown
+    rank_pid = int(lines[0].split()[-1])
+    assert _gone(rank_pid), "the stuck rank outlived the launch"
     assert "no rank reported for 1.5 s" in outcome.message and "runs/r" in outcome.message
 
 

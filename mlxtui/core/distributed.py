@@ -376,16 +376,26 @@ class Launch:
 
 
 def _end_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM to the launch's process group, then SIGKILL to whatever is left after `grace_s`.
+
+    mlx.launch itself dies at once on SIGTERM; a rank waiting inside a collective cannot act
+    on it (and a stopped one does not run), so the wait is for the whole group, not the
+    launcher.
+    """
+    pgid = proc.pid  # start_new_session: the launcher leads its own group
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(pgid, sig)
         except ProcessLookupError:
             return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the launcher, or it stays in the group as a zombie
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 def _outcome_message(outcome: LaunchOutcome, rank_timeout: float) -> str:
