@@ -231,6 +231,7 @@ def test_the_watcher_names_the_rank_that_failed_although_mlx_launch_exits_0(tmp_
     assert outcome.returncode == 0 and not outcome.ok
     assert outcome.failed_ranks == {1: "was ended by SIGKILL", 0: "was ended by SIGTERM"}
     assert outcome.message.startswith("rank 1 was ended by SIGKILL; rank 0 was ended by SIGTERM")
+    assert "before training started" in outcome.message  # no rank had named a run folder
 
 
 def test_stop_reaches_the_ranks_through_the_launchers_input(tmp_path: Path) -> None:

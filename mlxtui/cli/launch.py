@@ -45,6 +45,7 @@ def launch_ranks(args: argparse.Namespace, config: Any, out: TextIO) -> int:
     from mlxtui.core.distributed import Launch, launch_command, validate_launch
 
     try:
+        config.validate()  # once here, rather than once on every rank
         validate_launch(config.nproc, config.hosts, config.backend)
     except ConfigError as e:
         print(f"mlxtui train: {config_error_text(e)}", file=sys.stderr)

@@ -400,12 +400,17 @@ def _end_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
 
 def _outcome_message(outcome: LaunchOutcome, rank_timeout: float) -> str:
     run_dir = outcome.last_heartbeat.get(0, {}).get("run_dir")
-    where = f" in {run_dir}" if run_dir else ""
-    resume = f" (resume with the same number of ranks: mlxtui train --resume {run_dir} ...)" if run_dir else ""
+    if run_dir:
+        kept = (
+            f"The last checkpoint rank 0 saved is kept in {run_dir} (resume with the same number "
+            f"of ranks: mlxtui train --resume {run_dir} ...)"
+        )
+    else:
+        kept = "It ended before training started (no run folder): the ranks' messages above say why"
     if outcome.timed_out:
         return (
-            f"no rank reported for {rank_timeout:g} s (or {STARTUP_TIMEOUT_S:g} s before the first step) (a host that cannot be reached, or a rank "
-            f"that hangs): every rank was stopped; the last checkpoint rank 0 saved is kept{where}{resume}"
+            f"no rank reported for {rank_timeout:g} s (or {STARTUP_TIMEOUT_S:g} s before the first step) "
+            f"(a host that cannot be reached, or a rank that hangs): every rank was stopped. {kept}"
         )
     if outcome.failed_ranks:
         # The cause first: a rank ended by a signal (kill -9, a crash), then a failed exit
@@ -416,10 +421,7 @@ def _outcome_message(outcome: LaunchOutcome, rank_timeout: float) -> str:
 
         ranks = sorted(outcome.failed_ranks, key=weight)
         said = "; ".join(f"rank {r} {outcome.failed_ranks[r]}" for r in ranks)
-        return (
-            f"{said}; mlx.launch stopped the other ranks. "
-            f"The last checkpoint rank 0 saved is kept{where}{resume}"
-        )
+        return f"{said}; mlx.launch stopped the other ranks. {kept}"
     if outcome.returncode != 0:
         return f"mlx.launch exited with code {outcome.returncode}"
     return ""
