@@ -343,6 +343,10 @@ class TrainRun:
         finally:
             m.train()
             mx.clear_cache()
+        if self.world.distributed:
+            # rank 0 alone answered the sample prompts: wait for it here, so the other ranks
+            # do not count that wait as the next step's time (their tokens/s)
+            any_rank(self.world, False)
         patience = cfg.early_stopping_patience
         return patience > 0 and self.evals_without_improvement >= patience
 
