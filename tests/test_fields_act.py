@@ -72,6 +72,10 @@ EFFECTS: dict[str, str] = {
     "run_name": "run: the run folder's name ends with it",
     "runs_dir": "run: the run folder is made inside it",
     "resume_run": "test: test_training.py::test_resume_continues_the_lr_schedule",
+    "nproc": "test: test_distributed.py::test_two_ranks_match_one_process_with_the_same_effective_batch; without a launch refused: test_distributed.py::test_nproc_without_a_launch_is_refused_not_ignored",
+    "hosts": "test: test_distributed.py::test_launch_command_runs_this_train_on_every_rank (mlx.launch --hostfile); with nproc refused: test_distributed.py::test_bad_launch_settings_are_refused_with_the_setting_named",
+    "backend": "test: test_distributed.py::test_launch_command_runs_this_train_on_every_rank (mlx.launch --backend)",
+    "rank_timeout": "test: test_distributed.py::test_the_watcher_ends_a_launch_whose_ranks_went_silent",
 }
 
 

@@ -169,6 +169,19 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 2
     if getattr(args, "prompt", None) is not None:
         return _answer(args, config)
+    from mlxtui.core.distributed import HEARTBEAT_ENV, launched, wants_launch
+
+    if wants_launch(config.nproc, config.hosts):
+        from mlxtui.cli.launch import launch_ranks
+
+        return launch_ranks(args, config, out)
+    rank = 0
+    if launched():
+        from mlxtui.cli.launch import rank_number
+
+        rank = rank_number()
+        if rank != 0:  # rank 0 speaks for the run; the others' lines would repeat its own
+            out = open(os.devnull, "w")  # noqa: SIM115  (lives as long as the process)
     if args.data is None and config.data == MLX_LM_DATA:
         print(f"data: ./{MLX_LM_DATA} (mlx_lm.lora's default folder; --data names another)", file=out)
     # mlx_lm.lora tests without training when --test comes without --train; so does a YAML `train: false`
@@ -177,7 +190,21 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return _test_only(config.with_values(train=False), out)
     printer = ProgressPrinter(out)
     _say_blas(out)
-    pipeline = TrainPipeline(config, on_event=printer)
+    on_event: Any = printer
+    if launched():
+        from mlxtui.cli.launch import RankReporter
+
+        ranks = RankReporter(rank, sys.stdout, heartbeat=HEARTBEAT_ENV in os.environ)
+
+        def on_event(event: Any) -> None:
+            printer(event)
+            ranks(event)
+
+    pipeline = TrainPipeline(config, on_event=on_event)
+    if launched() and HEARTBEAT_ENV in os.environ:
+        from mlxtui.cli.launch import listen_for_stop
+
+        listen_for_stop(pipeline.stop)
     interrupted = {"n": 0, "at": 0.0}
 
     def on_signal(signum: int, frame: Any) -> None:

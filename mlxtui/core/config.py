@@ -123,6 +123,11 @@ class TrainConfig:
     run_name: str | None = None
     runs_dir: str = "runs"
     resume_run: str | None = None
+    # --- distributed training (mx.distributed through mlx.launch; `mlxtui train` launches)
+    nproc: int = 1
+    hosts: str | None = None
+    backend: str = "any"
+    rank_timeout: float = 300.0
 
     # ------------------------------------------------------------ profiles
 
@@ -579,6 +584,10 @@ SETTINGS: tuple[FieldSpec, ...] = (
     _S("clear_cache_threshold", "Clear-cache threshold", "str", "clear MLX's cache between steps above this size, e.g. 1GB; 0 = never", flags=("--clear-cache-threshold",)),
     _S("report_to", "", "optional_str", "also report losses to wandb or swanlab (comma-separated) through mlx-lm's callbacks; needs that package installed", flags=("--report-to",), not_in_form="mlx_lm.lora's wandb/swanlab switch; set it on the command line or in YAML"),
     _S("project_name", "", "optional_str", "the wandb/swanlab project to report to (with --report-to)", flags=("--project-name",), not_in_form="the wandb/swanlab project; set it with report_to"),
+    _S("nproc", "", "int", "train as N processes on this machine through mlx.launch (mx.distributed); batch_size is each process's, so a step takes batch_size x N examples", minimum=1, maximum=1024, flags=("--nproc",), not_in_form="ranks are launched by `mlxtui train --nproc/--hosts`; the Config pane shows the effective batch"),
+    _S("hosts", "", "optional_str", "mlx.launch's JSON host file: one rank per listed host (over SSH); batch_size is each rank's", flags=("--hosts",), not_in_form="ranks are launched by `mlxtui train --nproc/--hosts`; the Config pane shows the effective batch"),
+    _S("backend", "", "choice", "mx.distributed back-end for --nproc/--hosts: any (NCCL on CUDA, else ring), ring, mpi or nccl", ("any", "ring", "mpi", "nccl"), flags=("--backend",), not_in_form="chosen with --nproc/--hosts on the command line"),
+    _S("rank_timeout", "", "float", "seconds without a report from any rank before every rank is stopped (a rank that hangs or a host that vanished); 0 = wait forever", minimum=0.0, flags=("--rank-timeout",), not_in_form="chosen with --nproc/--hosts on the command line"),
 )
 # fmt: on
 FORM_FIELDS: tuple[FieldSpec, ...] = tuple(s for s in SETTINGS if s.label)

@@ -303,3 +303,18 @@ class GenerationDone(Event):
     generation_tps: float = 0.0
     peak_memory: float = 0.0
     stopped: bool = False
+
+
+# ---------------------------------------------------------------- distributed training
+
+
+@dataclass(frozen=True)
+class RankReport(Event):
+    """Each rank's own throughput and peak memory over a report window (rank 0 emits it).
+
+    mlx-lm's train report sums the tokens of every rank; this says how they divide.
+    """
+
+    iteration: int
+    tokens_per_second: tuple[float, ...]  # by rank
+    peak_memory: tuple[float, ...]  # GB, by rank

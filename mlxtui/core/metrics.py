@@ -146,6 +146,8 @@ class MetricsWriter:
             }
         if isinstance(event, ev.TestResult):
             return {"event": "test", "test_loss": event.test_loss, "test_ppl": event.test_ppl}
+        if isinstance(event, ev.RankReport):  # a run across ranks: how the work divides
+            return event.to_dict() | {"event": "ranks"}
         if isinstance(event, ev.MemoryAlert):
             return {"event": "memory_alert", "action": event.action, "message": event.message}
         if isinstance(event, ev.MemorySampled):

@@ -90,7 +90,8 @@ def run(ctx: JobContext) -> Any:
     slot.adapter_path = str(result.adapter_path)
     slot.last_run_dir = str(result.run_dir)
     model.eval()
-    _copy_to_user_adapter_path(ctx, config, result.adapter_path)
+    if train_run.world.is_writer:  # across ranks only rank 0 writes (core/distributed.py)
+        _copy_to_user_adapter_path(ctx, config, result.adapter_path)
     return result
 
 

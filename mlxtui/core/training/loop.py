@@ -31,8 +31,9 @@ from typing import Any, cast
 import numpy as np
 
 from mlxtui.core import events as ev
-from mlxtui.core.config import TrainConfig, materialized_schedule, parse_size
+from mlxtui.core.config import TrainConfig, epochs_to_iters, materialized_schedule, parse_size
 from mlxtui.core.diagnosis import Diagnoser
+from mlxtui.core.distributed import World, any_rank, current_world, gather_floats, rank_failure_text
 from mlxtui.core.fileio import atomic_write_text
 from mlxtui.core.progress import Interrupted, Reporter
 from mlxtui.core.runs import ADAPTER_FILE, BEST_FILE, STATE_DIR
@@ -43,6 +44,7 @@ from mlxtui.core.training.datasets import SamplePrompt, sample_prompts
 from mlxtui.core.training.errors import TrainingError
 from mlxtui.core.training.gradnorm import GRAD_NORM_KEY
 from mlxtui.core.training.loss import batch_count, evaluate_loss, test_loss
+from mlxtui.core.training.ranks import ReadOnlyStore, batch_tokens
 from mlxtui.core.training.result import Prepared, TrainResult
 from mlxtui.core.training.samples import answer_samples
 from mlxtui.core.training.setup import adapter_config_dict, apply_adapters, build_optimizer
@@ -166,6 +168,9 @@ class TrainRun:
         self._optimizer_updates = 0  # the optimizer's step count when the norm was last read
         self.diagnosis = Diagnoser(warmup=config.warmup, learning_rate=config.learning_rate)
         self.has_val = bool(prepared.valid_set) and len(prepared.valid_set) > 0
+        # The ranks of an mlx.launch'ed run (one of one otherwise); set when execute() starts.
+        self.world = World()
+        self._window_local_tokens = 0
 
     @property
     def adapter_dir(self) -> Path:
@@ -179,8 +184,12 @@ class TrainRun:
     # -------------------------------------------------------------- safe points
 
     def _safe_point(self) -> None:
-        """Between evaluation batches and generated tokens: guard, pause, stop."""
-        if self._hold(self.step, at_boundary=True):
+        """Between evaluation batches and generated tokens: guard, pause, stop.
+
+        Across ranks an evaluation ends in a collective sum, so a stop waits for the next
+        step boundary, where every rank decides together.
+        """
+        if self._hold(self.step, at_boundary=not self.world.distributed):
             raise Interrupted
 
     def _hold(self, step: int, at_boundary: bool) -> bool:
@@ -196,9 +205,22 @@ class TrainRun:
                 if alert.suggestions:
                     self.memory_message += "; to use less memory: " + "; ".join(alert.suggestions)
                 self.control.request_pause("memory")
+        if self.control.pause_requested and self.world.distributed:
+            self._pause_becomes_stop(step)
         if self.control.pause_requested:
             self._pause(step)
         return at_boundary and self.control.stop_requested
+
+    def _pause_becomes_stop(self, step: int) -> None:
+        """A paused rank would hold every other one inside a collective: stop and save instead."""
+        reason = self.control.pause_reason or "user"
+        why = {"memory": self.memory_message, "nan": self.nan_message}.get(reason) or reason
+        self._note(
+            f"rank {self.world.rank} asked to pause at step {step} ({why}); a run across "
+            "ranks cannot pause, so every rank stops and rank 0 saves; resume it with --resume"
+        )
+        self.emit(ev.Log("warning", self.message))
+        self.control.request_stop()
 
     def _pause(self, step: int) -> None:
         reason = self.control.pause_reason or "user"
@@ -234,6 +256,7 @@ class TrainRun:
                 "evals_without_improvement": self.evals_without_improvement,
                 "trained_tokens": self.trained_tokens,
                 "seed": self.config.seed,
+                "world_size": self.world.size,
                 "model_path": self.p.model_path,
                 "diagnosis": self.diagnosis.state(),
             },
@@ -276,7 +299,12 @@ class TrainRun:
         cfg = self.config
         m = self.p.model
         try:
-            total = batch_count(self.p.valid_set, cfg.batch_size, cfg.val_batches)
+            total = batch_count(
+                self.p.valid_set,
+                cfg.batch_size,
+                cfg.val_batches,
+                world_size=self.world.size,
+            )
             tic = time.perf_counter()
             with self.reporter.phase("validate", "validation", total=total) as phase:
                 val_loss = evaluate_loss(
@@ -286,6 +314,8 @@ class TrainRun:
                     cfg.val_batches,
                     cfg.max_seq_length,
                     on_batch=phase.advance,
+                    rank=self.world.rank,
+                    world_size=self.world.size,
                 )
             val_time = time.perf_counter() - tic
             self.val_losses.append((iteration, val_loss))
@@ -307,13 +337,17 @@ class TrainRun:
                 self.evals_without_improvement = (
                     0 if improved else self.evals_without_improvement + 1
                 )
-            if self.sample_prompts:
+            if self.sample_prompts and self.world.is_writer:
                 items = answer_samples(m, self.p.tokenizer, self.sample_prompts, self.reporter)
                 if items:
                     self.emit(ev.SamplePredictions(iteration, tuple(items)))
         finally:
             m.train()
             mx.clear_cache()
+        if self.world.distributed:
+            # rank 0 alone answered the sample prompts: wait for it here, so the other ranks
+            # do not count that wait as the next step's time (their tokens/s)
+            any_rank(self.world, False)
         patience = cfg.early_stopping_patience
         return patience > 0 and self.evals_without_improvement >= patience
 
@@ -341,7 +375,7 @@ class TrainRun:
             self.step = step
             at_boundary = step % cfg.grad_accumulation_steps == 0
             try:
-                if at_boundary and self.control.stop_requested:
+                if at_boundary and self._stop_agreed():
                     raise Interrupted
                 if (
                     step > self.start_iter
@@ -361,7 +395,8 @@ class TrainRun:
                         )
                         self.emit(ev.Log("info", self.message))
                         return
-                if self._hold(step, at_boundary):
+                # Across ranks a stop asked here is taken at the next boundary, together.
+                if self._hold(step, at_boundary and not self.world.distributed):
                     raise Interrupted
             except Interrupted:
                 self._save_on_stop(step)
@@ -370,9 +405,16 @@ class TrainRun:
             # saved key, and this makes resume exact without one.
             _mx.random.seed((cfg.seed * 1_000_003 + step) % 2**32)
             self.step_started = time.perf_counter()
-            yield plan.make_batch(plan.batch_indices(step))
+            batch = plan.make_batch(plan.batch_indices(step))
+            if self.world.distributed:
+                self._window_local_tokens += batch_tokens(batch[1], int(batch[0].shape[1]))
+            yield batch
             step += 1
         self.step = step
+
+    def _stop_agreed(self) -> bool:
+        """Whether to stop at this boundary; across ranks, all of them when any asks (a collective)."""
+        return any_rank(self.world, self.control.stop_requested)
 
     # -------------------------------------------------------------- mlx-lm's callback
 
@@ -459,6 +501,23 @@ class TrainRun:
             )
         )
         self.window = []
+        if self.world.distributed:
+            self._report_ranks(it, total_time, float(info["peak_memory"]))
+
+    def _report_ranks(self, it: int, window_time: float, peak_memory: float) -> None:
+        """Each rank's tokens/s and peak memory, gathered on every rank (mlx-lm calls the
+        report on every rank at the same step); rank 0 emits them."""
+        tps = self._window_local_tokens / window_time if window_time else 0.0
+        self._window_local_tokens = 0
+        rows = gather_floats(self.world, [tps, peak_memory])
+        if self.world.is_writer:
+            self.emit(
+                ev.RankReport(
+                    iteration=it,
+                    tokens_per_second=tuple(r[0] for r in rows),
+                    peak_memory=tuple(r[1] for r in rows),
+                )
+            )
 
     def on_val_loss_report(self, info: dict[str, Any]) -> None:  # we evaluate ourselves
         pass
@@ -479,9 +538,26 @@ class TrainRun:
             previous_cache = mx.set_cache_limit(parse_size(cfg.cache_limit, "cache_limit"))
             self._restore_limits.append(lambda: mx.set_cache_limit(previous_cache))
 
-        self.run_dir, resume_state = open_run_dir(cfg, self.p.model_path)
-        self.store = CheckpointStore(self.run_dir, m, self.emit)
+        self.world = current_world()
+        if (cfg.nproc > 1 or cfg.hosts) and not self.world.distributed:
+            raise TrainingError(
+                f"nproc is {cfg.nproc}{f' and hosts is {cfg.hosts}' if cfg.hosts else ''}, but this process "
+                "is not one of several launched ranks: `mlxtui train --nproc N` (or --hosts FILE) starts "
+                "them through mlx.launch; the dashboard and the Python API train in one process (nproc 1)"
+            )
+        if self.world.is_writer or cfg.resume_run:
+            self.run_dir, resume_state = open_run_dir(cfg, self.p.model_path)
+        else:
+            # rank 0 makes the run folder; this rank never writes, so it needs no name
+            self.run_dir, resume_state = Path(cfg.runs_dir), None
+        store_kind = CheckpointStore if self.world.is_writer else ReadOnlyStore
+        self.store = store_kind(self.run_dir, m, self.emit)
         self.total_iters = cfg.resolved_iters(len(self.p.train_set))
+        if cfg.epochs is not None and self.world.distributed:
+            # an epoch is over when the ranks together have seen the set once
+            self.total_iters = epochs_to_iters(
+                cfg.epochs, len(self.p.train_set), cfg.batch_size * self.world.size
+            )
 
         mx.random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -503,6 +579,17 @@ class TrainRun:
             self.diagnosis = Diagnoser.restore(
                 resume_state.get("diagnosis"), cfg.warmup, cfg.learning_rate
             )
+            saved_world = int(resume_state.get("world_size", 1))
+            if saved_world != self.world.size:
+                self.emit(
+                    ev.Log(
+                        "warning",
+                        f"this run was saved with {saved_world} rank(s) and resumes with {self.world.size}: "
+                        f"a step now takes batch_size x {self.world.size} examples, so the steps after "
+                        f"{self.start_iter} differ from an uninterrupted run's (resume with "
+                        f"--nproc {saved_world} to continue it exactly)",
+                    )
+                )
             if self.start_iter >= self.total_iters:
                 raise TrainingError(
                     f"{self.run_dir}: the run already reached step {self.start_iter} of {self.total_iters}; "
@@ -512,7 +599,14 @@ class TrainRun:
         self._optimizer_updates = int(self.optimizer.state["step"].item())
         self.store.snapshot_good(self.optimizer, self.start_iter)
 
-        self.plan = BatchPlan(self.p.train_set, cfg.batch_size, cfg.max_seq_length, cfg.seed)
+        self.plan = BatchPlan(
+            self.p.train_set,
+            cfg.batch_size,
+            cfg.max_seq_length,
+            cfg.seed,
+            rank=self.world.rank,
+            world_size=self.world.size,
+        )
         self.sample_prompts = sample_prompts(Path(self.data_dir), cfg.sample_prompts)
         saved_cfg = cfg.with_values(
             model=self.p.model_path,
@@ -524,6 +618,8 @@ class TrainRun:
             lr_schedule=materialized_schedule(cfg, self.total_iters) if not cfg.lr_phases else None,
             warmup=0,
         )
+        if not self.world.is_writer:
+            return
         atomic_write_text(self.run_dir / "config.yaml", saved_cfg.to_yaml())
         atomic_write_text(
             self.adapter_dir / "adapter_config.json",
@@ -549,7 +645,9 @@ class TrainRun:
         self._prepare()
         n_trainable = sum(v.size for _, v in flat(m.trainable_parameters()))
         n_total = sum(v.size for _, v in flat(m.parameters()))
-        self.emit(
+        # TrainStarted names the run folder, and the metrics writer opens it: rank 0's alone.
+        emit_started = self.emit if self.world.is_writer else (lambda event: None)
+        emit_started(
             ev.TrainStarted(
                 run_dir=str(self.run_dir),
                 total_iters=self.total_iters,
@@ -578,15 +676,26 @@ class TrainRun:
         )
         batches = self._batches()
         with _mlx_lm_quiet_and_restored(m):
-            trainer.train(
-                model=m,
-                optimizer=self.optimizer,
-                train_dataset=self.p.train_set,
-                val_dataset=None,
-                args=args,
-                iterate_batches=lambda **kw: batches,
-                training_callback=cast(Any, self),  # duck-typed TrainingCallback
-            )
+            try:
+                trainer.train(
+                    model=m,
+                    optimizer=self.optimizer,
+                    train_dataset=self.p.train_set,
+                    val_dataset=None,
+                    args=args,
+                    # mlx-lm passes comm_group=world; our plan already holds this rank's share
+                    iterate_batches=lambda **kw: batches,
+                    training_callback=cast(Any, self),  # duck-typed TrainingCallback
+                )
+            except RuntimeError as e:
+                lost = rank_failure_text(e, self.world)
+                if lost is None:
+                    raise
+                raise TrainingError(
+                    f"{lost} (step {self._store.good_iteration}, in {self.run_dir})"
+                    if self.world.is_writer
+                    else lost
+                ) from None
         final_iter = self.train_losses[-1][0] if self.train_losses else self.start_iter
         if self.status == "completed" and final_iter < self.total_iters:
             self.status = "stopped"
@@ -641,7 +750,7 @@ class TrainRun:
         self.message = f"{self.message}; {text}" if self.message else text
 
     def _test(self, result: TrainResult) -> None:
-        if self.status == "stopped" or self.control.stop_requested:
+        if self.status == "stopped" or any_rank(self.world, self.control.stop_requested):
             self._note(
                 "the test evaluation was skipped because the run was stopped; "
                 f"run `mlxtui eval --adapter-path {self.adapter_dir}` when you want it"
@@ -659,7 +768,10 @@ class TrainRun:
         if not self.p.test_set:
             raise TrainingError(f"test: {self.data_dir}/test.jsonl is missing or empty")
         cfg = self.config
-        total = batch_count(self.p.test_set, cfg.batch_size, cfg.test_batches)
+        w = self.world
+        total = batch_count(
+            self.p.test_set, cfg.batch_size, cfg.test_batches, world_size=w.size
+        )
         with self.reporter.phase("test", "test evaluation", total=total) as phase:
             loss, ppl = test_loss(
                 self.p.model,
@@ -668,6 +780,8 @@ class TrainRun:
                 cfg.test_batches,
                 cfg.max_seq_length,
                 on_batch=phase.advance,
+                rank=w.rank,
+                world_size=w.size,
             )
         self.emit(ev.TestResult(loss, ppl, str(self.adapter_dir)))
         return loss, ppl

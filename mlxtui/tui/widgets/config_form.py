@@ -123,6 +123,19 @@ class ConfigForm(VerticalScroll):
         self.model_ready = False
         self._estimate_timer: Any = None
 
+    def on_mount(self) -> None:
+        self._show_ranks()
+
+    def _show_ranks(self) -> None:
+        """Across ranks (nproc, hosts: set in YAML or on the command line) the estimate is each
+        rank's, and a step takes batch x ranks x accumulation examples."""
+        from mlxtui.core.distributed import world_size_of
+
+        cfg = self.config
+        self.query_one(EstimateView).show_ranks(
+            world_size_of(cfg.nproc, cfg.hosts), cfg.batch_size, cfg.grad_accumulation_steps, cfg.hosts
+        )
+
     def compose(self) -> ComposeResult:
         yield EstimateView(id="estimate")
         for spec in self.fields:
@@ -283,6 +296,8 @@ class ConfigForm(VerticalScroll):
         self.states[name] = FieldState(previous.value if error else value, error)
         if error is None:
             self.config = new_config
+            if name in ("batch_size", "grad_accumulation_steps"):
+                self._show_ranks()
         if editor is not None:
             # A refused value gets the full red border (the compact input has none).
             editor.compact = error is None

@@ -78,6 +78,24 @@ class EstimateView(Static):
         self.run_estimate: int | None = None
         self.run_peak_gb = 0.0
         self.last_run: Content | None = None
+        self.ranks_line: Content | None = None
+
+    def show_ranks(self, ranks: int | None, batch_size: int, accumulation: int, hosts: str | None) -> None:
+        """A run across ranks: the effective batch, and that the estimate is each rank's."""
+        if ranks == 1:
+            self.ranks_line = None
+        elif ranks is None:
+            self.ranks_line = Content.styled(f"ranks: cannot read the host file {hosts}", "$warning")
+        else:
+            effective = batch_size * ranks * accumulation
+            text = Content("effective batch ")
+            text = text.append_text(str(effective), "bold")
+            text = text.append(
+                f" = {batch_size} per rank × {ranks} ranks × {accumulation} accumulation; "
+                "the estimate is per rank"
+            )
+            self.ranks_line = text
+        self.redraw()
 
     def show_estimate(self, estimate: ev.MemoryEstimated) -> None:
         self.estimate, self.pending, self.error = estimate, False, None
@@ -119,6 +137,9 @@ class EstimateView(Static):
         if self.last_run is not None:
             text = text.append("\n")
             text = text.append(self.last_run)
+        if self.ranks_line is not None:
+            text = text.append("\n")
+            text = text.append(self.ranks_line)
         if self.estimate is not None:
             text = text.append_text("  (m: details)", "dim")
         self.update(text)

@@ -1,0 +1,156 @@
+"""`mlxtui train --nproc N | --hosts FILE`: the same run on every rank, through mlx.launch.
+
+Two sides of one command:
+- the launching side (no MLX_RANK in the environment) builds the mlx.launch command that
+  runs this same `mlxtui train` on every rank, shows the ranks' output, passes Ctrl-C on
+  as a stop for every rank, and says which rank failed (mlx.launch itself exits 0);
+- the rank side (started by mlx.launch) trains as usual, prints heartbeats for the
+  launching side, prints the per-rank figures rank 0 gathers, and stops when the launching
+  side writes "stop" to its input. Only rank 0 prints progress and writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+
+def rank_argv(args: argparse.Namespace) -> list[str]:
+    """This command line for a rank: the settings given as flags, and --config."""
+    from mlxtui.cli.train import given_settings
+    from mlxtui.core.config import setting
+
+    argv = ["train"]
+    if getattr(args, "config", None):
+        argv += ["--config", str(args.config)]
+    for name, value in given_settings(args).items():
+        flag = setting(name).flags[0]
+        if value is True:
+            argv.append(flag)
+        elif value is not False:
+            argv += [flag, str(value)]
+    return argv
+
+
+def launch_ranks(args: argparse.Namespace, config: Any, out: TextIO) -> int:
+    """Start every rank through mlx.launch and watch them; 0 only when every rank succeeded."""
+    from mlxtui.cli.errors import config_error_text
+    from mlxtui.core.config import ConfigError
+    from mlxtui.core.distributed import Launch, launch_command, validate_launch
+
+    try:
+        config.validate()  # once here, rather than once on every rank
+        validate_launch(config.nproc, config.hosts, config.backend)
+    except ConfigError as e:
+        print(f"mlxtui train: {config_error_text(e)}", file=sys.stderr)
+        return 2
+    cmd = launch_command(rank_argv(args), nproc=config.nproc, hosts=config.hosts, backend=config.backend)
+    where = f"the hosts of {config.hosts}" if config.hosts else f"{config.nproc} processes on this machine"
+    print(
+        f"launching {where} ({config.backend} back-end), batch {config.batch_size} per rank: "
+        f"{shlex.join(cmd)}",
+        file=out,
+        flush=True,
+    )
+
+    def show(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    launch = Launch(cmd, rank_timeout=config.rank_timeout, on_line=show)
+    presses = {"n": 0, "at": 0.0}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if presses["n"] and now - presses["at"] < 1.0:
+            return  # `uv run` forwards the terminal's SIGINT too: one press can arrive twice
+        presses["n"] += 1
+        presses["at"] = now
+        if presses["n"] > 1:
+            print("\nsecond Ctrl-C: ending every rank now (the last checkpoint is kept)", file=sys.stderr)
+            threading.Thread(target=launch.kill, daemon=True).start()
+            return
+        print("\nCtrl-C: every rank stops at the next step; rank 0 saves the adapter (Ctrl-C again to end them now)",
+              file=sys.stderr)
+        launch.request_stop()
+
+    handled = [signal.SIGINT, signal.SIGTERM]
+    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
+    try:
+        outcome = launch.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not outcome.ok:
+        print(f"mlxtui train: {outcome.message}", file=sys.stderr)
+        return 1
+    return 130 if presses["n"] else 0
+
+
+# ---------------------------------------------------------------- the rank side
+
+
+def rank_number() -> int:
+    from mlxtui.core.distributed import RANK_ENV
+
+    return int(os.environ.get(RANK_ENV, os.environ.get("OMPI_COMM_WORLD_RANK", "0")))
+
+
+class RankReporter:
+    """An event subscriber on each rank: heartbeats for the launching side (at most one a
+    second, and at every step report), and rank 0's line of per-rank figures.
+
+    A heartbeat means the rank's work moved (a step, a phase, a save), so memory samples,
+    which the sampler thread sends while the engine thread waits in a collective, are none.
+    """
+
+    def __init__(self, rank: int, out: TextIO, heartbeat: bool) -> None:
+        self.rank = rank
+        self.out = out
+        self.heartbeat = heartbeat
+        self.run_dir = ""
+        self.step = 0
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Any) -> None:
+        from mlxtui.core import events as ev
+        from mlxtui.core.distributed import heartbeat_line
+
+        with self._lock:
+            if isinstance(event, ev.TrainStarted):
+                self.run_dir = event.run_dir
+            if isinstance(event, ev.TrainStep | ev.TrainReport):
+                self.step = event.iteration
+            if isinstance(event, ev.RankReport) and self.rank == 0:
+                ranks = "; ".join(
+                    f"rank {r} {tps:,.0f} tok/s {mem:.2f} GB"
+                    for r, (tps, mem) in enumerate(zip(event.tokens_per_second, event.peak_memory, strict=True))
+                )
+                print(f"step {event.iteration} ranks: {ranks}", file=self.out, flush=True)
+            if isinstance(event, ev.MemorySampled | ev.MemoryAlert):
+                return  # the sampler thread's: they flow on while the training is stuck
+            now = time.monotonic()
+            if self.heartbeat and (now - self._last >= 1.0 or isinstance(event, ev.TrainReport)):
+                self._last = now
+                fields: dict[str, Any] = {"step": self.step, "event": type(event).__name__}
+                if self.run_dir:
+                    fields["run_dir"] = self.run_dir
+                print(heartbeat_line(self.rank, **fields), file=self.out, flush=True)
+
+
+def listen_for_stop(stop: Any) -> None:
+    """Call `stop()` when the launching side writes "stop" to this rank's input."""
+    from mlxtui.core.distributed import STOP_LINE
+
+    def read() -> None:
+        for line in sys.stdin:
+            if line.strip() == STOP_LINE:
+                stop()
+
+    threading.Thread(target=read, name="mlxtui-rank-stop", daemon=True).start()
