@@ -217,3 +217,22 @@ def test_this_test_process_runs_on_openblas():
     # conftest imports mlxtui before anything imports MLX
     if cpu_backend_expected() and find_openblas() is not None:
         assert blas_status().kind.startswith("openblas")
+
+
+def test_status_asked_before_mlx_is_imported_says_what_mlx_will_use():
+    # `mlxtui train` says its BLAS before anything imports MLX: it must not report the slow one
+    code = (
+        "import sys, mlxtui\n"
+        "from mlxtui.core.blas import blas_status\n"
+        "assert 'mlx.core' not in sys.modules\n"
+        "print(blas_status().kind)\n"
+        "import mlx.core as mx\n"
+        "print(blas_status().kind)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", MODE_ENV, LEGACY_OFF_ENV)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:2] == ["openblas", "(system)"], out.stdout
+    assert out.stdout.splitlines()[0] == out.stdout.splitlines()[1] == "openblas (system)"

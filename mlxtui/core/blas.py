@@ -317,6 +317,10 @@ def blas_status() -> BlasStatus:
         return BlasStatus("Accelerate", None, "")
     if cuda_installed():
         return BlasStatus("cuBLAS", None, "")
+    if "mlx.core" not in sys.modules:
+        # Asked before MLX is imported (the CLI says it first): load now what the import hook
+        # would load with MLX, so the answer is what MLX will use rather than "nothing yet".
+        ensure_fast_blas()
     mapped = mapped_openblas()
     if mapped:
         source = _source_of(mapped)
