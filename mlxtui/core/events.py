@@ -6,6 +6,7 @@ the headless progress bar and the metrics file can read it on any thread.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -137,6 +138,8 @@ class TrainStarted(Event):
     fine_tune_type: str
     estimated_peak_bytes: int | None = None
     started_at: float = field(default_factory=time.time)
+    # the process that trains: the run history tells a run going on elsewhere from a crashed one
+    pid: int = field(default_factory=os.getpid)
 
 
 @dataclass(frozen=True)
