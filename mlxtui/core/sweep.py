@@ -432,6 +432,7 @@ class SweepState:
     runs: list[RunState]
     created: float = field(default_factory=time.time)
     version: int = STATE_VERSION
+    current: str | None = None  # the run this process is training now (None between runs)
 
     def get(self, label: str) -> RunState:
         for r in self.runs:
@@ -462,6 +463,7 @@ class SweepState:
             runs=runs,
             created=data.get("created", time.time()),
             version=data.get("version", STATE_VERSION),
+            current=data.get("current"),
         )
 
 

@@ -52,6 +52,7 @@ class SweepRunner:
         self.engine = engine
         self.on_change = on_change or (lambda state: None)
         self.state = open_state(sweep)
+        self.state.current = None  # a killed process's current run is no one's now
         self.current: RunState | None = None
         self._lock = threading.RLock()
         self._stop = False
@@ -267,6 +268,7 @@ class SweepRunner:
                     self._save()
 
     def _save(self) -> None:
+        self.state.current = self.current.label if self.current is not None else None
         write_state(self.sweep.sweep_dir, self.state)
         snapshot = replace(self.state, runs=[replace(r) for r in self.state.runs])
         self.on_change(snapshot)
