@@ -54,3 +54,10 @@ def _run_in_a_scratch_folder(tmp_path_factory: pytest.TempPathFactory, monkeypat
     """mlx-lm's defaults are relative (`--adapter-path adapters`, `./data`, `runs/`): a test that
     keeps them writes into its own scratch folder, never into the checkout."""
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture(autouse=True)
+def _user_config_in_a_scratch_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard remembers its session in the user's config folder: each test gets an empty
+    one of its own (MLXTUI_CONFIG_DIR), so no test reads or writes the real one or another's."""
+    monkeypatch.setenv("MLXTUI_CONFIG_DIR", str(tmp_path_factory.mktemp("user_config")))

@@ -176,8 +176,10 @@ async def test_export_and_runs_screens(tmp_path: Path) -> None:
         assert isinstance(screen, RunsScreen)
         table = screen.query_one(DataTable)
         assert table.row_count == 2
-        assert table.get_row_at(0) == ["20250102-000000-stopped", "stopped", "7/40", "1.2340"]
-        assert table.get_row_at(1)[:3] == ["20250101-000000-done", "completed", "20/20"]
+        row = table.get_row_at(0)
+        assert (row[0], row[2], row[8], row[10]) == ("20250102-000000-stopped", "stopped", "7/40", "1.2340")
+        row = table.get_row_at(1)
+        assert (row[0], row[2], row[8]) == ("20250101-000000-done", "finished", "20/20")
 
         await pilot.press("b")  # chat with the stopped run's best adapter
         assert not isinstance(app.screen, RunsScreen)

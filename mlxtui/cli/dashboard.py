@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlxtui.core.config import ConfigError, TrainConfig
+    from mlxtui.core.config import ConfigError
 
     if given_train_flags(args):
         try:
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"mlxtui: {config_error_text(e)}", file=sys.stderr)
             return 2
     else:
-        config = TrainConfig.quick_start()
+        config = None  # the dashboard opens with the last session's settings, else quick-start
     from mlxtui.tui import run_dashboard
 
     return int(run_dashboard(config, theme=getattr(args, "theme", None)) or 0)

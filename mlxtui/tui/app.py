@@ -29,8 +29,10 @@ from mlxtui.tui.data_folder import data_folder
 from mlxtui.tui.errors import failure_text
 from mlxtui.tui.messages import EventBridge
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
+from mlxtui.tui.screens.runs import RunsScreen
 from mlxtui.tui.status import STOPPING_MESSAGE, Status, apply_event, status_text
 from mlxtui.tui.themes import DEFAULT_THEME, discover_themes
+from mlxtui.tui.widgets.chat import SETTINGS as CHAT_SETTINGS
 from mlxtui.tui.widgets.chat import ChatPane
 from mlxtui.tui.widgets.config_form import ConfigForm
 from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
@@ -81,6 +83,7 @@ HELP_KEYS = [
     ("ctrl+p", "command palette (themes, …)"),
     *WORKBENCH_HELP,
     *COCKPIT_HELP,
+    ("ctrl+r", "back to the quick-start settings (forgets the last session's)"),
     ("?", "this help"),
     ("q / ctrl+q", "quit (asks first while training)"),
 ]
@@ -153,6 +156,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("escape", "leave_field", "Leave field", show=False),
+        Binding("ctrl+r", "quick_start_defaults", "Quick-start settings", show=False),
         *WORKBENCH_BINDINGS,
         *COCKPIT_BINDINGS,
         *[
@@ -171,6 +175,10 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         super().__init__()
         self.form_fields = FORM_FIELDS if form_fields is None else form_fields
         self.config = config or TrainConfig.quick_start()
+        # The last session's settings when the dashboard opens without flags (session_memory)
+        self.session_notes: list[str] = []
+        self.remembered = self._restore_session(restore_form=config is None, theme=theme)
+        theme = theme or (self.remembered.theme if self.remembered else None)
         self.engine_factory = engine_factory or default_engine_factory
         self.engine: Any = None
         self.bridge = EventBridge(self)
@@ -236,6 +244,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         for error in self.theme_errors:
             self.notify(str(error), title="Theme file skipped", severity="warning", timeout=10)
         self._refresh_suggestions()
+        self._restore_widgets()
         self.cockpit_mount()
         # A running phase's elapsed seconds move on even when no event comes.
         self.set_interval(1.0, self._tick_phase)
@@ -786,3 +795,130 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             ConfirmScreen("Training is running. Stop it (the adapter is saved) and quit?"),
             answered,
         )
+
+    # ------------------------------------------------------------ the session remembered
+
+    def _restore_session(self, restore_form: bool, theme: str | None) -> Any:
+        """Read the last session; its form values replace the quick-start ones when no flags
+        were given. Refused values and a damaged file become notes shown once mounted."""
+        from mlxtui.core.session_memory import apply_form, load_session
+
+        session, problem = load_session()
+        if problem:
+            self.session_notes.append(problem)
+        if session is None:
+            return None
+        if restore_form and session.form:
+            names = {spec.name for spec in self.form_fields}
+            wanted = {k: v for k, v in session.form.items() if k in names}
+            self.config, rejected = apply_form(self.config, wanted)
+            for name, why in rejected.items():
+                self.session_notes.append(f"{name}: the remembered value was not used ({why})")
+        return session
+
+    def _restore_widgets(self) -> None:
+        for note in self.session_notes:
+            self.notify(note, title="Last session", severity="warning", timeout=10)
+        session = self.remembered
+        if session is None:
+            return
+        chat = self.query_one(ChatPane)
+        for key, input_id in (("system", "#chat-system"), ("temp", "#chat-temp"), ("top_p", "#chat-top-p"), ("max", "#chat-max")):
+            if key in session.chat:
+                chat.query_one(input_id).value = session.chat[key]  # type: ignore[attr-defined]
+        weights = session.chat.get("weights")
+        if weights in ("adapter", "base", "compare") or (weights and Path(weights).is_file()):
+            chat.select_weights(weights, session.chat.get("weights_label"))
+        if session.dataset_split in ("train", "valid", "test"):
+            self.query_one(DatasetBrowser).split = session.dataset_split
+
+    def session_now(self) -> Any:
+        """This session's settings as they are on screen."""
+        from mlxtui.core.session_memory import Session
+
+        chat = self.query_one(ChatPane)
+        values = {
+            key: chat.query_one(input_id).value  # type: ignore[attr-defined]
+            for key, input_id in (("system", "#chat-system"), ("temp", "#chat-temp"), ("top_p", "#chat-top-p"), ("max", "#chat-max"))
+        }
+        values |= {"weights": chat.weights, "weights_label": chat.weights_label()}
+        return Session(
+            form=self.query_one(ConfigForm).values_text(),
+            chat=values,
+            theme=self.theme,
+            dataset_split=self.query_one(DatasetBrowser).split,
+        )
+
+    def save_session(self) -> None:
+        from mlxtui.core.session_memory import save_session
+
+        try:
+            save_session(self.session_now())
+        except Exception as exc:  # noqa: BLE001 - quitting must always work
+            self.log.warning(f"session not saved: {exc!r}")
+
+    def exit(self, result: Any = None, return_code: int = 0, message: Any = None) -> None:
+        # Every way out (q, ctrl+q, ctrl+c, the quit after a stop) passes here: keep the session.
+        if self.is_running and self.screen_stack:
+            self.save_session()
+        super().exit(result, return_code, message)
+
+    def action_quick_start_defaults(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            from mlxtui.core.session_memory import forget_session
+
+            forget_session()
+            self.remembered = None
+            self.query_one(ConfigForm).load_config(TrainConfig.quick_start())
+            chat = self.query_one(ChatPane)
+            chat.query_one("#chat-system").value = ""  # type: ignore[attr-defined]
+            for input_id, _label, default, _validator, _what in CHAT_SETTINGS:
+                chat.query_one(f"#{input_id}").value = default  # type: ignore[attr-defined]
+            chat.select_weights("adapter")
+            if DEFAULT_THEME in self.available_themes:
+                self.theme = DEFAULT_THEME
+            self.notify("Back to the quick-start settings.")
+
+        self.push_screen(
+            ConfirmScreen(
+                "Go back to the quick-start settings? The form, the chat options and the theme "
+                "are reset (runs and data are untouched)."
+            ),
+            answered,
+        )
+
+    def get_system_commands(self, screen: Any) -> Any:
+        from textual.app import SystemCommand
+
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Quick-start settings",
+            "Go back to the quick-start defaults (forget the last session's settings)",
+            self.action_quick_start_defaults,
+        )
+        yield SystemCommand("Runs", "The run history: open, compare, rename, delete runs", self.action_runs)
+
+    # ------------------------------------------------------------ from the runs screen
+
+    @on(RunsScreen.LoadSettings)
+    def _load_run_settings(self, message: RunsScreen.LoadSettings) -> None:
+        message.stop()
+        self._close_tools()
+        self.query_one(ConfigForm).load_config(message.config)
+        self._select_pane(0, focus=False)
+        self.notify(f"settings of {message.run_path.name} loaded: t trains a new run with them")
+
+    @on(RunsScreen.ExportAdapter)
+    def _export_run_adapter(self, message: RunsScreen.ExportAdapter) -> None:
+        from textual.widgets import Input
+
+        message.stop()
+        self.action_export()
+        screen = self._tool_screens.get("export")
+        if screen is None:
+            return
+        screen.adapter = str(message.adapter)  # type: ignore[attr-defined]
+        if screen.is_mounted:
+            screen.query_one("#ex-adapter", Input).value = str(message.adapter)

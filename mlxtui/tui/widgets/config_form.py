@@ -209,6 +209,31 @@ class ConfigForm(VerticalScroll):
         """Type `raw` into a text field (used by tests and by commands)."""
         self.query_one(f"#{widget_id(name)}", Input).value = raw
 
+    def values_text(self) -> dict[str, str]:
+        """Every field's accepted value as the text that types it back (what a session keeps)."""
+        from mlxtui.core.session_memory import form_text
+
+        return {spec.name: form_text(self.states[spec.name].value) for spec in self.fields}
+
+    def load_config(self, config: TrainConfig) -> None:
+        """Show `config` in every field (a past run's settings, or the quick-start defaults).
+
+        Settings outside the form come from `config` too; each editor then goes through the
+        same checks as typing, so Changed messages follow for the fields that moved."""
+        from mlxtui.core.session_memory import form_text
+
+        self.config = config
+        for spec in self.fields:
+            value = get_field(config, spec.name)
+            editor = self.query_one(f"#{widget_id(spec.name)}")
+            if isinstance(editor, Switch):
+                editor.value = bool(value)
+            elif isinstance(editor, Select):
+                if value is not None and spec.choices and str(value) in spec.choices:
+                    editor.value = str(value)
+            elif isinstance(editor, Input):
+                editor.value = form_text(value)
+
     # ------------------------------------------------------------ events
 
     @on(Input.Changed)

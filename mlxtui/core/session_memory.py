@@ -1,0 +1,140 @@
+"""What the dashboard remembers between sessions: the form's values, the chat options, the theme
+and the dataset view, in `session.json` of the user's config folder (platformdirs;
+`MLXTUI_CONFIG_DIR` overrides it, which the tests use).
+
+Form values are kept as the text a person typed and go back through the same validation as a
+keystroke (`config.validate_field`): a value a newer mlxtui refuses is dropped with its reason,
+never applied half-checked. A missing or unreadable file means the quick-start defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlxtui.core.config import FORM_FIELD_NAMES, TrainConfig, get_field, set_field, validate_field
+from mlxtui.core.fileio import atomic_write_text
+
+SESSION_FILE = "session.json"
+VERSION = 1
+ENV_DIR = "MLXTUI_CONFIG_DIR"
+
+
+def config_dir() -> Path:
+    """The user's mlxtui config folder (`MLXTUI_CONFIG_DIR` when set)."""
+    override = os.environ.get(ENV_DIR)
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("mlxtui"))
+
+
+def session_path() -> Path:
+    return config_dir() / SESSION_FILE
+
+
+@dataclass
+class Session:
+    form: dict[str, str] = field(default_factory=dict)  # field name -> the text typed
+    chat: dict[str, str] = field(default_factory=dict)  # system, temp, top_p, max, weights
+    theme: str | None = None
+    dataset_split: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "form": self.form,
+            "chat": self.chat,
+            "theme": self.theme,
+            "dataset_split": self.dataset_split,
+        }
+
+
+def form_text(value: Any) -> str:
+    """A field's value as the text that types it back (validate_field's input)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def form_values(config: TrainConfig, names: tuple[str, ...] = FORM_FIELD_NAMES) -> dict[str, str]:
+    return {name: form_text(get_field(config, name)) for name in names}
+
+
+def load_session(path: Path | None = None) -> tuple[Session | None, str | None]:
+    """(the saved session, None), or (None, why it was not read) for a damaged file; (None, None)
+    when there is none yet."""
+    path = path or session_path()
+    if not path.is_file():
+        return None, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"{path}: cannot read it ({e}); starting from the quick-start settings"
+    except json.JSONDecodeError as e:
+        return None, f"{path}:{e.lineno}: not valid JSON ({e.msg}); starting from the quick-start settings"
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        return None, f"{path}: not a session file of this mlxtui (version {VERSION}); ignored"
+
+    def strings(key: str) -> dict[str, str]:
+        value = data.get(key)
+        if not isinstance(value, dict):
+            return {}
+        return {str(k): str(v) for k, v in value.items() if isinstance(v, str | int | float | bool)}
+
+    theme = data.get("theme")
+    split = data.get("dataset_split")
+    return (
+        Session(
+            form=strings("form"),
+            chat=strings("chat"),
+            theme=theme if isinstance(theme, str) else None,
+            dataset_split=split if isinstance(split, str) else None,
+        ),
+        None,
+    )
+
+
+def save_session(session: Session, path: Path | None = None) -> Path:
+    path = path or session_path()
+    atomic_write_text(path, json.dumps(session.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def forget_session(path: Path | None = None) -> bool:
+    """Remove the saved session (back to the quick-start defaults); True when there was one."""
+    path = path or session_path()
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def apply_form(config: TrainConfig, values: dict[str, str]) -> tuple[TrainConfig, dict[str, str]]:
+    """`config` with the remembered form values typed in, and {field: why} for those refused
+    (an unknown field, or a value that no longer validates)."""
+    rejected: dict[str, str] = {}
+    for name, raw in values.items():
+        if name not in FORM_FIELD_NAMES:
+            rejected[name] = "not a field of this version's form"
+            continue
+        try:
+            value, error = validate_field(name, raw)
+            if error is None:
+                candidate = set_field(config, name, value)
+        except Exception as e:  # noqa: BLE001 - a bad remembered value must never stop the dashboard
+            value, error = None, str(e)
+        if error is not None:
+            rejected[name] = error
+            continue
+        config = candidate
+    return config, rejected
