@@ -494,9 +494,10 @@ def write_state(sweep_dir: str | Path, state: SweepState) -> None:
     atomic_write_text(state_path(sweep_dir), state.to_json())
 
 
-def open_state(sweep: Sweep) -> SweepState:
+def open_state(sweep: Sweep, write: bool = True) -> SweepState:
     """The sweep's queue: the one in its folder when there is one (a restart continues it),
-    else a new one. A folder holding another sweep is refused, never overwritten."""
+    else a new one (written there unless `write` is off). A folder holding another sweep is
+    refused, never overwritten."""
     base = json.loads(_canonical(sweep.base.to_mlx_lm_dict()))
     old = read_state(sweep.sweep_dir)
     if old is None:
@@ -506,7 +507,8 @@ def open_state(sweep: Sweep) -> SweepState:
             base=base,
             runs=[RunState(label=r.label, overrides=json.loads(_canonical(r.overrides))) for r in sweep.runs],
         )
-        write_state(sweep.sweep_dir, state)
+        if write:
+            write_state(sweep.sweep_dir, state)
         return state
     mine = {r.label: _canonical(r.overrides) for r in sweep.runs}
     theirs = {r.label: _canonical(r.overrides) for r in old.runs}

@@ -39,7 +39,8 @@ from mlxtui.core.sweep import (
     write_state,
 )
 
-OnChange = Callable[[SweepState], None]
+OnChange = Callable[[SweepState], object]
+OnProgress = Callable[[str, int, int], object]  # (run label, step, total steps)
 # what the engine's run status means for the queue
 _FINISHED = ("completed", "early_stopped")
 
@@ -47,10 +48,13 @@ _FINISHED = ("completed", "early_stopped")
 class SweepRunner:
     """The queue of one sweep on `engine` (started by the caller, shut down by the caller)."""
 
-    def __init__(self, sweep: Sweep, engine: Any, on_change: OnChange | None = None) -> None:
+    def __init__(
+        self, sweep: Sweep, engine: Any, on_change: OnChange | None = None, on_progress: OnProgress | None = None
+    ) -> None:
         self.sweep = sweep
         self.engine = engine
         self.on_change = on_change or (lambda state: None)
+        self.on_progress = on_progress or (lambda label, step, total: None)
         self.state = open_state(sweep)
         self.state.current = None  # a killed process's current run is no one's now
         self.current: RunState | None = None
@@ -98,6 +102,11 @@ class SweepRunner:
                 return
             runs.insert(j, runs.pop(i))
             self._save()
+
+    def allow(self) -> None:
+        """Let a stopped sweep run again (the dashboard's start key after its stop key)."""
+        with self._lock:
+            self._stop = False
 
     @property
     def stopping(self) -> bool:
@@ -215,6 +224,8 @@ class SweepRunner:
         with self._lock:
             if self._skip_current and outcome == STOPPED:
                 outcome, message = SKIPPED, f"skipped ({message})"
+            elif outcome == STOPPED:
+                self._stop = True  # stopped from outside the queue (the stop key, Ctrl-C): the sweep stops too
             run.status, run.message = outcome, "; ".join(m for m in (note, message) if m)
             if outcome == STOPPED and not (run.run_dir and _resumable(Path(run.run_dir))):
                 run.status = PENDING  # nothing saved yet: it starts afresh next time
@@ -257,7 +268,11 @@ class SweepRunner:
     # ------------------------------------------------------------ engine thread
 
     def _on_event(self, event: ev.Event) -> None:
-        if isinstance(event, ev.TrainStarted):
+        if isinstance(event, ev.TrainStep):
+            run = self.current
+            if run is not None:
+                self.on_progress(run.label, event.iteration, event.total_iters)
+        elif isinstance(event, ev.TrainStarted):
             with self._lock:
                 run = self.current
                 if run is None:
