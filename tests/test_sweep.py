@@ -232,3 +232,32 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_and_one_that_had_
     second = state.runs[1]
     assert second.abandoned == [str(empty)] and second.run_dir != str(empty) and empty.is_dir()
     assert "no checkpoint to resume from" in second.message
+
+
+def test_runs_the_estimate_says_will_not_fit_are_flagged_before_the_sweep_and_can_be_skipped(
+    tiny_model_dir, small_data, tmp_path
+):
+    from dataclasses import replace
+
+    from test_tui_fakes import sample
+
+    class LittleMemory:
+        """The machine as the sampler sees it: 1 MB available, so nothing fits."""
+
+        def sample(self) -> Any:
+            return replace(sample(0), system_available=2**20)
+
+    f = write(tmp_path / "s.yaml", f"base: {tiny_base(tiny_model_dir, small_data, runs_dir=tmp_path / 'runs')}\n"
+              f"sweep_dir: {tmp_path / 'sw'}\ngrid:\n  lora_rank: [2, 4]\n")
+    engine = Engine(lambda e: None, memory_probe=LittleMemory())
+    engine.start()
+    try:
+        runner = SweepRunner(load_sweep(f), engine)
+        flagged = runner.preflight()
+        assert [r.label for r in flagged] == ["s-rank2", "s-rank4"]
+        assert all(r.verdict == "will swap" and "will not fit" in r.message for r in flagged)
+        runner.skip_flagged()
+        state = runner.run()
+    finally:
+        engine.shutdown()
+    assert [r.status for r in state.runs] == [SKIPPED, SKIPPED] and not (tmp_path / "runs").exists()
