@@ -157,6 +157,7 @@ def test_runs_one_after_another_estimated_first(tiny_model_dir, small_data, tmp_
         state = runner.run()
     finally:
         engine.shutdown()
+        runner.close()
     assert [r.status for r in state.runs] == [DONE, DONE]
     assert all(r.verdict == "fits" and r.estimate_bytes for r in state.runs)
     assert [r.run_dir for r in state.runs] == started
@@ -185,6 +186,7 @@ def test_a_stopped_sweep_resumes_the_run_from_its_checkpoint_then_the_rest(tiny_
         state = runner.run()
     finally:
         engine.shutdown()
+        runner.close()
     assert [r.label for r in state.runs] == ["s-lr2e-3", "s-lr1e-3", "s-lr3e-3"]
     assert [r.status for r in state.runs] == [STOPPED, PENDING, SKIPPED]
     folder = state.runs[0].run_dir
@@ -195,6 +197,7 @@ def test_a_stopped_sweep_resumes_the_run_from_its_checkpoint_then_the_rest(tiny_
         state = runner.run()
     finally:
         engine.shutdown()
+        runner.close()
     assert [r.status for r in state.runs] == [DONE, DONE, DONE]
     first = state.runs[0]
     assert (starts[0].run_dir, starts[0].start_iter) == (folder, 3) and first.resumed_from == [3]
@@ -214,6 +217,7 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_and_one_that_had_
         state = runner.run()
     finally:
         engine.shutdown()
+        runner.close()
     finished_dir = state.runs[0].run_dir
     # as a kill -9 leaves it: the first marked running though it had finished, the second
     # running with a folder that never reached a checkpoint
@@ -227,6 +231,7 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_and_one_that_had_
         state = runner.run()
     finally:
         engine.shutdown()
+        runner.close()
     assert [r.status for r in state.runs] == [DONE, DONE]
     assert state.runs[0].run_dir == finished_dir and state.runs[0].attempts == 1
     second = state.runs[1]
@@ -260,4 +265,16 @@ def test_runs_the_estimate_says_will_not_fit_are_flagged_before_the_sweep_and_ca
         state = runner.run()
     finally:
         engine.shutdown()
+        runner.close()
     assert [r.status for r in state.runs] == [SKIPPED, SKIPPED] and not (tmp_path / "runs").exists()
+
+
+def test_one_process_at_a_time_drives_a_sweep_folder(tmp_path):
+    import os
+
+    f = write(tmp_path / "q.yaml", f"sweep_dir: {tmp_path / 'out'}\ngrid:\n  iters: [2, 3]\n")
+    first = SweepRunner(load_sweep(f), engine=None)
+    with pytest.raises(SweepError, match=f"another mlxtui \\(pid {os.getpid()}\\) is running this sweep"):
+        SweepRunner(load_sweep(f), engine=None)
+    first.close()
+    SweepRunner(load_sweep(f), engine=None).close()  # free again (a killed holder frees it too)

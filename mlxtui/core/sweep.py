@@ -45,6 +45,7 @@ from mlxtui.core.config import (
 )
 
 STATE_FILE = "sweep.json"
+LOCK_FILE = "sweep.lock"
 BEST_FILE = "best.yaml"
 SUMMARY_FILE = "summary.md"
 STATE_VERSION = 1
@@ -492,6 +493,39 @@ def write_state(sweep_dir: str | Path, state: SweepState) -> None:
 
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_text(state_path(sweep_dir), state.to_json())
+
+
+class SweepLock:
+    """One process at a time drives a sweep folder: an advisory lock on `sweep.lock`, which
+    the system drops when the holder dies (kill -9 included), so a stale lock never blocks."""
+
+    def __init__(self, sweep_dir: str | Path) -> None:
+        import fcntl
+        import os
+
+        folder = Path(sweep_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / LOCK_FILE
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            self._fd = None
+            raise SweepError(
+                f"{folder}: another mlxtui (pid {holder}) is running this sweep; wait for it, or "
+                "stop it (Ctrl-C there, or s on its sweep screen) and start it here again"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        import os
+
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
 
 
 def open_state(sweep: Sweep, write: bool = True) -> SweepState:

@@ -34,6 +34,7 @@ from mlxtui.core.sweep import (
     STOPPED,
     RunState,
     Sweep,
+    SweepLock,
     SweepState,
     open_state,
     write_state,
@@ -55,7 +56,12 @@ class SweepRunner:
         self.engine = engine
         self.on_change = on_change or (lambda state: None)
         self.on_progress = on_progress or (lambda label, step, total: None)
-        self.state = open_state(sweep)
+        self.lock = SweepLock(sweep.sweep_dir)  # refused while another process drives this sweep
+        try:
+            self.state = open_state(sweep)
+        except Exception:
+            self.lock.release()
+            raise
         self.state.current = None  # a killed process's current run is no one's now
         self.current: RunState | None = None
         self._lock = threading.RLock()
@@ -102,6 +108,10 @@ class SweepRunner:
                 return
             runs.insert(j, runs.pop(i))
             self._save()
+
+    def close(self) -> None:
+        """Let another process drive this sweep (the queue on disk stays as it is)."""
+        self.lock.release()
 
     def allow(self) -> None:
         """Let a stopped sweep run again (the dashboard's start key after its stop key)."""

@@ -151,6 +151,8 @@ class SweepScreen(Screen[None]):
             error.update(str(e))
             return False
         error.update("")
+        if self.runner is not None:
+            self.runner.close()
         self.file, self.sweep, self.state, self.runner = file, sweep, state, None
         self.query_one("#sweep-title", Label).update(
             f"Sweep {sweep.name}: {len(sweep.runs)} runs · {sweep.path} · folder {sweep.sweep_dir}"
