@@ -22,7 +22,17 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, ProgressBar, Static
 
-from mlxtui.core.sweep import DONE, FAILED, SHORT, SKIPPED, Sweep, SweepError, SweepState, fmt_value
+from mlxtui.core.sweep import (
+    DONE,
+    FAILED,
+    PENDING,
+    SHORT,
+    SKIPPED,
+    Sweep,
+    SweepError,
+    SweepState,
+    fmt_value,
+)
 from mlxtui.core.sweep_summary import SummaryRow, fmt_duration, summary_rows
 
 DEFAULT_FILE = "sweep.yaml"
@@ -213,8 +223,15 @@ class SweepScreen(Screen[None]):
         ended = sum(r.status in (DONE, FAILED, SKIPPED) for r in state.runs)
         bar = self.query_one("#sweep-bar", ProgressBar)
         bar.update(total=max(1, len(state.runs)), progress=ended)
-        where = f"running {state.current}" if state.current else ("stopped" if not self.running else "starting")
-        self.query_one("#sweep-bar-label", Label).update(f"sweep {ended}/{len(state.runs)} ended · {where}"[:34])
+        if state.current or self.running:
+            where = "running"
+        elif state.finished:
+            where = "finished"
+        elif all(r.status == PENDING and not r.attempts for r in state.runs):
+            where = "not started (g)"
+        else:
+            where = "stopped (g continues)"
+        self.query_one("#sweep-bar-label", Label).update(f"sweep {ended}/{len(state.runs)} · {where}"[:33])
         if not state.current:
             self.query_one("#run-bar-label", Label).update("run: –")
             self.query_one("#run-bar", ProgressBar).update(total=1, progress=0)
@@ -248,11 +265,27 @@ class SweepScreen(Screen[None]):
 
     @on(Changed)
     def _changed(self, message: Changed) -> None:
+        before = self.state.current if self.state is not None else None
         self.show_state(message.state)
+        current = message.state.current
+        if current and current != before and self.sweep is not None:
+            self._say_training(current)
+
+    def _say_training(self, label: str) -> None:
+        """The app did not submit this train job: tell it one is on its way (status line, the
+        model it will hold), as it does for a run it starts itself."""
+        from mlxtui.tui.status import Status
+
+        app: Any = self.app
+        if self.sweep is None or not hasattr(app, "show_status"):
+            return
+        app.training_loads(self.sweep.run(label).config)
+        app.show_status(Status(state="training", model=app.status.model, message=f"sweep: {label}"))
 
     @on(Progress)
     def _progress(self, message: Progress) -> None:
-        self.query_one("#run-bar-label", Label).update(f"run {message.label}"[:30] + f" {message.step}/{message.total}")
+        count = f" {message.step}/{message.total}"
+        self.query_one("#run-bar-label", Label).update(f"run {message.label}"[: 33 - len(count)] + count)
         self.query_one("#run-bar", ProgressBar).update(total=max(1, message.total), progress=message.step)
 
     @on(Ended)
