@@ -145,3 +145,28 @@ def test_bad_sweep_file_and_missing_state_are_refused_with_the_place(tmp_path, c
     good.write_text("grid:\n  learning_rate: [1e-4, 2e-4]\n", encoding="utf-8")
     assert main(["sweep", str(good), "--summary"]) == 2
     assert "has no sweep.json" in capsys.readouterr().err
+
+
+def test_the_two_bars_share_one_line_that_fits_the_terminal(monkeypatch):
+    import os as os_
+
+    from mlxtui.cli.sweep import SweepPrinter
+    from mlxtui.core import events as ev
+    from mlxtui.core.sweep import RunState, SweepState
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=(0, 0): os_.terminal_size((80, 24)))
+    out = io.StringIO()
+    printer = SweepPrinter(out, total=3, tty=True)
+    runs = [RunState("a", {}, status="done"), RunState("b", {}, status="running", attempts=2, resumed_from=[6]),
+            RunState("c", {})]
+    printer.sweep_changed(SweepState("s", "s.yaml", {}, runs, current="b"))
+    printer(ev.PhaseStarted(1, "train", "load", "loading the model", 32))
+    printer(ev.JobProgress(1, "train", "loading the model", 1, 32))  # the phase line shows it already
+    printer(ev.TrainStep(7, 12, 2.5, 1e-4, 400.0, 2.0, 1000, 0.5, 30.0))
+    printer.close()
+    text = out.getvalue()
+    assert "sweep [####........] 1/3 run 2/3: b, resuming from step 6\n" in text
+    drawn = [part for part in text.split("\r") if part.strip()]
+    assert any(part.startswith("sweep 1/3 · run 2 [") and "7/12" in part for part in drawn)
+    assert all(len(part.rstrip("\n")) <= 79 for part in drawn)
+    assert "loading the model\n" not in text
