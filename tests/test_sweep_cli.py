@@ -170,3 +170,24 @@ def test_the_two_bars_share_one_line_that_fits_the_terminal(monkeypatch):
     assert any(part.startswith("sweep 1/3 · run 2 [") and "7/12" in part for part in drawn)
     assert all(len(part.rstrip("\n")) <= 79 for part in drawn)
     assert "loading the model\n" not in text
+
+
+def test_ctrl_c_stops_the_run_after_its_step_and_says_how_to_continue(tiny_model_dir, small_data, tmp_path):
+    f = sweep_file(tmp_path, tiny_model_dir, small_data, iters=30)
+    proc = mlxtui("sweep", str(f), cwd=tmp_path)
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("step 4/30:"):  # after step 3's checkpoint
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    out = "".join(seen) + rest
+    assert proc.returncode == 130, out
+    assert f"stopped; continue with: mlxtui sweep {f}" in out
+    queue = json.loads((tmp_path / "sweeps" / "trio" / "sweep.json").read_text())
+    first = queue["runs"][0]
+    assert [r["status"] for r in queue["runs"]] == ["stopped", "pending", "pending"]
+    state = read_state(tmp_path / first["run_dir"])
+    assert state is not None and state["status"] == "stopped" and 4 <= state["iteration"] < 30
