@@ -57,7 +57,7 @@ def trial(root: Path, model: Path, data: Path, rng: random.Random) -> dict[str, 
             [sys.executable, "-m", "mlxtui", "sweep", "trio.yaml", "--no-estimate"],
             cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait = rng.uniform(4.0, 30.0)
+        wait = rng.uniform(8.0, 40.0)  # startup takes ~8 s here; the first checkpoint comes at step 3
         try:
             proc.wait(wait)
         except subprocess.TimeoutExpired:

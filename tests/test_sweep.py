@@ -278,3 +278,26 @@ def test_one_process_at_a_time_drives_a_sweep_folder(tmp_path):
         SweepRunner(load_sweep(f), engine=None)
     first.close()
     SweepRunner(load_sweep(f), engine=None).close()  # free again (a killed holder frees it too)
+
+
+def test_a_stop_before_the_train_job_has_begun_still_stops_it(tiny_model_dir, small_data, tmp_path):
+    f = write(tmp_path / "s.yaml", f"base: {tiny_base(tiny_model_dir, small_data, runs_dir=tmp_path / 'runs', iters=500)}\n"
+              f"sweep_dir: {tmp_path / 'sw'}\ngrid:\n  lora_rank: [2, 4]\n")
+    steps: list[int] = []
+    runner, engine = _runner(load_sweep(f), lambda e: steps.append(e.iteration) if isinstance(e, ev.TrainStep) else None)
+    # the dashboard's s pressed the moment the run shows as running: its job is not even queued yet
+    asked: list[bool] = []
+
+    def press_stop_once(state: Any) -> None:
+        if state.current and not asked:
+            asked.append(True)
+            runner.stop()
+
+    runner.on_change = press_stop_once
+    try:
+        state = runner.run()
+    finally:
+        engine.shutdown()
+        runner.close()
+    assert [r.status for r in state.runs] in ([PENDING, PENDING], [STOPPED, PENDING])
+    assert len(steps) < 5  # stopped at once, not after 500 steps

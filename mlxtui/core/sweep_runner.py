@@ -278,6 +278,14 @@ class SweepRunner:
     # ------------------------------------------------------------ engine thread
 
     def _on_event(self, event: ev.Event) -> None:
+        if (
+            (isinstance(event, ev.TrainStarted | ev.TrainStep) or (isinstance(event, ev.PhaseStarted) and event.kind == "train"))
+            and (self._stop or self._skip_current)
+            and self.current is not None
+        ):
+            # a stop asked before the train job had its control (still queued or just begun)
+            # reached nothing: ask again now that the job is running
+            self.engine.stop()
         if isinstance(event, ev.TrainStep):
             run = self.current
             if run is not None:
