@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 from mlxtui.cli import convert, dashboard, data, doctor, export, fuse, generate, models, runs, train
 from mlxtui.cli import eval as eval_cmd
+from mlxtui.cli import sweep as sweep_cmd
 
 SUBCOMMANDS = (
-    "train", "lora", "doctor", "data", "models", "generate", "convert", "fuse", "export", "eval", "bench", "runs", "dashboard",
+    "train", "lora", "doctor", "data", "models", "generate", "convert", "fuse", "export", "eval", "bench", "runs", "dashboard", "sweep",
 )  # fmt: skip
 
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     eval_cmd.add_eval_parser(sub)
     eval_cmd.add_bench_parser(sub)
+    sweep_cmd.add_parser(sub)
     return parser
 
 

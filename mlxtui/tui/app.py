@@ -84,6 +84,7 @@ HELP_KEYS = [
     *WORKBENCH_HELP,
     *COCKPIT_HELP,
     ("ctrl+r", "back to the quick-start settings (forgets the last session's)"),
+    ("w", "sweep: run a sweep file's runs one after another; skip, reorder, stop; best → form"),
     ("?", "this help"),
     ("q / ctrl+q", "quit (asks first while training)"),
 ]
@@ -159,6 +160,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         Binding("ctrl+r", "quick_start_defaults", "Quick-start settings", show=False),
         *WORKBENCH_BINDINGS,
         *COCKPIT_BINDINGS,
+        Binding("w", "sweep", "Sweep", show=False),
         *[
             Binding(f"f{i},{i}", f"show_pane({i - 1})", title, show=False)
             for i, (_pane, title) in enumerate(PANES, start=1)
@@ -763,6 +765,11 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             self.notify("Stopping at the next step; the adapter will be saved.")
         else:
             self.notify("Nothing is training.", severity="warning")
+
+    def action_sweep(self) -> None:
+        from mlxtui.tui.screens.sweep import open_sweep_screen
+
+        open_sweep_screen(self)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
