@@ -135,3 +135,17 @@ def test_the_tty_bar_keeps_the_last_updates_norm_through_accumulating_steps():
     p.last_line = 0.0  # past the bar's redraw throttle
     p(ev.TrainStep(3, 4, 2.0, 1e-4, 100.0, 1.0, 10, 1.0, None))
     assert out.getvalue().rsplit("\r", 1)[-1].split()[4:6] == ["|g|", "1.25"]
+
+
+def test_tty_line_fits_the_terminal_and_units_of_a_phase_stay_on_it(monkeypatch):
+    # a redrawn line wider than the terminal wraps, and every redraw then stacks a new line
+    monkeypatch.setenv("COLUMNS", "40")
+    out, clock = io.StringIO(), Clock()
+    p = ProgressPrinter(out, tty=True, clock=clock, tick_seconds=3600)
+    p(ev.PhaseStarted(1, "load", "dequantize", "dequantizing to float", total=32, started_at=clock.now))
+    for k in range(1, 5):
+        p(ev.PhaseProgress(1, "load", "dequantize", "dequantizing to float", k, 32))
+        p(ev.JobProgress(1, "load", f"dequantized layer {k}", k, 32))
+    assert "\n" not in out.getvalue()
+    assert all(len(chunk) <= 39 for chunk in out.getvalue().split("\r"))
+    p.close()

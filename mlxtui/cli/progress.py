@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-LINE_WIDTH = 110
-
 
 class _Phase:
     # a plain class: importing dataclasses would cost `--help` ~10 ms
@@ -136,6 +134,8 @@ class ProgressPrinter:
             self._line(finish_line(e))
 
     def _step(self, e: Any) -> None:
+        if self._phases and self.tty:
+            return  # a phase's every unit also comes as JobProgress: the phase line shows it
         if self.steps_out is None:
             self._line(e.message)
             return
@@ -225,15 +225,24 @@ class ProgressPrinter:
             f"{e.tokens_per_second:.0f} tok/s ETA {eta} peak {e.peak_memory:.2f} GB"
         )
 
+    @staticmethod
+    def _width() -> int:
+        import shutil
+
+        # one character short of the terminal's width: a full line wraps, and each redraw
+        # then starts a new line instead of replacing the last
+        return shutil.get_terminal_size((120, 40)).columns - 1
+
     def _draw(self, text: str) -> None:
         """The one updating line of a TTY."""
-        self.out.write("\r" + text.ljust(100)[:120])
+        width = self._width()
+        self.out.write("\r" + text[:width].ljust(min(width, 100)))
         self.out.flush()
         self._line_open = True
 
     def _clear(self) -> None:
         if self.tty and self._line_open:
-            self.out.write("\r" + " " * LINE_WIDTH + "\r")
+            self.out.write("\r" + " " * self._width() + "\r")
             self.out.flush()
             self._line_open = False
 

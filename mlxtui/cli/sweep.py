@@ -71,30 +71,9 @@ class SweepPrinter(ProgressPrinter):
         filled = int(width * done / max(1, self.runs_total))
         return f"sweep [{'#' * filled}{'.' * (width - filled)}] {done}/{self.runs_total}"
 
-    def _step(self, e: Any) -> None:
-        # a phase's every unit also comes as JobProgress: the phase line already shows it
-        if not self._phases:
-            super()._step(e)
-
-    @staticmethod
-    def _width() -> int:
-        import shutil
-
-        # one character short of the terminal's width: a full line would wrap and stack up
-        return shutil.get_terminal_size((120, 40)).columns - 1
-
-    def _clear(self) -> None:
-        if self.tty and self._line_open:
-            self.out.write("\r" + " " * self._width() + "\r")
-            self.out.flush()
-            self._line_open = False
-
     def _draw(self, text: str) -> None:
         prefix = f"sweep {self.runs_done}/{self.runs_total} · run {self.position} " if self.label else ""
-        width = self._width()
-        self.out.write("\r" + (prefix + text)[:width].ljust(min(width, 100)))
-        self.out.flush()
-        self._line_open = True
+        super()._draw(prefix + text)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
