@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +81,14 @@ def run(ctx: JobContext) -> Any:
         result = train_run.execute()
     except TrainingError as e:
         raise EngineError(str(e)) from None
+    finally:
+        if train_run.store is not None:
+            train_run.store.close()  # the folder locks
     slot.adapter_path = str(result.adapter_path)
     slot.last_run_dir = str(result.run_dir)
     model.eval()
-    _copy_to_user_adapter_path(ctx, config, result.adapter_path)
+    if train_run.store is not None and train_run.store.mirror_dir is not None:
+        ctx.emit(ev.Log("info", f"checkpoints also written to {train_run.store.mirror_dir}"))
     return result
 
 
@@ -104,6 +107,7 @@ def _check_paths(config: TrainConfig) -> None:
             f"resume_adapter_file: {config.resume_adapter_file} does not exist",
             "give the path of an adapters .safetensors file",
         )
+    _check_folders(config)
     if not is_demo(config.model):
         try:  # cheap for local paths: a wrong model path is reported before the data is read
             models.resolve_model(config.model)
@@ -149,16 +153,24 @@ def _warn_too_long(ctx: JobContext, config: TrainConfig, train_set: Any) -> None
         )
 
 
-def _copy_to_user_adapter_path(ctx: JobContext, config: TrainConfig, adapter_dir: Path) -> None:
-    """mlx-lm users expect the adapter in --adapter-path: copy the final one there too."""
-    if not config.adapter_path:
-        return
-    target = Path(config.adapter_path).expanduser()
-    if target.resolve() == adapter_dir.resolve():
-        return
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("adapters.safetensors", "adapter_config.json"):
-        src = adapter_dir / name
-        if src.is_file():
-            shutil.copy2(src, target / name)
-    ctx.emit(ev.Log("info", f"adapter also written to {target}"))
+def _check_folders(config: TrainConfig) -> None:
+    """A folder that another process writes, or an --adapter-path that is not an adapter
+    folder, is refused before the model loads (the checkpoint store checks again, locked)."""
+    from mlxtui.core.fileio import why_not_adapter_dir
+    from mlxtui.core.runlock import FolderInUse, holder
+
+    folders = [Path(config.resume_run)] if config.resume_run else []
+    if config.adapter_path:
+        target = Path(config.adapter_path).expanduser()
+        is_run_own = config.resume_run and target.resolve() == (
+            Path(config.resume_run) / "adapters"
+        ).resolve()
+        if not is_run_own:
+            problem = why_not_adapter_dir(target)
+            if problem:
+                raise EngineError(problem, "give --adapter-path a new or empty folder")
+            folders.append(target)
+    for folder in folders:
+        held = holder(folder)
+        if held is not None:
+            raise EngineError(str(FolderInUse(folder, held)))

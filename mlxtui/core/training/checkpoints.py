@@ -4,11 +4,16 @@ state, and the in-memory snapshot a NaN rolls back to.
 A save never puts non-finite weights over a good file: after a NaN the last good adapter
 stays on disk. Every file is written atomically (fileio), so a crash or an SSH drop at any
 moment leaves the previous one whole.
+
+The user's --adapter-path (mlx-lm's meaning: where checkpoints go during training) gets each
+adapter as soon as it is saved, under mlx-lm's names; the run folder stays the run's home.
+Both folders are locked for the run (runlock): a second process is refused, never interleaved.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +21,15 @@ from typing import Any, cast
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
-from mlxtui.core.fileio import atomic_save_safetensors, atomic_write_text
-from mlxtui.core.runs import STATE_DIR, new_run_dir, read_state
+from mlxtui.core.fileio import (
+    DiskFullError,
+    atomic_copy,
+    atomic_save_safetensors,
+    atomic_write_text,
+    why_not_adapter_dir,
+)
+from mlxtui.core.runlock import FolderInUse, FolderLock
+from mlxtui.core.runs import ADAPTER_FILE, STATE_DIR, checkpoints, new_run_dir, read_state
 from mlxtui.core.training.errors import TrainingError
 
 Emit = Callable[[ev.Event], None]
@@ -35,6 +47,25 @@ def open_run_dir(config: TrainConfig, model_path: str) -> tuple[Path, dict[str, 
             )
         return run_dir, state
     return new_run_dir(config.runs_dir, config.run_name or Path(model_path).name), None
+
+
+def user_adapter_dir(
+    config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None
+) -> Path | None:
+    """The --adapter-path folder that gets each checkpoint as it is saved (None: only the run
+    folder). A resumed run's saved config names its own adapters/ folder, so the folder the
+    user gave when the run started comes from its state."""
+    given = Path(config.adapter_path).expanduser() if config.adapter_path else None
+    if given is not None and given.resolve() == (run_dir / "adapters").resolve():
+        given = None
+    if given is None and resume_state and resume_state.get("user_adapter_path"):
+        given = Path(resume_state["user_adapter_path"])
+    if given is None:
+        return None
+    problem = why_not_adapter_dir(given)
+    if problem:
+        raise TrainingError(problem)
+    return given.absolute()  # kept in the state: a resume from another folder finds it
 
 
 def flat(tree: Any) -> list[tuple[str, Any]]:
@@ -63,16 +94,85 @@ def set_leaves(tree: Any, leaves: dict[str, Any]) -> None:
 
 
 class CheckpointStore:
-    def __init__(self, run_dir: Path, model: Any, emit: Emit) -> None:
+    def __init__(
+        self, run_dir: Path, model: Any, emit: Emit, mirror_dir: Path | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.adapter_dir = run_dir / "adapters"
         self.state_dir = run_dir / STATE_DIR
-        self.adapter_dir.mkdir(parents=True, exist_ok=True)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.mirror_dir = mirror_dir
         self.model = model
         self.emit = emit
         self.good_iteration = 0
         self._good: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        self._locks: list[FolderLock] = []
+        try:
+            for folder in [run_dir] + ([mirror_dir] if mirror_dir is not None else []):
+                lock = FolderLock(folder).acquire()
+                self._locks.append(lock)
+                if lock.took_over_from is not None:
+                    emit(
+                        ev.Log(
+                            "info",
+                            f"{folder}: took over the lock of process {lock.took_over_from}, "
+                            "which is no longer running",
+                        )
+                    )
+        except FolderInUse as e:
+            self.close()
+            raise TrainingError(str(e)) from None
+        self.adapter_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        """Release the folder locks (the run is over)."""
+        for lock in self._locks:
+            lock.release()
+        self._locks = []
+
+    # ------------------------------------------------------------ the user's --adapter-path
+
+    def mirror(self, name: str) -> None:
+        """Copy adapters/`name` to the --adapter-path folder, atomically, under the same name."""
+        if self.mirror_dir is None or not (
+            name in (ADAPTER_FILE, "adapter_config.json")
+            or checkpoints_named(self.adapter_dir, name)
+        ):
+            return
+        atomic_copy(self.adapter_dir / name, self.mirror_dir / name)
+
+    def bytes_per_save(self, optimizer: Any) -> int:
+        """About how much disk one periodic save writes (old files are replaced only after)."""
+        adapter = sum(int(v.nbytes) for v in self.adapter_weights().values())
+        opt = sum(int(v.nbytes) for _, v in flat(optimizer.state) if hasattr(v, "nbytes"))
+        copies = 4 if self.mirror_dir is not None else 2  # periodic + latest, in one or two folders
+        return adapter * (copies + 1) + opt + 64 * 1024
+
+    def disk_full_message(self, error: DiskFullError, iteration: int, optimizer: Any) -> str:
+        """Where the disk is full, how much a save needs and how much is free."""
+        where = error.path or self.run_dir
+        folder = where if where.is_dir() else where.parent
+        need = self.bytes_per_save(optimizer)
+        try:
+            free = shutil.disk_usage(folder).free
+            free_text = f"{_mb(free)} free now"
+        except OSError:
+            free_text = "free space unknown"
+        return (
+            f"disk full while saving the checkpoint of step {iteration} in {folder}: a save "
+            f"needs about {_mb(need)} free there ({free_text}). The previous checkpoint (step "
+            f"{self.good_iteration}) is intact. Training is paused: free some space and it "
+            "continues by itself (p retries now, s stops)"
+        )
+
+    def space_free_for_save(self, optimizer: Any) -> bool:
+        """Whether every folder this store writes has room for one more save."""
+        need = self.bytes_per_save(optimizer)
+        folders = [self.run_dir] + ([self.mirror_dir] if self.mirror_dir is not None else [])
+        try:
+            return all(shutil.disk_usage(f).free >= need for f in folders)
+        except OSError:
+            return False
 
     # ------------------------------------------------------------ adapters
 
@@ -101,6 +201,7 @@ class CheckpointStore:
             return None
         path = self.adapter_dir / name
         atomic_save_safetensors(path, weights)
+        self.mirror(name)
         self.emit(ev.CheckpointSaved(iteration, str(path), kind))
         return path
 
@@ -114,7 +215,14 @@ class CheckpointStore:
         atomic_save_safetensors(self.state_dir / "adapters.safetensors", self.adapter_weights())
         atomic_write_text(
             self.state_dir / "state.json",
-            json.dumps(fields | {"saved_at": time.time()}, indent=2),
+            json.dumps(
+                fields
+                | {
+                    "saved_at": time.time(),
+                    "user_adapter_path": str(self.mirror_dir) if self.mirror_dir else None,
+                },
+                indent=2,
+            ),
         )
 
     def restore_state(self, optimizer: Any) -> None:
@@ -159,3 +267,12 @@ class CheckpointStore:
         self.emit(
             ev.Log("info", f"rolled back to the last good weights (step {self.good_iteration})")
         )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def checkpoints_named(folder: Path, name: str) -> bool:
+    """Whether `name` is a periodic checkpoint (mlx-lm's 0000100_adapters.safetensors)."""
+    return any(p.name == name for _, p in checkpoints(folder))

