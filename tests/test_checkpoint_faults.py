@@ -194,3 +194,122 @@ def test_the_lock_is_checked_again_when_the_store_opens(tmp_path):
     first.release()
     FolderLock(tmp_path).acquire().release()
     assert not (tmp_path / ".mlxtui.lock").exists()
+
+
+# ------------------------------------------------------------------ a full disk
+
+
+class FullDisk:
+    """While `full`, writing a safetensors file fails after a partial write as MLX fails on a
+    real full disk (benchmarks/disk_full_trial.py saw RuntimeError, not OSError), and the disk
+    reports no free space, until `free()`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import shutil
+
+        import mlx.core as mx
+
+        self.full = False
+        self.failures = 0
+        real_save, real_usage = mx.save_safetensors, shutil.disk_usage
+
+        def save(path: str, arrays: Any, metadata: Any = None) -> None:
+            if self.full:
+                self.failures += 1
+                Path(path).write_bytes(b"\0" * 100)  # the part that fit
+                raise RuntimeError("[write] Unable to write 8 bytes to file.")
+            real_save(path, arrays, metadata=metadata)
+
+        def usage(path: Any) -> Any:
+            u = real_usage(path)
+            return type(u)(u.total, u.total, 0) if self.full else u
+
+        monkeypatch.setattr(mx, "save_safetensors", save)
+        monkeypatch.setattr(shutil, "disk_usage", usage)
+
+    def free(self) -> None:
+        self.full = False
+
+
+def test_disk_full_pauses_keeps_the_last_checkpoint_and_continues_when_freed(
+    tiny_model_dir, data, tmp_path, monkeypatch
+):
+    import mlx.core as mx
+
+    disk = FullDisk(monkeypatch)
+    rec = Recorder()
+    seen: dict[str, Any] = {}
+
+    def fill_at_step_3(e: ev.Event) -> None:
+        if isinstance(e, ev.TrainStep) and e.iteration == 3:
+            disk.full = True
+
+    def on_pause(engine: Engine, e: ev.TrainPaused) -> None:
+        assert e.reason == "disk"
+        ad = Path(seen["run_dir"]) / "adapters"
+        seen["message"] = e.message
+        seen["files"] = sorted(p.name for p in ad.iterdir())
+        seen["latest_is_step_2"] = (ad / "adapters.safetensors").read_bytes() == (
+            ad / "0000002_adapters.safetensors"
+        ).read_bytes()
+        seen["loads"] = all(bool(mx.all(mx.isfinite(w)).item())
+                            for w in mx.load(str(ad / "adapters.safetensors")).values())
+        disk.free()  # the user deletes something: the run continues by itself
+
+    def record(e: ev.Event) -> None:
+        if isinstance(e, ev.TrainStarted):
+            seen["run_dir"] = e.run_dir
+        fill_at_step_3(e)
+        rec(e)
+
+    rec.on_pause = on_pause
+    engine = Engine(record)
+    rec.engine = engine
+    engine.start()
+    try:
+        result = engine.run_sync(Train(config(tiny_model_dir, data, tmp_path / "runs",
+                                              adapter_path=str(tmp_path / "ad"))), timeout=600)
+    finally:
+        engine.shutdown()
+    assert disk.failures == 1
+    assert "disk full while saving the checkpoint of step 4 in " in seen["message"]
+    assert "a save needs about " in seen["message"] and " MB free now" in seen["message"]
+    assert "previous checkpoint (step 2) is intact" in seen["message"]
+    assert seen["latest_is_step_2"] and seen["loads"]
+    assert not [n for n in seen["files"] if n.endswith(".tmp.safetensors")], seen["files"]
+    assert [e.reason for e in rec.of(ev.TrainPaused)] == ["disk"] and rec.of(ev.TrainResumed)
+    assert result.status == "completed" and result.final_iteration == 8
+    state = json.loads((Path(result.run_dir) / "state" / "state.json").read_text())
+    assert state["iteration"] == 8
+    assert (tmp_path / "ad" / "0000004_adapters.safetensors").is_file()
+
+
+def test_stop_during_a_disk_full_pause_ends_the_run_and_loses_nothing(
+    tiny_model_dir, data, tmp_path, monkeypatch
+):
+    disk = FullDisk(monkeypatch)
+    rec = Recorder()
+
+    def on_pause(engine: Engine, e: ev.TrainPaused) -> None:
+        engine.stop()
+
+    def record(e: ev.Event) -> None:
+        if isinstance(e, ev.TrainStep) and e.iteration == 5:
+            disk.full = True
+        rec(e)
+
+    rec.on_pause = on_pause
+    engine = Engine(record)
+    rec.engine = engine
+    engine.start()
+    try:
+        result = engine.run_sync(Train(config(tiny_model_dir, data, tmp_path / "runs")), timeout=600)
+    finally:
+        engine.shutdown()
+    assert result.status == "stopped"
+    assert "could not be saved (disk full at " in result.message
+    assert "the last checkpoint, of step 4, is intact" in result.message
+    run = Path(result.run_dir)
+    assert json.loads((run / "state" / "state.json").read_text())["iteration"] == 4
+    assert (run / "adapters" / "adapters.safetensors").read_bytes() == (
+        run / "adapters" / "0000004_adapters.safetensors").read_bytes()

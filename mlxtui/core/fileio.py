@@ -34,6 +34,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def is_disk_full(e: BaseException) -> bool:
+    """ENOSPC (or a full quota) from Python, or MLX's own word for it: on a full disk
+    `mx.save_safetensors` raises RuntimeError("[write] Unable to write 8 bytes to file.")."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return str(e).startswith("[write] Unable to write")
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)`, fsync it, then rename it over `path`.
 
@@ -56,9 +64,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
         tmp.unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:
+        if is_disk_full(e):
             full = DiskFullError(
                 errno.ENOSPC,
                 f"disk full while writing {path}; the previous version is intact. "

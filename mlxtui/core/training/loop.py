@@ -33,7 +33,7 @@ import numpy as np
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig, materialized_schedule, parse_size
 from mlxtui.core.diagnosis import Diagnoser
-from mlxtui.core.fileio import DiskFullError, atomic_write_text
+from mlxtui.core.fileio import DiskFullError, atomic_write_text, is_disk_full
 from mlxtui.core.progress import Interrupted, Reporter
 from mlxtui.core.runs import ADAPTER_FILE, BEST_FILE, STATE_DIR
 from mlxtui.core.training.batches import BatchPlan
@@ -333,8 +333,11 @@ class TrainRun:
                 self.best_iteration = iteration
             self._emit_watched(ev.ValReport(iteration, val_loss, val_time, is_best))
             if is_best and iteration > 0:
-                with self.reporter.phase("save", "saving the best checkpoint"):
-                    self._save(BEST_FILE, iteration, "best")
+                try:
+                    with self.reporter.phase("save", "saving the best checkpoint"):
+                        self._save(BEST_FILE, iteration, "best")
+                except DiskFullError as e:
+                    self.emit(ev.Log("warning", f"best checkpoint not saved: {e.strerror}"))
             if iteration > self.start_iter:
                 self.evals_without_improvement = (
                     0 if improved else self.evals_without_improvement + 1
@@ -597,7 +600,7 @@ class TrainRun:
             clear_cache_threshold=cfg.clear_cache_threshold,
         )
         batches = self._batches()
-        with _mlx_lm_quiet_and_restored(m):
+        with _mlx_lm_quiet_and_restored(m), self._scratch_save_may_fail():
             trainer.train(
                 model=m,
                 optimizer=self.optimizer,
@@ -631,6 +634,19 @@ class TrainRun:
         result.message = self.message
         self.emit(result.finished_event())
         return result
+
+    @contextmanager
+    def _scratch_save_may_fail(self) -> Iterator[None]:
+        """mlx-lm's train() ends by writing the weights to our scratch file, which nobody reads:
+        on a full disk that write must not fail a run whose own saves are handled."""
+        try:
+            yield
+        except (OSError, RuntimeError) as e:
+            loop_over = (
+                self.saved_on_stop or self.step >= self.total_iters or self.status != "completed"
+            )
+            if isinstance(e, DiskFullError) or not is_disk_full(e) or not loop_over:
+                raise
 
     def _finish(self, final_iter: int) -> None:
         """A run that ended by itself (completed, early stopped): final validation, final save."""
