@@ -5,6 +5,7 @@ changed under a run, SIGHUP/SIGTERM. tests/RELIABILITY.md records what each one 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -313,3 +314,71 @@ def test_stop_during_a_disk_full_pause_ends_the_run_and_loses_nothing(
     assert json.loads((run / "state" / "state.json").read_text())["iteration"] == 4
     assert (run / "adapters" / "adapters.safetensors").read_bytes() == (
         run / "adapters" / "0000004_adapters.safetensors").read_bytes()
+
+
+# ------------------------------------------------------------------ NaN loss
+
+
+def nan_config(model: Path, data: Path, tmp_path: Path, **kw: Any) -> TrainConfig:
+    # --learning-rate is capped at 1 (a rate of 10 is refused with that range); the phases reach
+    # an absurd rate after 4 sane steps, and the loss of step 5 is not finite
+    return config(model, data, tmp_path / "runs", iters=12, save_every=4, optimizer="sgd",
+                  lr_phases="4:1e-3,8:1e12", adapter_path=str(tmp_path / "ad"), **kw)
+
+
+def test_nan_pauses_rolls_back_on_continue_and_never_overwrites_the_good_checkpoint(
+    tiny_model_dir, data, tmp_path
+):
+    import mlx.core as mx
+
+    rec = Recorder()
+    pauses: list[ev.TrainPaused] = []
+
+    def on_pause(engine: Engine, e: ev.TrainPaused) -> None:
+        pauses.append(e)
+        if len(pauses) == 1:
+            engine.resume()  # continue: roll back to step 4 and go on (it diverges again)
+        else:
+            engine.stop()
+
+    rec.on_pause = on_pause
+    result, rec = train(nan_config(tiny_model_dir, data, tmp_path), rec)
+    assert [p.reason for p in pauses] == ["nan", "nan"]
+    # step 5 takes the absurd step; the loss of step 6 is the first one that is not finite
+    assert pauses[0].message.startswith(("loss became nan at step 6", "loss became inf at step 6"))
+    assert "The last good adapter (step 4) is kept on disk" in pauses[0].message
+    assert "Lower the learning rate (--learning-rate) or clip the gradients (--max-grad-norm)" in pauses[0].message
+    assert "rolled back to the last good weights (step 4)" in rec.logs("info")
+    assert result.status == "stopped"
+    assert "the last good checkpoint (step 4) is kept" in result.message
+    assert f"mlxtui train --resume {result.run_dir} --learning-rate" in result.message
+    run = Path(result.run_dir)
+    good = (run / "adapters" / "0000004_adapters.safetensors").read_bytes()
+    for path in (run / "adapters" / "adapters.safetensors", tmp_path / "ad" / "adapters.safetensors",
+                 tmp_path / "ad" / "0000004_adapters.safetensors"):
+        assert path.read_bytes() == good, path
+    assert not list((tmp_path / "ad").glob("0000008*")), "no checkpoint after the divergence"
+    state = json.loads((run / "state" / "state.json").read_text())
+    assert state["iteration"] == 4
+    weights = mx.load(str(run / "state" / "adapters.safetensors"))
+    assert all(bool(mx.all(mx.isfinite(w)).item()) for w in weights.values())
+
+    # the advice acts: resumed from step 4 at a sane rate, the run ends with finite weights
+    from mlxtui.core.config import load_config
+
+    resumed_cfg = load_config(run / "config.yaml").with_values(
+        resume_run=str(run), lr_phases=None, learning_rate=5e-4, memory_guard="off")
+    again, rec2 = train(resumed_cfg)
+    assert again.status == "completed" and again.final_iteration == 12
+    steps = rec2.of(ev.TrainStep)
+    assert steps[0].iteration == 5 and all(math.isfinite(s.loss) for s in steps)
+    assert all(s.learning_rate == pytest.approx(5e-4) for s in steps)  # not the saved rate
+
+
+def test_headless_nan_stops_the_run_instead_of_waiting_for_a_key(tiny_model_dir, data, tmp_path):
+    """Nobody presses continue in a script: the Python API and `mlxtui train` end the run."""
+    from mlxtui.pipeline import TrainPipeline
+
+    result = TrainPipeline(nan_config(tiny_model_dir, data, tmp_path)).execute()
+    assert result.status == "stopped" and result.final_iteration == 6
+    assert "the last good checkpoint (step 4) is kept" in result.message

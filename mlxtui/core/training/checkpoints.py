@@ -242,6 +242,9 @@ class CheckpointStore:
         self.model.load_weights(list(saved.items()), strict=False)
         optimizer.init(self.model.trainable_parameters())
         loaded = cast(dict[str, Any], mx.load(str(self.state_dir / "optimizer.safetensors")))
+        # The learning rate is this run's setting (a schedule recomputes it from the step), not
+        # the saved one: `--resume RUN --learning-rate 1e-5` after a NaN must act.
+        loaded.pop("learning_rate", None)
         set_leaves(optimizer.state, loaded)
 
     # ------------------------------------------------------------ NaN rollback

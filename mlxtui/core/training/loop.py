@@ -292,7 +292,7 @@ class TrainRun:
                     self._save_state(step, "stopped")
                     phase.advance(2)
                 else:
-                    self.message = "the weights were not finite; the last good checkpoint is kept"
+                    self.message = self._diverged_message()
             except DiskFullError as e:
                 self._note(self._unsaved_message(e, step))
 
@@ -445,7 +445,7 @@ class TrainRun:
                 f"loss became {loss} at step {it}: training paused. The last good adapter "
                 f"(step {good}) is kept on disk and will not be overwritten. "
                 "Continue rolls back to it; stop ends the run. Lower the learning rate "
-                "(or use gradient clipping via a smaller lr/scale) before training again."
+                "(--learning-rate) or clip the gradients (--max-grad-norm) before training again."
             )
             self.emit(ev.Log("error", self.nan_message))
             self.control.request_pause("nan")
@@ -683,6 +683,19 @@ class TrainRun:
                 self.message
                 or "the final weights were not finite; the last good checkpoint is kept"
             )
+
+    def _diverged_message(self) -> str:
+        good = self._store.good_iteration
+        if good == 0:
+            return (
+                "the weights were not finite, so they were not saved; no checkpoint was saved "
+                "before the loss diverged: start again with a lower learning rate"
+            )
+        return (
+            "the weights were not finite, so they were not saved; the last good checkpoint "
+            f"(step {good}) is kept, and `mlxtui train --resume {self.run_dir} --learning-rate "
+            "LOWER` continues from it"
+        )
 
     def _unsaved_message(self, error: DiskFullError, step: int) -> str:
         return (
