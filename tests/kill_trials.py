@@ -213,10 +213,14 @@ def check_after_kill(model: Path, runs: Path, adapter: Path, t: Trial) -> Path |
     if s not in ckpts:
         t.problems.append(f"state says step {s}, no checkpoint of that step")
     else:
-        saved = mx.load(str(run / "state" / "adapters.safetensors"))
+        from mlxtui.core.training.checkpoints import state_files
+
+        opt_file, ad_file = state_files(run / "state", state)
+        saved = mx.load(str(ad_file))
+        mx.load(str(opt_file))
         ck = mx.load(str(ckpts[s]))
         if set(saved) != set(ck) or not all(mx.array_equal(saved[k], ck[k]) for k in ck):
-            t.problems.append(f"state/adapters.safetensors is not the step-{s} checkpoint")
+            t.problems.append(f"{ad_file.name} (state.json's) is not the step-{s} checkpoint")
     reported = losses_of(run)
     if any(i not in reported for i in range(1, s + 1)):
         t.problems.append(f"metrics.jsonl lacks steps up to {s}")

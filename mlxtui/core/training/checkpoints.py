@@ -40,13 +40,22 @@ def open_run_dir(config: TrainConfig, model_path: str) -> tuple[Path, dict[str, 
     if config.resume_run:
         run_dir = Path(config.resume_run)
         state = read_state(run_dir)
-        if state is None or not (run_dir / STATE_DIR / "optimizer.safetensors").is_file():
+        if state is None or not state_files(run_dir / STATE_DIR, state)[0].is_file():
             raise TrainingError(
                 f"{run_dir}: no resume state (state/state.json and state/optimizer.safetensors); "
                 "give a run folder that mlxtui wrote, or use --resume-adapter-file for a bare adapter"
             )
         return run_dir, state
     return new_run_dir(config.runs_dir, config.run_name or Path(model_path).name), None
+
+
+def state_files(state_dir: Path, state: dict[str, Any]) -> tuple[Path, Path]:
+    """(optimizer file, trainable weights file) that state.json commits to; runs written
+    before the files were versioned name none and use the fixed names."""
+    return (
+        state_dir / state.get("optimizer_file", "optimizer.safetensors"),
+        state_dir / state.get("adapters_file", "adapters.safetensors"),
+    )
 
 
 def user_adapter_dir(
@@ -208,11 +217,18 @@ class CheckpointStore:
     # ------------------------------------------------------------ resume state
 
     def save_state(self, optimizer: Any, fields: dict[str, Any]) -> None:
-        """Optimizer state, trainable weights and `fields` (iteration, status, best…)."""
-        atomic_save_safetensors(
-            self.state_dir / "optimizer.safetensors", dict(flat(optimizer.state))
-        )
-        atomic_save_safetensors(self.state_dir / "adapters.safetensors", self.adapter_weights())
+        """Optimizer state, trainable weights and `fields` (iteration, status, best…).
+
+        Three files that must agree, so state.json is the commit: the two weight files are
+        written under names of their step first, then state.json names them, and only then
+        are older ones removed. A kill between any two writes leaves a state.json whose files
+        are whole and of its step (the kill trials found optimizer moments of step 6 with the
+        weights of step 4 when the fixed names were written one after the other).
+        """
+        it = int(fields["iteration"])
+        opt_name, ad_name = f"optimizer-{it:07d}.safetensors", f"adapters-{it:07d}.safetensors"
+        atomic_save_safetensors(self.state_dir / opt_name, dict(flat(optimizer.state)))
+        atomic_save_safetensors(self.state_dir / ad_name, self.adapter_weights())
         atomic_write_text(
             self.state_dir / "state.json",
             json.dumps(
@@ -220,16 +236,26 @@ class CheckpointStore:
                 | {
                     "saved_at": time.time(),
                     "user_adapter_path": str(self.mirror_dir) if self.mirror_dir else None,
+                    "optimizer_file": opt_name,
+                    "adapters_file": ad_name,
                 },
                 indent=2,
             ),
         )
+        # The fixed names stay for readers that look for them (the runs screen): hard links
+        # to the committed files, each swapped in atomically; no second copy is written.
+        for versioned, fixed in ((opt_name, "optimizer.safetensors"), (ad_name, ADAPTER_FILE)):
+            _link_over(self.state_dir / versioned, self.state_dir / fixed)
+        for p in self.state_dir.glob("*-???????.safetensors"):
+            if p.name not in (opt_name, ad_name):
+                p.unlink(missing_ok=True)
 
-    def restore_state(self, optimizer: Any) -> None:
+    def restore_state(self, optimizer: Any, state: dict[str, Any]) -> None:
         """Load the saved trainable weights and optimizer state into the model and `optimizer`."""
         import mlx.core as mx
 
-        saved = cast(dict[str, Any], mx.load(str(self.state_dir / "adapters.safetensors")))
+        opt_file, ad_file = state_files(self.state_dir, state)
+        saved = cast(dict[str, Any], mx.load(str(ad_file)))
         current = self.adapter_weights()
         if {k: tuple(v.shape) for k, v in saved.items()} != {
             k: tuple(v.shape) for k, v in current.items()
@@ -241,7 +267,7 @@ class CheckpointStore:
             )
         self.model.load_weights(list(saved.items()), strict=False)
         optimizer.init(self.model.trainable_parameters())
-        loaded = cast(dict[str, Any], mx.load(str(self.state_dir / "optimizer.safetensors")))
+        loaded = cast(dict[str, Any], mx.load(str(opt_file)))
         # The learning rate is this run's setting (a schedule recomputes it from the step), not
         # the saved one: `--resume RUN --learning-rate 1e-5` after a NaN must act.
         loaded.pop("learning_rate", None)
@@ -279,3 +305,17 @@ def _mb(n: int) -> str:
 def checkpoints_named(folder: Path, name: str) -> bool:
     """Whether `name` is a periodic checkpoint (mlx-lm's 0000100_adapters.safetensors)."""
     return any(p.name == name for _, p in checkpoints(folder))
+
+
+def _link_over(src: Path, dst: Path) -> None:
+    """Make `dst` another name of `src`, atomically (a copy where links are not possible)."""
+    import os
+
+    tmp = dst.with_name(f".{dst.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        atomic_copy(src, dst)
+        return
+    os.replace(tmp, dst)

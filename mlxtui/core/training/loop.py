@@ -527,7 +527,7 @@ class TrainRun:
         self.optimizer = build_optimizer(cfg, self.total_iters)
         self.start_iter = 0
         if resume_state is not None:
-            self.store.restore_state(self.optimizer)
+            self.store.restore_state(self.optimizer, resume_state)
             self.best_val_loss = resume_state.get("best_val_loss")
             self.best_iteration = resume_state.get("best_iteration")
             self.evals_without_improvement = int(resume_state.get("evals_without_improvement", 0))
