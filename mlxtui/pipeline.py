@@ -20,9 +20,10 @@ class TrainPipeline:
         self.config = config
         self.on_event = on_event or (lambda e: None)
         self.engine: Engine | None = None
-        # A script or a headless run has nobody to press continue: a NaN pause would wait
-        # forever, so it ends the run (the last good checkpoint is kept). False: the caller
-        # decides, calling resume() (roll back and go on) or stop() from on_event.
+        # A script or a headless run has nobody to press continue: a NaN pause (or one for a
+        # peak past memory_limit) would wait forever, so it ends the run (the stop saves; after
+        # a NaN the last good checkpoint is kept). False: the caller decides, calling resume()
+        # or stop() from on_event.
         self.stop_on_nan = True
 
     def execute(self) -> TrainResult:
@@ -49,7 +50,10 @@ class TrainPipeline:
 
     def _on_event(self, event: ev.Event) -> None:
         self.on_event(event)
-        if isinstance(event, ev.TrainPaused) and event.reason == "nan" and self.stop_on_nan:
+        if isinstance(event, ev.TrainPaused) and self.stop_on_nan and event.reason in (
+            "nan",
+            "memory_limit",
+        ):
             self.stop()
 
     def stop(self) -> None:

@@ -382,3 +382,63 @@ def test_headless_nan_stops_the_run_instead_of_waiting_for_a_key(tiny_model_dir,
     result = TrainPipeline(nan_config(tiny_model_dir, data, tmp_path)).execute()
     assert result.status == "stopped" and result.final_iteration == 6
     assert "the last good checkpoint (step 4) is kept" in result.message
+
+
+# ------------------------------------------------------------------ memory
+
+
+def test_a_peak_past_memory_limit_pauses_with_the_numbers_and_stop_saves(tiny_model_dir, data, tmp_path):
+    """MLX on CPU does not raise at a limit of 1 MB (it allocated 134 MB past it when tried):
+    the run itself pauses, once, and the stop's save keeps the step reached."""
+    rec = Recorder()
+    pauses: list[ev.TrainPaused] = []
+
+    def on_pause(engine: Engine, e: ev.TrainPaused) -> None:
+        pauses.append(e)
+        engine.resume() if len(pauses) == 1 and e.iteration < 3 else engine.stop()
+
+    rec.on_pause = on_pause
+    result, rec = train(config(tiny_model_dir, data, tmp_path / "runs", memory_limit="1MB"), rec)
+    assert [p.reason for p in pauses] == ["memory_limit"], "a continue accepts the limit: no second pause"
+    msg = pauses[0].message
+    assert msg.startswith("MLX's peak memory ") and "is past memory_limit 1MB (0.001 GB" in msg
+    assert "treats the limit as a guideline" in msg
+    assert result.status == "completed" and result.final_iteration == 8
+
+    # headless: nobody continues, so the run stops there and saves what it reached
+    from mlxtui.pipeline import TrainPipeline
+
+    stopped = TrainPipeline(config(tiny_model_dir, data, tmp_path / "runs2", memory_limit="1MB")).execute()
+    assert stopped.status == "stopped" and stopped.final_iteration == 1
+    state = json.loads((Path(stopped.run_dir) / "state" / "state.json").read_text())
+    assert state["iteration"] == 1 and state["status"] == "stopped"
+
+
+def test_an_allocation_failure_names_the_numbers_and_the_intact_checkpoint(
+    tiny_model_dir, data, tmp_path, monkeypatch
+):
+    """MLX raises this on Metal; on CPU a failed allocation kills the process (rc 139, seen
+    here), so the error is injected where the step's batch is made."""
+    from mlxtui.core.training.batches import BatchPlan
+
+    real = BatchPlan.make_batch
+    calls = {"n": 0}
+
+    def make_batch(self: Any, indices: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("[metal::malloc] Attempting to allocate 137438953472 bytes which is "
+                               "greater than the maximum allowed buffer size of 77309411328 bytes.")
+        return real(self, indices)
+
+    monkeypatch.setattr(BatchPlan, "make_batch", make_batch)
+    with pytest.raises(EngineError) as err:
+        train(config(tiny_model_dir, data, tmp_path / "runs"))
+    text = str(err.value)
+    assert text.startswith("out of memory during step 6: [metal::malloc] Attempting to allocate")
+    assert "MLX peak " in text and "GB up to step 5" in text
+    assert "the last checkpoint, of step 4, is intact in " in text
+    assert "--batch-size N` (smaller)" in err.value.hint
+    run = next((tmp_path / "runs").iterdir())
+    assert json.loads((run / "state" / "state.json").read_text())["iteration"] == 4
+    loads_in_mlxtui_and_mlx_lm(tiny_model_dir, run / "adapters")

@@ -81,6 +81,10 @@ def run(ctx: JobContext) -> Any:
         result = train_run.execute()
     except TrainingError as e:
         raise EngineError(str(e)) from None
+    except RuntimeError as e:
+        if not _out_of_memory(e):
+            raise
+        raise _out_of_memory_error(e, config, train_run) from None
     finally:
         if train_run.store is not None:
             train_run.store.close()  # the folder locks
@@ -151,6 +155,36 @@ def _warn_too_long(ctx: JobContext, config: TrainConfig, train_set: Any) -> None
                 "truncated; raise max_seq_length or split them (`mlxtui data stats` lists them)",
             )
         )
+
+
+def _out_of_memory(e: RuntimeError) -> bool:
+    """MLX's allocation failures: Metal's "[metal::malloc] Attempting to allocate …", CUDA's
+    "out of memory", "[malloc] Unable to allocate …". (On the CPU back-end a failed allocation
+    kills the process instead: the kill -9 trials stand for that case.)"""
+    text = str(e).lower()
+    return any(k in text for k in ("out of memory", "malloc", "unable to allocate", "attempting to allocate"))
+
+
+def _out_of_memory_error(e: RuntimeError, config: TrainConfig, train_run: Any) -> EngineError:
+    store = train_run.store
+    done = train_run.step
+    numbers = f"MLX peak {train_run.peak_memory:.2f} GB up to step {done}"
+    numbers += f", memory_limit {config.memory_limit}" if config.memory_limit else ""
+    if train_run.estimated_peak_bytes:
+        numbers += f", estimated {train_run.estimated_peak_bytes / 1e9:.2f} GB"
+    if store is not None and store.good_iteration > 0:
+        kept = (
+            f"the last checkpoint, of step {store.good_iteration}, is intact in "
+            f"{store.adapter_dir}"
+        )
+        hint = (
+            f"resume with `mlxtui train --resume {store.run_dir} --batch-size N` (smaller), "
+            "a shorter --max-seq-length or --grad-checkpoint"
+        )
+    else:
+        kept = "no checkpoint had been saved yet"
+        hint = "train again with a smaller --batch-size, a shorter --max-seq-length or --grad-checkpoint"
+    return EngineError(f"out of memory during step {done + 1}: {e} ({numbers}); {kept}", hint)
 
 
 def _check_folders(config: TrainConfig) -> None:

@@ -164,6 +164,8 @@ class TrainRun:
         self.nan_message = ""
         self.memory_message = ""
         self.disk_message = ""
+        self.limit_message = ""
+        self._limit_passed = False  # paused once for memory_limit; a continue accepts it
         self.status = "completed"
         self.message = ""
         self.saved_on_stop = False
@@ -215,6 +217,7 @@ class TrainRun:
             + " (it continues by itself when memory recovers; p continues now)",
             "nan": self.nan_message,
             "disk": self.disk_message,
+            "memory_limit": self.limit_message,
         }
         self.emit(ev.TrainPaused(step, reason, messages.get(reason, reason)))
         self.control.wait_while_paused(self._poll_paused)
@@ -231,6 +234,35 @@ class TrainRun:
         if self.control.pause_reason == "disk" and self._store.space_free_for_save(self.optimizer):
             self.emit(ev.Log("info", "disk space is free again: retrying the save"))
             self.control.request_resume()
+
+    def _check_memory_limit(self, it: int) -> None:
+        """MLX takes memory_limit as a guideline, not a cap: on the CPU back-end it goes on
+        allocating past it (and a real out-of-memory there kills the process). So a run whose
+        peak passes the limit the user set pauses, once, with the numbers."""
+        limit_text = self.config.memory_limit
+        if not limit_text or self._limit_passed:
+            return
+        limit = parse_size(limit_text, "memory_limit")
+        peak = self.peak_memory * 1e9  # mlx-lm reports GB (1e9 bytes)
+        if peak <= limit:
+            return
+        import mlx.core as mx
+
+        self._limit_passed = True
+        estimate = (
+            f", estimated {self.estimated_peak_bytes / 1e9:.2f} GB before the run"
+            if self.estimated_peak_bytes
+            else ""
+        )
+        self.limit_message = (
+            f"MLX's peak memory {peak / 1e9:.3f} GB at step {it} is past memory_limit "
+            f"{limit_text} ({limit / 1e9:.3f} GB{estimate}); MLX on {mx.default_device()} treats "
+            "the limit as a guideline and does not stop by itself. Paused: continue goes on past "
+            "the limit; stop saves the adapter, and a resume with a smaller batch_size or "
+            "max_seq_length (or a higher memory_limit) continues from it"
+        )
+        self.emit(ev.Log("warning", self.limit_message))
+        self.control.request_pause("memory_limit")
 
     # -------------------------------------------------------------- saving
 
@@ -449,6 +481,7 @@ class TrainRun:
             )
             self.emit(ev.Log("error", self.nan_message))
             self.control.request_pause("nan")
+        self._check_memory_limit(it)
         self.emit(
             ev.TrainStep(
                 iteration=it,
