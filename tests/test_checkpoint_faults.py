@@ -442,3 +442,30 @@ def test_an_allocation_failure_names_the_numbers_and_the_intact_checkpoint(
     run = next((tmp_path / "runs").iterdir())
     assert json.loads((run / "state" / "state.json").read_text())["iteration"] == 4
     loads_in_mlxtui_and_mlx_lm(tiny_model_dir, run / "adapters")
+
+
+# ------------------------------------------------------------------ SIGHUP, SIGTERM
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_headless_sighup_or_sigterm_saves_the_adapter_then_exits(tiny_model_dir, data, tmp_path, sig):
+    target = tmp_path / "ad"
+    proc = cli_train(tiny_model_dir, data, tmp_path / "runs", "--iters", "100000", "--save-every", "1000",
+                     "--adapter-path", str(target))
+    wait_for(proc, "step 3/")
+    if sig == signal.SIGHUP:
+        # SSH closed: the terminal is gone with the signal, so every later write fails
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    proc.send_signal(sig)
+    try:
+        rc = proc.wait(timeout=240)
+    finally:
+        proc.kill()
+    run = next((tmp_path / "runs").iterdir())
+    state = json.loads((run / "state" / "state.json").read_text())
+    assert state["status"] == "stopped" and state["iteration"] >= 3
+    assert (target / "adapters.safetensors").read_bytes() == (run / "adapters" / "adapters.safetensors").read_bytes()
+    loads_in_mlxtui_and_mlx_lm(tiny_model_dir, target)
+    assert rc in (130, 1), rc  # stopped by a signal, never a crash
