@@ -469,3 +469,36 @@ def test_headless_sighup_or_sigterm_saves_the_adapter_then_exits(tiny_model_dir,
     assert (target / "adapters.safetensors").read_bytes() == (run / "adapters" / "adapters.safetensors").read_bytes()
     loads_in_mlxtui_and_mlx_lm(tiny_model_dir, target)
     assert rc in (130, 1), rc  # stopped by a signal, never a crash
+
+
+# ------------------------------------------------------------------ the dataset under a run
+
+
+def test_dataset_changed_and_deleted_during_training_goes_on_and_says_so(tiny_model_dir, data, tmp_path):
+    import shutil
+
+    mine = tmp_path / "data"
+    shutil.copytree(data, mine)
+    straight, _ = train(config(tiny_model_dir, mine, tmp_path / "runs1"))
+    rec = Recorder()
+
+    def record(e: ev.Event) -> None:
+        if isinstance(e, ev.TrainStep) and e.iteration == 3:
+            with open(mine / "train.jsonl", "a", encoding="utf-8") as f:
+                f.write('{"text": "added while training"}\n')
+            (mine / "valid.jsonl").unlink()
+        rec(e)
+
+    engine = Engine(record)
+    engine.start()
+    try:
+        result = engine.run_sync(Train(config(tiny_model_dir, mine, tmp_path / "runs2")), timeout=600)
+    finally:
+        engine.shutdown()
+    assert result.status == "completed" and result.final_iteration == 8
+    warnings = rec.logs("warning")
+    assert any(f"{mine / 'train.jsonl'} changed on disk during training; this run goes on with the examples "
+               "it loaded" in w for w in warnings), warnings
+    assert any(f"{mine / 'valid.jsonl'} was deleted during training" in w for w in warnings), warnings
+    assert sum("during training" in w for w in warnings) == 2, "each file is reported once"
+    assert result.train_losses == straight.train_losses, "the loaded copy is what trains"

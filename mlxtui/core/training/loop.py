@@ -45,6 +45,7 @@ from mlxtui.core.training.checkpoints import (
 )
 from mlxtui.core.training.control import TrainControl
 from mlxtui.core.training.datasets import SamplePrompt, sample_prompts
+from mlxtui.core.training.datawatch import DataWatch
 from mlxtui.core.training.errors import TrainingError
 from mlxtui.core.training.gradnorm import GRAD_NORM_KEY
 from mlxtui.core.training.loss import batch_count, evaluate_loss, test_loss
@@ -165,6 +166,7 @@ class TrainRun:
         self.memory_message = ""
         self.disk_message = ""
         self.limit_message = ""
+        self.data_watch: DataWatch | None = None
         self._limit_passed = False  # paused once for memory_limit; a continue accepts it
         self.status = "completed"
         self.message = ""
@@ -294,7 +296,12 @@ class TrainRun:
             },
         )
 
+    def _tell_data_changes(self) -> None:
+        for message in self.data_watch.changes() if self.data_watch is not None else []:
+            self.emit(ev.Log("warning", message))
+
     def _save_periodic(self, step: int) -> None:
+        self._tell_data_changes()
         while True:
             try:
                 with self.reporter.phase("save", "saving a checkpoint", total=3) as phase:
@@ -576,6 +583,7 @@ class TrainRun:
         self.store.snapshot_good(self.optimizer, self.start_iter)
 
         self.plan = BatchPlan(self.p.train_set, cfg.batch_size, cfg.max_seq_length, cfg.seed)
+        self.data_watch = DataWatch(Path(self.data_dir))
         self.sample_prompts = sample_prompts(Path(self.data_dir), cfg.sample_prompts)
         saved_cfg = cfg.with_values(
             model=self.p.model_path,
@@ -694,6 +702,7 @@ class TrainRun:
                 self._evaluate(final_iter)
             except Interrupted:
                 self._note("the final validation was skipped: stop was pressed")
+        self._tell_data_changes()
         kind = "final" if self.status == "completed" else "stop"
         saved: Path | None = None
         while True:
