@@ -157,6 +157,11 @@ def test_kill_9_mid_run_leaves_a_loadable_adapter_in_adapter_path(tiny_model_dir
     assert (target / "adapter_config.json").is_file()
     assert (target / "0000003_adapters.safetensors").is_file()
     loads_in_mlxtui_and_mlx_lm(tiny_model_dir, target)
+    # as the guides use it
+    gen = subprocess.run([sys.executable, "-m", "mlx_lm", "generate", "--model", str(tiny_model_dir),
+                          "--adapter-path", str(target), "--prompt", "hello", "--max-tokens", "3"],
+                         capture_output=True, text=True, timeout=300)
+    assert gen.returncode == 0, gen.stderr[-2000:]
 
 
 # ------------------------------------------------------------------ two processes, one folder
