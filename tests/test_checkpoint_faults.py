@@ -507,3 +507,12 @@ def test_dataset_changed_and_deleted_during_training_goes_on_and_says_so(tiny_mo
     assert any(f"{mine / 'valid.jsonl'} was deleted during training" in w for w in warnings), warnings
     assert sum("during training" in w for w in warnings) == 2, "each file is reported once"
     assert result.train_losses == straight.train_losses, "the loaded copy is what trains"
+
+
+def test_adapter_path_naming_another_runs_adapters_is_refused(tiny_model_dir, data, tmp_path):
+    first, _ = train(config(tiny_model_dir, data, tmp_path / "runs", iters=2))
+    theirs = Path(first.adapter_path)
+    before = {p.name: p.read_bytes() for p in theirs.iterdir()}
+    with pytest.raises(EngineError, match=r"is the adapters folder of the run .*--resume"):
+        train(config(tiny_model_dir, data, tmp_path / "runs", adapter_path=str(theirs)))
+    assert {p.name: p.read_bytes() for p in theirs.iterdir()} == before

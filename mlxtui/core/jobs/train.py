@@ -190,8 +190,8 @@ def _out_of_memory_error(e: RuntimeError, config: TrainConfig, train_run: Any) -
 def _check_folders(config: TrainConfig) -> None:
     """A folder that another process writes, or an --adapter-path that is not an adapter
     folder, is refused before the model loads (the checkpoint store checks again, locked)."""
-    from mlxtui.core.fileio import why_not_adapter_dir
     from mlxtui.core.runlock import FolderInUse, holder
+    from mlxtui.core.training.checkpoints import adapter_dir_problem
 
     folders = [Path(config.resume_run)] if config.resume_run else []
     if config.adapter_path:
@@ -200,7 +200,7 @@ def _check_folders(config: TrainConfig) -> None:
             Path(config.resume_run) / "adapters"
         ).resolve()
         if not is_run_own:
-            problem = why_not_adapter_dir(target)
+            problem = adapter_dir_problem(target)
             if problem:
                 raise EngineError(problem, "give --adapter-path a new or empty folder")
             folders.append(target)

@@ -58,6 +58,18 @@ def state_files(state_dir: Path, state: dict[str, Any]) -> tuple[Path, Path]:
     )
 
 
+def adapter_dir_problem(path: Path) -> str | None:
+    """Why checkpoints may not go to --adapter-path `path`, or None: a folder of other files,
+    or another run's own adapters/ (its final adapter would be replaced)."""
+    if (path.parent / STATE_DIR / "state.json").is_file() and path.name == "adapters":
+        return (
+            f"--adapter-path {path} is the adapters folder of the run {path.parent}; this run's "
+            "checkpoints would replace that run's. Give another folder, or `--resume "
+            f"{path.parent}` to continue that run"
+        )
+    return why_not_adapter_dir(path)
+
+
 def user_adapter_dir(
     config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None
 ) -> Path | None:
@@ -71,7 +83,7 @@ def user_adapter_dir(
         given = Path(resume_state["user_adapter_path"])
     if given is None:
         return None
-    problem = why_not_adapter_dir(given)
+    problem = adapter_dir_problem(given)
     if problem:
         raise TrainingError(problem)
     return given.absolute()  # kept in the state: a resume from another folder finds it
