@@ -20,6 +20,11 @@ class TrainPipeline:
         self.config = config
         self.on_event = on_event or (lambda e: None)
         self.engine: Engine | None = None
+        # A script or a headless run has nobody to press continue: a NaN pause (or one for a
+        # peak past memory_limit) would wait forever, so it ends the run (the stop saves; after
+        # a NaN the last good checkpoint is kept). False: the caller decides, calling resume()
+        # or stop() from on_event.
+        self.stop_on_nan = True
 
     def execute(self) -> TrainResult:
         """Train on the engine thread and return the result; raises EngineError on failure
@@ -35,13 +40,21 @@ class TrainPipeline:
         # a run asked to report, or to read the hub, that cannot is refused before the model loads
         check_reporting(config)
         check_hub_data(config)
-        self.engine = Engine(self.on_event)
+        self.engine = Engine(self._on_event)
         self.engine.start()
         try:
             result = self.engine.run_sync(Train(config))
         finally:
             self.engine.shutdown()
         return result
+
+    def _on_event(self, event: ev.Event) -> None:
+        self.on_event(event)
+        if isinstance(event, ev.TrainPaused) and self.stop_on_nan and event.reason in (
+            "nan",
+            "memory_limit",
+        ):
+            self.stop()
 
     def stop(self) -> None:
         if self.engine is not None:

@@ -217,12 +217,18 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if interrupted["n"] > 1:
             print("\nsecond Ctrl-C: exiting without waiting (the last checkpoint is kept)", file=sys.stderr)
             os._exit(130)
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(
-            f"\n{name}: stopping after step {printer.iteration} and saving the adapter (Ctrl-C again to quit now)",
-            file=sys.stderr,
-        )
+        if signum == getattr(signal, "SIGHUP", None):
+            _detach_from_terminal()
+        # stop first: with the terminal gone (SSH closed) the print below can fail
         pipeline.stop()
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        try:
+            print(
+                f"\n{name}: stopping after step {printer.iteration} and saving the adapter (Ctrl-C again to quit now)",
+                file=sys.stderr,
+            )
+        except OSError:
+            pass
 
     handled = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     previous = {sig: signal.signal(sig, on_signal) for sig in handled}
@@ -242,6 +248,18 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"saved: {result.adapter_path}; resume with: mlxtui train --resume {result.run_dir}", file=out)
         return 130
     return 0 if result.status in ("completed", "early_stopped", "stopped") else 1
+
+
+def _detach_from_terminal() -> None:
+    """SIGHUP: the terminal is gone, and every write to it would fail (EIO, EPIPE) in the
+    middle of the save; point stdout and stderr at /dev/null so the run saves and exits."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        try:
+            os.dup2(devnull, fd)
+        except OSError:
+            pass
+    os.close(devnull)
 
 
 def _say_blas(out: TextIO) -> None:

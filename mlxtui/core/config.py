@@ -573,7 +573,7 @@ SETTINGS: tuple[FieldSpec, ...] = (
     _S("early_stopping_min_delta", "Early stop min delta", "float", "smallest val-loss drop that counts as improvement", minimum=0.0, flags=("--early-stopping-min-delta",)),
     _S("max_grad_norm", "Max grad norm", "optional_float", "clip the gradient's global norm to this (> 0); empty = no clipping", minimum=0.0, flags=("--max-grad-norm",)),
     _S("resume_adapter_file", "Resume adapter file", "optional_str", "start from these adapter weights (.safetensors)", flags=("--resume-adapter-file",)),
-    _S("adapter_path", "Adapter folder", "str", "the final adapter is also copied here (runs/<run>/adapters always has it)", flags=("--adapter-path",)),
+    _S("adapter_path", "Adapter folder", "str", "each checkpoint is also written here as soon as it is saved, under mlx-lm's names (runs/<run>/adapters always has them)", flags=("--adapter-path",)),
     _S("run_name", "Run name", "optional_str", "runs/<timestamp>-<name>; empty = the model's name", flags=("--run-name",)),
     _S("runs_dir", "Runs folder", "str", "where run folders are created", flags=("--runs-dir",)),
     _S("resume_run", "", "optional_str", "continue a run folder exactly where it stopped", flags=("--resume",), not_in_form="the Runs screen resumes a run"),

@@ -396,7 +396,10 @@ class _FanOut:
             try:
                 sink(event)
             except Exception:
-                traceback.print_exc()
+                try:
+                    traceback.print_exc()
+                except OSError:
+                    pass  # stderr is gone too (SSH closed): the event loop must go on
 
 
 def _wait_for_native_exit(thread: threading.Thread, timeout: float = 2.0) -> None:

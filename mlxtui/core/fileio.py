@@ -5,12 +5,20 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 
 class DiskFullError(OSError):
     """Raised instead of a bare ENOSPC, naming the file and what to do."""
+
+    path: Path | None = None  # the file whose write found the disk full
+
+
+# Fault injection for the kill -9 trials (benchmarks/kill_trials.py): seconds to sleep between
+# writing a temporary file and renaming it, so a kill lands inside a checkpoint write.
+WRITE_DELAY_ENV = "MLXTUI_FAULT_WRITE_DELAY"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -24,6 +32,14 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """ENOSPC (or a full quota) from Python, or MLX's own word for it: on a full disk
+    `mx.save_safetensors` raises RuntimeError("[write] Unable to write 8 bytes to file.")."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return str(e).startswith("[write] Unable to write")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -41,18 +57,23 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        delay = os.environ.get(WRITE_DELAY_ENV)
+        if delay:
+            time.sleep(float(delay))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
         tmp.unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:
-            raise DiskFullError(
+        if is_disk_full(e):
+            full = DiskFullError(
                 errno.ENOSPC,
                 f"disk full while writing {path}; the previous version is intact. "
                 "Free some space (or choose another folder) and save again",
-            ) from None
+            )
+            full.path = path
+            raise full from None
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -112,3 +133,36 @@ def why_not_replace(out: Path, force: bool) -> str | None:
             "folder is ever replaced: choose a new or empty folder"
         )
     return None
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """Copy `src` over `dst` atomically: a reader of `dst` sees the old file or the new one."""
+    import shutil
+
+    def write(tmp: Path) -> None:
+        shutil.copyfile(src, tmp)
+
+    atomic_write(Path(dst), write)
+
+
+def is_adapter_file(name: str) -> bool:
+    return name == "adapter_config.json" or name.endswith("adapters.safetensors")
+
+
+def why_not_adapter_dir(out: Path, ignore: tuple[str, ...] = ()) -> str | None:
+    """Why checkpoints may not be written into `out`, or None when they may.
+
+    An adapter folder (mlx-lm's --adapter-path) is written over checkpoint by checkpoint, as
+    mlx-lm does; a folder of other things never is (`--adapter-path .` or a data folder)."""
+    if out.exists() and not out.is_dir():
+        return f"--adapter-path {out} is a file, not a folder; give a folder for the adapter"
+    if not out.is_dir():
+        return None
+    others = sorted(p.name for p in out.iterdir() if p.name not in ignore and not p.name.startswith("."))
+    if not others or any(is_adapter_file(n) for n in others):
+        return None
+    shown = ", ".join(others[:3]) + ("…" if len(others) > 3 else "")
+    return (
+        f"--adapter-path {out} holds other files ({shown}) and no adapter; checkpoints are "
+        "written there as they are saved, so give a new or empty folder, or an adapter folder"
+    )

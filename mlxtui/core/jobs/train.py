@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +86,18 @@ def run(ctx: JobContext) -> Any:
         result = train_run.execute()
     except TrainingError as e:
         raise EngineError(str(e)) from None
+    except RuntimeError as e:
+        if not _out_of_memory(e):
+            raise
+        raise _out_of_memory_error(e, config, train_run) from None
+    finally:
+        if train_run.store is not None:
+            train_run.store.close()  # the folder locks
     slot.adapter_path = str(result.adapter_path)
     slot.last_run_dir = str(result.run_dir)
     model.eval()
-    if train_run.world.is_writer:  # across ranks only rank 0 writes (core/distributed.py)
-        _copy_to_user_adapter_path(ctx, config, result.adapter_path)
+    if train_run.world.is_writer and train_run.store is not None and train_run.store.mirror_dir is not None:
+        ctx.emit(ev.Log("info", f"checkpoints also written to {train_run.store.mirror_dir}"))
     return result
 
 
@@ -110,6 +116,7 @@ def _check_paths(config: TrainConfig) -> None:
             f"resume_adapter_file: {config.resume_adapter_file} does not exist",
             "give the path of an adapters .safetensors file",
         )
+    _check_folders(config)
     if not is_demo(config.model):
         try:  # cheap for local paths: a wrong model path is reported before the data is read
             models.resolve_model(config.model)
@@ -155,16 +162,58 @@ def _warn_too_long(ctx: JobContext, config: TrainConfig, train_set: Any) -> None
         )
 
 
-def _copy_to_user_adapter_path(ctx: JobContext, config: TrainConfig, adapter_dir: Path) -> None:
-    """mlx-lm users expect the adapter in --adapter-path: copy the final one there too."""
-    if not config.adapter_path:
-        return
-    target = Path(config.adapter_path).expanduser()
-    if target.resolve() == adapter_dir.resolve():
-        return
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("adapters.safetensors", "adapter_config.json"):
-        src = adapter_dir / name
-        if src.is_file():
-            shutil.copy2(src, target / name)
-    ctx.emit(ev.Log("info", f"adapter also written to {target}"))
+def _out_of_memory(e: RuntimeError) -> bool:
+    """MLX's allocation failures: Metal's "[metal::malloc] Attempting to allocate …", CUDA's
+    "out of memory", "[malloc] Unable to allocate …". (On the CPU back-end a failed allocation
+    kills the process instead: the kill -9 trials stand for that case.)"""
+    text = str(e).lower()
+    return any(k in text for k in ("out of memory", "malloc", "unable to allocate", "attempting to allocate"))
+
+
+def _out_of_memory_error(e: RuntimeError, config: TrainConfig, train_run: Any) -> EngineError:
+    store = train_run.store
+    done = train_run.step
+    numbers = f"MLX peak {train_run.peak_memory:.2f} GB up to step {done}"
+    numbers += f", memory_limit {config.memory_limit}" if config.memory_limit else ""
+    if train_run.estimated_peak_bytes:
+        numbers += f", estimated {train_run.estimated_peak_bytes / 1e9:.2f} GB"
+    if store is not None and store.good_iteration > 0:
+        kept = (
+            f"the last checkpoint, of step {store.good_iteration}, is intact in "
+            f"{store.adapter_dir}"
+        )
+        hint = (
+            f"resume with `mlxtui train --resume {store.run_dir} --batch-size N` (smaller), "
+            "a shorter --max-seq-length or --grad-checkpoint"
+        )
+    else:
+        kept = "no checkpoint had been saved yet"
+        hint = "train again with a smaller --batch-size, a shorter --max-seq-length or --grad-checkpoint"
+    return EngineError(f"out of memory during step {done + 1}: {e} ({numbers}); {kept}", hint)
+
+
+def _check_folders(config: TrainConfig) -> None:
+    """A folder that another process writes, or an --adapter-path that is not an adapter
+    folder, is refused before the model loads (the checkpoint store checks again, locked)."""
+    from mlxtui.core.distributed import current_world
+    from mlxtui.core.runlock import FolderInUse, holder
+    from mlxtui.core.training.checkpoints import adapter_dir_problem
+
+    if not current_world().is_writer:
+        return  # rank 0 writes and locks these folders; the other ranks only read
+
+    folders = [Path(config.resume_run)] if config.resume_run else []
+    if config.adapter_path:
+        target = Path(config.adapter_path).expanduser()
+        is_run_own = config.resume_run and target.resolve() == (
+            Path(config.resume_run) / "adapters"
+        ).resolve()
+        if not is_run_own:
+            problem = adapter_dir_problem(target)
+            if problem:
+                raise EngineError(problem, "give --adapter-path a new or empty folder")
+            folders.append(target)
+    for folder in folders:
+        held = holder(folder)
+        if held is not None:
+            raise EngineError(str(FolderInUse(folder, held)))

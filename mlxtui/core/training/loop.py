@@ -34,13 +34,19 @@ from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig, epochs_to_iters, materialized_schedule, parse_size
 from mlxtui.core.diagnosis import Diagnoser
 from mlxtui.core.distributed import World, any_rank, current_world, gather_floats, rank_failure_text
-from mlxtui.core.fileio import atomic_write_text
+from mlxtui.core.fileio import DiskFullError, atomic_write_text, is_disk_full
 from mlxtui.core.progress import Interrupted, Reporter
 from mlxtui.core.runs import ADAPTER_FILE, BEST_FILE, STATE_DIR
 from mlxtui.core.training.batches import BatchPlan
-from mlxtui.core.training.checkpoints import CheckpointStore, flat, open_run_dir
+from mlxtui.core.training.checkpoints import (
+    CheckpointStore,
+    flat,
+    open_run_dir,
+    user_adapter_dir,
+)
 from mlxtui.core.training.control import TrainControl
 from mlxtui.core.training.datasets import SamplePrompt, sample_prompts
+from mlxtui.core.training.datawatch import DataWatch
 from mlxtui.core.training.errors import TrainingError
 from mlxtui.core.training.gradnorm import GRAD_NORM_KEY
 from mlxtui.core.training.loss import batch_count, evaluate_loss, test_loss
@@ -160,6 +166,10 @@ class TrainRun:
         self.nan_seen = False
         self.nan_message = ""
         self.memory_message = ""
+        self.disk_message = ""
+        self.limit_message = ""
+        self.data_watch: DataWatch | None = None
+        self._limit_passed = False  # paused once for memory_limit; a continue accepts it
         self.status = "completed"
         self.message = ""
         self.saved_on_stop = False
@@ -230,16 +240,64 @@ class TrainRun:
             + (self.memory_message or "swap is growing or memory pressure is red")
             + " (it continues by itself when memory recovers; p continues now)",
             "nan": self.nan_message,
+            "disk": self.disk_message,
+            "memory_limit": self.limit_message,
         }
         self.emit(ev.TrainPaused(step, reason, messages.get(reason, reason)))
-        self.control.wait_while_paused(self.poll_while_paused)
+        self.control.wait_while_paused(self._poll_paused)
         if self.nan_seen and not self.control.stop_requested:
             self._store.roll_back(self.optimizer)
             self.nan_seen = False
         self.control.pause_reason = ""
         self.emit(ev.TrainResumed(step))
 
+    def _poll_paused(self) -> None:
+        if self.poll_while_paused is not None:
+            self.poll_while_paused()
+        # a disk-full pause ends by itself once there is room for the save again
+        if self.control.pause_reason == "disk" and self._store.space_free_for_save(self.optimizer):
+            self.emit(ev.Log("info", "disk space is free again: retrying the save"))
+            self.control.request_resume()
+
+    def _check_memory_limit(self, it: int) -> None:
+        """MLX takes memory_limit as a guideline, not a cap: on the CPU back-end it goes on
+        allocating past it (and a real out-of-memory there kills the process). So a run whose
+        peak passes the limit the user set pauses, once, with the numbers."""
+        limit_text = self.config.memory_limit
+        if not limit_text or self._limit_passed:
+            return
+        limit = parse_size(limit_text, "memory_limit")
+        peak = self.peak_memory * 1e9  # mlx-lm reports GB (1e9 bytes)
+        if peak <= limit:
+            return
+        import mlx.core as mx
+
+        self._limit_passed = True
+        estimate = (
+            f", estimated {self.estimated_peak_bytes / 1e9:.2f} GB before the run"
+            if self.estimated_peak_bytes
+            else ""
+        )
+        self.limit_message = (
+            f"MLX's peak memory {peak / 1e9:.3f} GB at step {it} is past memory_limit "
+            f"{limit_text} ({limit / 1e9:.3f} GB{estimate}); MLX on {mx.default_device()} treats "
+            "the limit as a guideline and does not stop by itself. Paused: continue goes on past "
+            "the limit; stop saves the adapter, and a resume with a smaller batch_size or "
+            "max_seq_length (or a higher memory_limit) continues from it"
+        )
+        self.emit(ev.Log("warning", self.limit_message))
+        self.control.request_pause("memory_limit")
+
     # -------------------------------------------------------------- saving
+
+    def _wait_for_disk(self, error: DiskFullError, step: int) -> bool:
+        """A save hit a full disk: say where and how much is needed, pause until there is room
+        (or the user continues or stops). True when the save should be tried again."""
+        self.disk_message = self._store.disk_full_message(error, step, self.optimizer)
+        self.emit(ev.Log("error", self.disk_message))
+        self.control.request_pause("disk")
+        self._pause(step)
+        return not self.control.stop_requested
 
     def _save(self, name: str, iteration: int, kind: str) -> Path | None:
         return self._store.save_adapter(name, iteration, kind, self.nan_seen)
@@ -262,15 +320,26 @@ class TrainRun:
             },
         )
 
+    def _tell_data_changes(self) -> None:
+        for message in self.data_watch.changes() if self.data_watch is not None else []:
+            self.emit(ev.Log("warning", message))
+
     def _save_periodic(self, step: int) -> None:
-        with self.reporter.phase("save", "saving a checkpoint", total=3) as phase:
-            if self._save(f"{step:07d}_adapters.safetensors", step, "periodic"):
-                phase.advance(1)
-                self._save(ADAPTER_FILE, step, "periodic")
-                phase.advance(2)
-                self._save_state(step, "running")
-                phase.advance(3)
-                self._store.snapshot_good(self.optimizer, step)
+        self._tell_data_changes()
+        while True:
+            try:
+                with self.reporter.phase("save", "saving a checkpoint", total=3) as phase:
+                    if self._save(f"{step:07d}_adapters.safetensors", step, "periodic"):
+                        phase.advance(1)
+                        self._save(ADAPTER_FILE, step, "periodic")
+                        phase.advance(2)
+                        self._save_state(step, "running")
+                        phase.advance(3)
+                        self._store.snapshot_good(self.optimizer, step)
+                return
+            except DiskFullError as e:
+                if not self._wait_for_disk(e, step):
+                    return  # stopped while waiting: the stop's own save is tried next
 
     def _save_on_stop(self, step: int) -> None:
         """The stop's save: first thing at the boundary, before any other work."""
@@ -280,12 +349,15 @@ class TrainRun:
         with Reporter(self.emit, self.reporter.job_id, "train").phase(
             "save", "saving the adapter", total=2
         ) as phase:
-            if self._save(ADAPTER_FILE, step, "stop") is not None:
-                phase.advance(1)
-                self._save_state(step, "stopped")
-                phase.advance(2)
-            else:
-                self.message = "the weights were not finite; the last good checkpoint is kept"
+            try:
+                if self._save(ADAPTER_FILE, step, "stop") is not None:
+                    phase.advance(1)
+                    self._save_state(step, "stopped")
+                    phase.advance(2)
+                else:
+                    self.message = self._diverged_message()
+            except DiskFullError as e:
+                self._note(self._unsaved_message(e, step))
 
     # -------------------------------------------------------------- evaluation
 
@@ -331,8 +403,11 @@ class TrainRun:
                 self.best_iteration = iteration
             self._emit_watched(ev.ValReport(iteration, val_loss, val_time, is_best))
             if is_best and iteration > 0:
-                with self.reporter.phase("save", "saving the best checkpoint"):
-                    self._save(BEST_FILE, iteration, "best")
+                try:
+                    with self.reporter.phase("save", "saving the best checkpoint"):
+                        self._save(BEST_FILE, iteration, "best")
+                except DiskFullError as e:
+                    self.emit(ev.Log("warning", f"best checkpoint not saved: {e.strerror}"))
             if iteration > self.start_iter:
                 self.evals_without_improvement = (
                     0 if improved else self.evals_without_improvement + 1
@@ -452,10 +527,11 @@ class TrainRun:
                 f"loss became {loss} at step {it}: training paused. The last good adapter "
                 f"(step {good}) is kept on disk and will not be overwritten. "
                 "Continue rolls back to it; stop ends the run. Lower the learning rate "
-                "(or use gradient clipping via a smaller lr/scale) before training again."
+                "(--learning-rate) or clip the gradients (--max-grad-norm) before training again."
             )
             self.emit(ev.Log("error", self.nan_message))
             self.control.request_pause("nan")
+        self._check_memory_limit(it)
         self.emit(
             ev.TrainStep(
                 iteration=it,
@@ -550,8 +626,12 @@ class TrainRun:
         else:
             # rank 0 makes the run folder; this rank never writes, so it needs no name
             self.run_dir, resume_state = Path(cfg.runs_dir), None
-        store_kind = CheckpointStore if self.world.is_writer else ReadOnlyStore
-        self.store = store_kind(self.run_dir, m, self.emit)
+        if self.world.is_writer:
+            self.store = CheckpointStore(
+                self.run_dir, m, self.emit, user_adapter_dir(cfg, self.run_dir, resume_state)
+            )
+        else:
+            self.store = ReadOnlyStore(self.run_dir, m, self.emit)
         self.total_iters = cfg.resolved_iters(len(self.p.train_set))
         if cfg.epochs is not None and self.world.distributed:
             # an epoch is over when the ranks together have seen the set once
@@ -570,7 +650,7 @@ class TrainRun:
         self.optimizer = build_optimizer(cfg, self.total_iters)
         self.start_iter = 0
         if resume_state is not None:
-            self.store.restore_state(self.optimizer)
+            self.store.restore_state(self.optimizer, resume_state)
             self.best_val_loss = resume_state.get("best_val_loss")
             self.best_iteration = resume_state.get("best_iteration")
             self.evals_without_improvement = int(resume_state.get("evals_without_improvement", 0))
@@ -607,6 +687,7 @@ class TrainRun:
             rank=self.world.rank,
             world_size=self.world.size,
         )
+        self.data_watch = DataWatch(Path(self.data_dir))
         self.sample_prompts = sample_prompts(Path(self.data_dir), cfg.sample_prompts)
         saved_cfg = cfg.with_values(
             model=self.p.model_path,
@@ -625,6 +706,7 @@ class TrainRun:
             self.adapter_dir / "adapter_config.json",
             json.dumps(adapter_config_dict(saved_cfg, self.p.model_path), indent=4, default=str),
         )
+        self.store.mirror("adapter_config.json")
 
     # -------------------------------------------------------------- the job
 
@@ -675,7 +757,7 @@ class TrainRun:
             clear_cache_threshold=cfg.clear_cache_threshold,
         )
         batches = self._batches()
-        with _mlx_lm_quiet_and_restored(m):
+        with _mlx_lm_quiet_and_restored(m), self._scratch_save_may_fail():
             try:
                 trainer.train(
                     model=m,
@@ -721,6 +803,19 @@ class TrainRun:
         self.emit(result.finished_event())
         return result
 
+    @contextmanager
+    def _scratch_save_may_fail(self) -> Iterator[None]:
+        """mlx-lm's train() ends by writing the weights to our scratch file, which nobody reads:
+        on a full disk that write must not fail a run whose own saves are handled."""
+        try:
+            yield
+        except (OSError, RuntimeError) as e:
+            loop_over = (
+                self.saved_on_stop or self.step >= self.total_iters or self.status != "completed"
+            )
+            if isinstance(e, DiskFullError) or not is_disk_full(e) or not loop_over:
+                raise
+
     def _finish(self, final_iter: int) -> None:
         """A run that ended by itself (completed, early stopped): final validation, final save."""
         if (
@@ -734,17 +829,48 @@ class TrainRun:
                 self._evaluate(final_iter)
             except Interrupted:
                 self._note("the final validation was skipped: stop was pressed")
+        self._tell_data_changes()
         kind = "final" if self.status == "completed" else "stop"
-        with Reporter(self.emit, self.reporter.job_id, "train").phase("save", "saving the adapter"):
-            saved = self._save(ADAPTER_FILE, final_iter, kind)
-            if saved is not None:
-                self._save_state(final_iter, self.status)
+        saved: Path | None = None
+        while True:
+            try:
+                with Reporter(self.emit, self.reporter.job_id, "train").phase(
+                    "save", "saving the adapter"
+                ):
+                    saved = self._save(ADAPTER_FILE, final_iter, kind)
+                    if saved is not None:
+                        self._save_state(final_iter, self.status)
+                break
+            except DiskFullError as e:
+                if not self._wait_for_disk(e, final_iter):
+                    self.status = "stopped"
+                    self._note(self._unsaved_message(e, final_iter))
+                    return
         if saved is None:
             self.status = "failed" if self.status == "completed" else self.status
             self.message = (
                 self.message
                 or "the final weights were not finite; the last good checkpoint is kept"
             )
+
+    def _diverged_message(self) -> str:
+        good = self._store.good_iteration
+        if good == 0:
+            return (
+                "the weights were not finite, so they were not saved; no checkpoint was saved "
+                "before the loss diverged: start again with a lower learning rate"
+            )
+        return (
+            "the weights were not finite, so they were not saved; the last good checkpoint "
+            f"(step {good}) is kept, and `mlxtui train --resume {self.run_dir} --learning-rate "
+            "LOWER` continues from it"
+        )
+
+    def _unsaved_message(self, error: DiskFullError, step: int) -> str:
+        return (
+            f"the adapter of step {step} could not be saved (disk full at {error.path}); the last "
+            f"checkpoint, of step {self._store.good_iteration}, is intact in {self.adapter_dir}"
+        )
 
     def _note(self, text: str) -> None:
         self.message = f"{self.message}; {text}" if self.message else text

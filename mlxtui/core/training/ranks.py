@@ -28,6 +28,8 @@ class ReadOnlyStore(CheckpointStore):
         self.emit = emit
         self.good_iteration = 0
         self._good = ({}, {})
+        self.mirror_dir = None  # the --adapter-path copy is rank 0's
+        self._locks = []
 
     def save_adapter(self, name: str, iteration: int, kind: str, nan_seen: bool) -> Path | None:
         if nan_seen or not self.finite(self.adapter_weights()):
