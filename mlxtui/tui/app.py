@@ -18,6 +18,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.events import Resize
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
@@ -364,6 +365,13 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         if self.status.phases:
             for line in self.query(StatusLine):
                 line.show(self.status)
+
+    async def _on_message(self, message: Message) -> None:
+        # Engine events still in the queue when the app quits are dispatched after the screens
+        # are gone (a ValReport then found no LossPlot and printed a traceback on exit): drop them.
+        if isinstance(message, msg.EngineMessage) and not self.is_running:
+            return
+        await super()._on_message(message)
 
     @on(msg.EngineMessage)
     def _fold_status(self, message: msg.EngineMessage) -> None:
