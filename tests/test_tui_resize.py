@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from test_tui_app import wait_for
 from test_tui_fakes import FakeEngine
