@@ -419,9 +419,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
     def _diagnosis(self, message: msg.Diagnosis) -> None:
         advice = message.event
         self.query_one(LossPane).show_diagnosis(advice)
-        self.notify(
-            advice.message, title=f"Training advice: {advice.kind}", severity="warning", timeout=20
-        )
+        self.notify(advice.message, title=f"Training advice: {advice.kind}", severity="warning", timeout=20)
 
     @on(msg.MemorySampled)
     def _memory_sampled(self, message: msg.MemorySampled) -> None:
