@@ -83,7 +83,8 @@ HELP_KEYS = [
     *WORKBENCH_HELP,
     *COCKPIT_HELP,
     ("?", "this help"),
-    ("q / ctrl+q", "quit (asks first while training)"),
+    ("q / ctrl+q / ctrl+c", "quit (asks first while training; again: yes)"),
+    ("ctrl+z", "suspend to the shell (fg continues; training halts meanwhile)"),
 ]
 
 
@@ -153,6 +154,10 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        # Ctrl+C quits as q does, from every screen (Textual's default only says "press ^q");
+        # a second Ctrl+C while it asks answers yes. Ctrl+Z suspends (SIGTSTP) where it can.
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+z", "suspend", "Suspend", show=False, priority=True),
         Binding("escape", "leave_field", "Leave field", show=False),
         *WORKBENCH_BINDINGS,
         *COCKPIT_BINDINGS,
@@ -181,6 +186,8 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self.compact = False
         self._saw_steps = False
         self._quit_when_stopped = False
+        self._quit_question: ConfirmScreen | None = None  # the "stop and quit?" modal, when open
+        self.hangup_signals: list[int] = []  # SIGHUP/SIGTERM handlers this app installed
         # set when quitting left the engine thread inside a native call (see on_unmount)
         self.engine_left_running = False
         self._accepted_warnings: set[str] = set()  # data folders whose warnings the user accepted
@@ -252,6 +259,41 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self.workbench_mount()
         self._load_model(self.config.model)  # queued until the engine's thread starts
         self.query_one(MemoryGauge).request_device_info()
+        self._catch_hangup()
+
+    def _catch_hangup(self) -> None:
+        """SIGHUP (the SSH session closed) and SIGTERM stop a training at its next step, save the
+        adapter and quit; by default either would end the process mid-step and lose it."""
+        import asyncio
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        loop = asyncio.get_running_loop()
+        for signum in (getattr(signal, "SIGHUP", None), signal.SIGTERM):
+            if signum is None:
+                continue
+            try:
+                loop.add_signal_handler(signum, self.hang_up, int(signum))
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # Windows, or a loop without signal support: the default stays
+            self.hangup_signals.append(int(signum))
+
+    def hang_up(self, signum: int = 1) -> None:
+        """Nobody is there to answer a question: save what trains, then quit."""
+        self.log.warning(f"signal {signum}: stopping (a training saves first)")
+        if not self.status.busy_training or self.engine is None:
+            self.exit(0)
+            return
+        self._stop_then_quit()
+
+    def _stop_then_quit(self) -> None:
+        # Quit once the engine has saved the adapter: leaving mid-step would lose the step
+        # and kill the MLX thread inside a computation.
+        self._quit_when_stopped = True
+        self.engine.stop()
+        self.show_status(replace(self.status, state="stopping", message=STOPPING_MESSAGE))
 
     def _after_first_frame(self) -> None:
         self.query_one(DatasetBrowser).set_data_dir(data_folder(self.config))
@@ -269,6 +311,13 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         )
 
     def on_unmount(self) -> None:
+        if self.hangup_signals:
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            for signum in self.hangup_signals:
+                loop.remove_signal_handler(signum)
+            self.hangup_signals.clear()
         if self.engine is None:
             return
         phase = self.status.phase
@@ -767,22 +816,34 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(HELP_KEYS))
 
+    def action_suspend(self) -> None:
+        """Ctrl+Z: the shell's job control (fg continues); a training halts with the process."""
+        driver = self._driver
+        if driver is None or not driver.can_suspend:
+            self.notify(
+                "This terminal cannot suspend mlxtui (no job control); q quits.",
+                title="Ctrl+Z",
+                severity="warning",
+            )
+            return
+        self.action_suspend_process()
+
     async def action_quit(self) -> None:
+        if self._quit_question is not None and self.screen is self._quit_question:
+            self._quit_question.dismiss(True)  # q or Ctrl+C again while asked: yes
+            return
         if not self.status.busy_training or self._quit_when_stopped:
             self.exit(0)
             return
 
         def answered(yes: bool | None) -> None:
+            self._quit_question = None
             if not yes:
                 return
             if self.engine is None:
                 self.exit(0)
                 return
-            # Quit once the engine has saved the adapter: leaving mid-step would lose the step
-            # and kill the MLX thread inside a computation.
-            self._quit_when_stopped = True
-            self.engine.stop()
-            self.show_status(replace(self.status, state="stopping", message=STOPPING_MESSAGE))
+            self._stop_then_quit()
             self.notify(
                 "Stopping: the adapter is saved after this step, then mlxtui quits. "
                 "Press q again to quit at once.",
@@ -790,7 +851,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
                 timeout=30,
             )
 
-        self.push_screen(
-            ConfirmScreen("Training is running. Stop it (the adapter is saved) and quit?"),
-            answered,
+        self._quit_question = ConfirmScreen(
+            "Training is running. Stop it (the adapter is saved) and quit?"
         )
+        self.push_screen(self._quit_question, answered)
