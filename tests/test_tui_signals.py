@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -184,3 +185,27 @@ async def test_a_hangup_when_idle_quits_at_once() -> None:
         os.kill(os.getpid(), signal.SIGHUP)
         assert await wait_for(pilot, lambda: not app.is_running)
     assert app.return_code == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs a pty")
+def test_the_real_dashboard_suspends_then_saves_its_adapter_on_sighup(
+    tiny_model_dir: Path, tmp_path: Path, mlxtui_cache_dir: Path
+) -> None:
+    """`mlxtui` in a pseudo-terminal on the tiny model: t trains; Ctrl+Z stops the process (no
+    step while stopped) and SIGCONT (fg) continues it; SIGHUP then ends the run at a step
+    boundary with the adapter on disk, and the process exits 0."""
+    import mlx.core as mx
+    from dashboard_pty import hangup_trial, last_step, run_dirs
+
+    env = dict(os.environ, MLXTUI_CACHE_DIR=str(mlxtui_cache_dir), TERM="xterm-256color")
+    trial = hangup_trial(tiny_model_dir, tmp_path, env, how="sighup", try_suspend=True)
+    assert not trial.notes, trial.notes
+    assert trial.suspended and trial.continued
+    assert trial.exit_code == 0
+    assert trial.adapter is not None
+    weights = mx.load(str(trial.adapter))
+    assert weights and all("lora" in name for name in weights)
+    run = run_dirs(tmp_path)[-1]
+    assert last_step(run) >= trial.stepped_to  # the steps before the signal are all kept
+    assert (run / "adapters" / "adapter_config.json").is_file()

@@ -28,6 +28,7 @@ from mlxtui.tui import messages as msg
 from mlxtui.tui.cockpit import COCKPIT_BINDINGS, COCKPIT_HELP, CockpitMixin
 from mlxtui.tui.data_folder import data_folder
 from mlxtui.tui.errors import failure_text
+from mlxtui.tui.hangup import HangupHandlers
 from mlxtui.tui.messages import EventBridge
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
 from mlxtui.tui.status import STOPPING_MESSAGE, Status, apply_event, status_text
@@ -187,7 +188,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self._saw_steps = False
         self._quit_when_stopped = False
         self._quit_question: ConfirmScreen | None = None  # the "stop and quit?" modal, when open
-        self.hangup_signals: list[int] = []  # SIGHUP/SIGTERM handlers this app installed
+        self._hangup = HangupHandlers()  # SIGHUP/SIGTERM handlers, while the app runs
         # set when quitting left the engine thread inside a native call (see on_unmount)
         self.engine_left_running = False
         self._accepted_warnings: set[str] = set()  # data folders whose warnings the user accepted
@@ -263,22 +264,10 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
 
     def _catch_hangup(self) -> None:
         """SIGHUP (the SSH session closed) and SIGTERM stop a training at its next step, save the
-        adapter and quit; by default either would end the process mid-step and lose it."""
+        adapter and quit (mlxtui/tui/hangup.py); by default either ends the process mid-step."""
         import asyncio
-        import signal
-        import threading
 
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set from the main thread
-        loop = asyncio.get_running_loop()
-        for signum in (getattr(signal, "SIGHUP", None), signal.SIGTERM):
-            if signum is None:
-                continue
-            try:
-                loop.add_signal_handler(signum, self.hang_up, int(signum))
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # Windows, or a loop without signal support: the default stays
-            self.hangup_signals.append(int(signum))
+        self._hangup.install(asyncio.get_running_loop(), self.hang_up, self._driver)
 
     def hang_up(self, signum: int = 1) -> None:
         """Nobody is there to answer a question: save what trains, then quit."""
@@ -287,6 +276,10 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             self.exit(0)
             return
         self._stop_then_quit()
+
+    @property
+    def hangup_signals(self) -> list[int]:
+        return self._hangup.signals
 
     def _stop_then_quit(self) -> None:
         # Quit once the engine has saved the adapter: leaving mid-step would lose the step
@@ -311,13 +304,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         )
 
     def on_unmount(self) -> None:
-        if self.hangup_signals:
-            import asyncio
-
-            loop = asyncio.get_running_loop()
-            for signum in self.hangup_signals:
-                loop.remove_signal_handler(signum)
-            self.hangup_signals.clear()
+        self._hangup.restore()
         if self.engine is None:
             return
         phase = self.status.phase
