@@ -62,9 +62,7 @@ def has_adapter_layers(model: Any) -> bool:
     named = getattr(model, "named_modules", None)
     if named is None:
         return True  # not an MLX model: do not reuse it
-    return any(
-        type(module).__name__.startswith(("LoRA", "DoRA")) for _name, module in named()
-    )
+    return any(type(module).__name__.startswith(("LoRA", "DoRA")) for _name, module in named())
 
 
 @dataclass
