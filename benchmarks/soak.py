@@ -70,7 +70,12 @@ def soak_config(model: Path, runs: Path, steps: int) -> Any:
 
 
 async def soak(
-    model: Path, runs: Path, steps: int, every: int = 250, echo: bool = True, plot_limit: int | None = None
+    model: Path,
+    runs: Path,
+    steps: int,
+    every: int = 250,
+    echo: bool = True,
+    plot_limit: int | None = None,
 ) -> SoakFigures:
     import psutil
 
@@ -81,7 +86,7 @@ async def soak(
 
     figures = SoakFigures(steps)
     process = psutil.Process()
-    redraw = LossPlot._redraw
+    redraw, kept = LossPlot._redraw, loss_plot.MAX_KEPT_POINTS
     if plot_limit is not None:
         loss_plot.MAX_KEPT_POINTS = plot_limit
 
@@ -132,6 +137,7 @@ async def soak(
         figures.seconds = time.perf_counter() - started
     finally:
         LossPlot._redraw = redraw  # type: ignore[method-assign]
+        loss_plot.MAX_KEPT_POINTS = kept
     return figures
 
 
