@@ -129,6 +129,8 @@ def screen_text(app: Any) -> str:
 
 def run_keys(config: Any, presses: int) -> dict[str, Any]:
     """Key press to screen update while training, in seconds."""
+    from mlxtui.tui.app import PANES
+
     clock = StepClock()
     latencies: list[float] = []
 
@@ -142,8 +144,12 @@ def run_keys(config: Any, presses: int) -> dict[str, Any]:
                 key, title = ("2", "2 Loss") if i % 2 == 0 else ("1", "1 Config")
                 start = time.perf_counter()
                 await pilot.press(key)
-                while f"═ {title} ═" not in screen_text(app):  # the shown pane's border title
+                pane = app.query_one(f"#{PANES[int(key) - 1][0]}")
+                # laid out on screen (a cheap check, polled; rendering the screen to poll would
+                # add its own cost), then the frame that shows it
+                while not pane.region.height:
                     await asyncio.sleep(0.001)
+                assert f"═ {title} ═" in screen_text(app)
                 latencies.append(time.perf_counter() - start)
                 await pilot.pause(0.05)
             if app.status.state not in ("done", "failed"):
@@ -205,6 +211,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--skip", type=int, default=10, help="steps left out at the start")
     parser.add_argument("--presses", type=int, default=100)
+    parser.add_argument("--keys-only", action="store_true", help="only the key-press figures")
     parser.add_argument("--child", choices=("headless", "dashboard", "keys"))
     parser.add_argument("--model-path", default="")
     parser.add_argument("--runs", default="")
@@ -224,7 +231,7 @@ def main() -> int:
         )
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         ratios, rss_ratios = [], []
-        for pair in range(1, args.pairs + 1):
+        for pair in range(1, 0 if args.keys_only else args.pairs + 1):
             # alternate which goes first, so a drift in the machine's load hits both alike
             order = ("headless", "dashboard") if pair % 2 else ("dashboard", "headless")
             got = {mode: in_child(mode, model, root, args) for mode in order}
