@@ -246,10 +246,10 @@ def main() -> int:
                 f"{h['peak_rss'] / 2**20:.0f} vs {d['peak_rss'] / 2**20:.0f} MiB ({rss_ratio:.2f}x)",
                 flush=True,
             )
-        print(
-            f"median tokens/s ratio dashboard/headless: {statistics.median(ratios):.3f} (target >= 0.97)"
-        )
-        print(f"median peak RSS ratio dashboard/headless: {statistics.median(rss_ratios):.2f}")
+        if ratios:
+            median = statistics.median(ratios)
+            print(f"median tokens/s ratio dashboard/headless: {median:.3f} (target >= 0.97)")
+            print(f"median peak RSS ratio dashboard/headless: {statistics.median(rss_ratios):.2f}")
         keys = in_child("keys", model, root, args)
         lat = [1000 * x for x in keys["latencies"]]
         print(
