@@ -51,6 +51,8 @@ _CANCELLABLE = ("generate", "compare", "evaluate")
 # Quitting ends these at their next safe point instead of waiting for them: nothing is lost
 # (a load between its phases), and a model load can take a minute.
 _ENDED_BY_SHUTDOWN = ("load",)
+# Jobs that leave the slot's model as loaded (a train job takes a fresh one itself).
+_KEEP_FRESH = ("load", "train", "estimate", "call")
 # `memory_interval=0` used to mean "sample at every chance"; a sampler thread needs a period.
 _MIN_MEMORY_INTERVAL = 0.01
 
@@ -245,6 +247,8 @@ class Engine:
         from mlxtui.core.fileio import DiskFullError
 
         self.current_job = job.kind
+        if job.kind not in _KEEP_FRESH:
+            self.slot.fresh = None  # this job may change the model (adapters, fusing, training)
         self.emit(ev.JobStarted(job_id, job.kind, getattr(job, "description", "")))
         try:
             result = _runner(job.kind)(self._context(job_id, job))

@@ -18,6 +18,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.events import Resize
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
@@ -27,6 +28,7 @@ from mlxtui.tui import messages as msg
 from mlxtui.tui.cockpit import COCKPIT_BINDINGS, COCKPIT_HELP, CockpitMixin
 from mlxtui.tui.data_folder import data_folder
 from mlxtui.tui.errors import failure_text
+from mlxtui.tui.hangup import HangupHandlers
 from mlxtui.tui.messages import EventBridge
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
 from mlxtui.tui.screens.runs import RunsScreen
@@ -86,7 +88,8 @@ HELP_KEYS = [
     ("ctrl+r", "back to the quick-start settings (forgets the last session's)"),
     ("w", "sweep: run a sweep file's runs one after another; skip, reorder, stop; best → form"),
     ("?", "this help"),
-    ("q / ctrl+q", "quit (asks first while training)"),
+    ("q / ctrl+q / ctrl+c", "quit (asks first while training; again: yes)"),
+    ("ctrl+z", "suspend to the shell (fg continues; training halts meanwhile)"),
 ]
 
 
@@ -156,6 +159,10 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        # Ctrl+C quits as q does, from every screen (Textual's default only says "press ^q");
+        # a second Ctrl+C while it asks answers yes. Ctrl+Z suspends (SIGTSTP) where it can.
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+z", "suspend", "Suspend", show=False, priority=True),
         Binding("escape", "leave_field", "Leave field", show=False),
         Binding("ctrl+r", "quick_start_defaults", "Quick-start settings", show=False),
         *WORKBENCH_BINDINGS,
@@ -190,6 +197,8 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self.compact = False
         self._saw_steps = False
         self._quit_when_stopped = False
+        self._quit_question: ConfirmScreen | None = None  # the "stop and quit?" modal, when open
+        self._hangup = HangupHandlers()  # SIGHUP/SIGTERM handlers, while the app runs
         # set when quitting left the engine thread inside a native call (see on_unmount)
         self.engine_left_running = False
         self._accepted_warnings: set[str] = set()  # data folders whose warnings the user accepted
@@ -262,6 +271,33 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         self.workbench_mount()
         self._load_model(self.config.model)  # queued until the engine's thread starts
         self.query_one(MemoryGauge).request_device_info()
+        self._catch_hangup()
+
+    def _catch_hangup(self) -> None:
+        """SIGHUP (the SSH session closed) and SIGTERM stop a training at its next step, save the
+        adapter and quit (mlxtui/tui/hangup.py); by default either ends the process mid-step."""
+        import asyncio
+
+        self._hangup.install(asyncio.get_running_loop(), self.hang_up, self._driver)
+
+    def hang_up(self, signum: int = 1) -> None:
+        """Nobody is there to answer a question: save what trains, then quit."""
+        self.log.warning(f"signal {signum}: stopping (a training saves first)")
+        if not self.status.busy_training or self.engine is None:
+            self.exit(0)
+            return
+        self._stop_then_quit()
+
+    @property
+    def hangup_signals(self) -> list[int]:
+        return self._hangup.signals
+
+    def _stop_then_quit(self) -> None:
+        # Quit once the engine has saved the adapter: leaving mid-step would lose the step
+        # and kill the MLX thread inside a computation.
+        self._quit_when_stopped = True
+        self.engine.stop()
+        self.show_status(replace(self.status, state="stopping", message=STOPPING_MESSAGE))
 
     def _after_first_frame(self) -> None:
         self.query_one(DatasetBrowser).set_data_dir(data_folder(self.config))
@@ -279,6 +315,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         )
 
     def on_unmount(self) -> None:
+        self._hangup.restore()
         if self.engine is None:
             return
         phase = self.status.phase
@@ -375,6 +412,13 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         if self.status.phases:
             for line in self.query(StatusLine):
                 line.show(self.status)
+
+    async def _on_message(self, message: Message) -> None:
+        # Engine events still in the queue when the app quits are dispatched after the screens
+        # are gone (a ValReport then found no LossPlot and printed a traceback on exit): drop them.
+        if isinstance(message, msg.EngineMessage) and not self.is_running:
+            return
+        await super()._on_message(message)
 
     @on(msg.EngineMessage)
     def _fold_status(self, message: msg.EngineMessage) -> None:
@@ -775,22 +819,34 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(HELP_KEYS))
 
+    def action_suspend(self) -> None:
+        """Ctrl+Z: the shell's job control (fg continues); a training halts with the process."""
+        driver = self._driver
+        if driver is None or not driver.can_suspend:
+            self.notify(
+                "This terminal cannot suspend mlxtui (no job control); q quits.",
+                title="Ctrl+Z",
+                severity="warning",
+            )
+            return
+        self.action_suspend_process()
+
     async def action_quit(self) -> None:
+        if self._quit_question is not None and self.screen is self._quit_question:
+            self._quit_question.dismiss(True)  # q or Ctrl+C again while asked: yes
+            return
         if not self.status.busy_training or self._quit_when_stopped:
             self.exit(0)
             return
 
         def answered(yes: bool | None) -> None:
+            self._quit_question = None
             if not yes:
                 return
             if self.engine is None:
                 self.exit(0)
                 return
-            # Quit once the engine has saved the adapter: leaving mid-step would lose the step
-            # and kill the MLX thread inside a computation.
-            self._quit_when_stopped = True
-            self.engine.stop()
-            self.show_status(replace(self.status, state="stopping", message=STOPPING_MESSAGE))
+            self._stop_then_quit()
             self.notify(
                 "Stopping: the adapter is saved after this step, then mlxtui quits. "
                 "Press q again to quit at once.",
@@ -798,10 +854,10 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
                 timeout=30,
             )
 
-        self.push_screen(
-            ConfirmScreen("Training is running. Stop it (the adapter is saved) and quit?"),
-            answered,
+        self._quit_question = ConfirmScreen(
+            "Training is running. Stop it (the adapter is saved) and quit?"
         )
+        self.push_screen(self._quit_question, answered)
 
     # ------------------------------------------------------------ the session remembered
 

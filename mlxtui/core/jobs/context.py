@@ -31,9 +31,38 @@ class ModelSlot:
     # real token lengths of the last training set, for the memory estimate
     train_lengths: list[int] = field(default_factory=list)
     train_lengths_for: tuple[str, int] | None = None
+    # (spec, dequantized) of a model as a load job left it, nothing applied or trained since:
+    # a train job of the same model takes it instead of loading it again (`t` pressed while
+    # the dashboard's start-up load was still running loaded the model twice).
+    fresh: tuple[str, bool] | None = None
 
     def clear(self) -> None:
         self.model = self.tokenizer = self.info = None
+        self.fresh = None
+
+    def take_fresh(self, spec: str | None, dequantize: bool) -> tuple[Any, Any, Any] | None:
+        """(model, tokenizer, info) when the slot holds `spec` untouched since its load, once."""
+        wanted = (_spec_key(spec), bool(dequantize))
+        fresh, self.fresh = self.fresh, None
+        if fresh != wanted or self.model is None or has_adapter_layers(self.model):
+            return None
+        return self.model, self.tokenizer, self.info
+
+
+def _spec_key(spec: str | None) -> str:
+    return "demo" if spec in (None, "", "demo") else str(spec).strip()
+
+
+def mark_fresh(slot: ModelSlot, spec: str | None, dequantize: bool) -> None:
+    slot.fresh = (_spec_key(spec), bool(dequantize))
+
+
+def has_adapter_layers(model: Any) -> bool:
+    """Whether any LoRA/DoRA layer was ever put into `model` (then it is no base model)."""
+    named = getattr(model, "named_modules", None)
+    if named is None:
+        return True  # not an MLX model: do not reuse it
+    return any(type(module).__name__.startswith(("LoRA", "DoRA")) for _name, module in named())
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mlxtui.core import events as ev
-from mlxtui.core.jobs.context import EngineError, JobContext
+from mlxtui.core.jobs.context import EngineError, JobContext, mark_fresh
 from mlxtui.core.progress import Reporter
 
 MODEL_HINT = "check the model field: a local MLX folder, a .gguf file, a Hugging Face id, or empty for the demo"
@@ -40,6 +40,8 @@ def load_into_slot(
     slot.model, slot.tokenizer, slot.info = model, tokenizer, info
     slot.spec = spec
     slot.adapter_path = adapter_path
+    if adapter_path is None:
+        mark_fresh(slot, spec, bool(dequantize))
     ctx.emit(model_loaded(info, adapter_path))
     return info
 

@@ -34,16 +34,20 @@ def run(ctx: JobContext) -> Any:
     _validate_data(reporter, data_dir, config)
     deq = models.wants_dequantize(config.dequantize, config.fine_tune_type)
     slot = ctx.slot
-    slot.clear()  # free the previous model before loading this one
-    try:
-        model, tokenizer, info = models.load_model(
-            config.model,
-            dequantize=deq,
-            reporter=reporter,
-            trust_remote_code=config.trust_remote_code,
-        )
-    except models.ModelError as e:
-        raise EngineError(str(e), "check the model field") from None
+    loaded = slot.take_fresh(config.model, deq)  # the same model, just loaded by a load job
+    if loaded is not None:
+        model, tokenizer, info = loaded
+    else:
+        slot.clear()  # free the previous model before loading this one
+        try:
+            model, tokenizer, info = models.load_model(
+                config.model,
+                dequantize=deq,
+                reporter=reporter,
+                trust_remote_code=config.trust_remote_code,
+            )
+        except models.ModelError as e:
+            raise EngineError(str(e), "check the model field") from None
     slot.model, slot.tokenizer, slot.info = model, tokenizer, info
     slot.spec = config.model
     slot.adapter_path = None

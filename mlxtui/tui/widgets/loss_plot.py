@@ -2,6 +2,9 @@
 
 This module is the only place that knows about plotext, so the plot can be swapped.
 Points are stored at once; the drawing is throttled (at most `MAX_REDRAWS_PER_SECOND`).
+A long run keeps its cost flat: past `MAX_KEPT_POINTS` a series' older points are decimated,
+each bucket keeping its lowest and highest point (spikes and the best loss stay on the curve),
+while the newest `RECENT_POINTS` stay exact.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from textual_plotext import PlotextPlot
 from mlxtui.tui.palette import TRAIN_CURVE, VAL_CURVE, plot_color
 
 MAX_REDRAWS_PER_SECOND = 4
-# Beyond this many points a line is thinned for drawing (the stored data stays complete).
+# Beyond this many points a line is thinned for drawing (min/max kept, as when stored).
 MAX_DRAWN_POINTS = 400
+# Points kept per series; decimating down to half of it makes the work per point O(1) amortized.
+MAX_KEPT_POINTS = 2000
+RECENT_POINTS = 500
 VAL_MARKER = "•"
 Y_TICKS = 4
 TITLE = f"loss: train (cyan) · val (orange {VAL_MARKER})"
@@ -57,14 +63,41 @@ def _next_nice(step: int) -> int:
     return {1: 2, 2: 5}.get(lead, 10) * 10**zeros
 
 
-def _thin(points: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
+Point = tuple[int, float]
+
+
+def min_max_decimate(points: list[Point], limit: int) -> list[Point]:
+    """At most about `limit` points of `points` (in order): in each of limit/2 buckets its lowest
+    and highest point, in iteration order; the first and last point are always kept."""
+    if len(points) <= limit or limit < 4:
+        return points
+    buckets = max((limit - 2) // 2, 1)
+    inner = points[1:-1]
+    size = len(inner) / buckets
+    kept = [points[0]]
+    for b in range(buckets):
+        chunk = inner[int(b * size) : int((b + 1) * size)]
+        if not chunk:
+            continue
+        low = min(chunk, key=lambda p: p[1])
+        high = max(chunk, key=lambda p: p[1])
+        kept.extend(sorted({low, high}))
+    kept.append(points[-1])
+    return kept
+
+
+def decimate_older(points: list[Point], limit: int, recent: int) -> list[Point]:
+    """`points` shortened to at most `limit` once it passes it: the newest `recent` exact, the
+    older ones min/max-decimated into what is left of half the limit."""
     if len(points) <= limit:
         return points
-    step = len(points) / limit
-    picked = [points[int(i * step)] for i in range(limit)]
-    if picked[-1] != points[-1]:
-        picked.append(points[-1])
-    return picked
+    recent = min(recent, limit // 4)
+    older, newest = points[:-recent], points[-recent:]
+    return min_max_decimate(older, max(limit // 2 - recent, 4)) + newest
+
+
+def _thin(points: list[Point], limit: int) -> list[Point]:
+    return min_max_decimate(points, limit)
 
 
 class LossPlot(Widget):
@@ -92,11 +125,17 @@ class LossPlot(Widget):
     def add_train(self, iteration: int, loss: float) -> None:
         if _plottable(iteration, loss):
             self.train_points.append((int(iteration), float(loss)))
+            if len(self.train_points) > MAX_KEPT_POINTS:
+                self.train_points = decimate_older(
+                    self.train_points, MAX_KEPT_POINTS, RECENT_POINTS
+                )
             self._dirty = True
 
     def add_val(self, iteration: int, loss: float) -> None:
         if _plottable(iteration, loss):
             self.val_points.append((int(iteration), float(loss)))
+            if len(self.val_points) > MAX_KEPT_POINTS:
+                self.val_points = decimate_older(self.val_points, MAX_KEPT_POINTS, RECENT_POINTS)
             self._dirty = True
 
     def load_history(self, run_dir: str, upto: int) -> None:

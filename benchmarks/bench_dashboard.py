@@ -1,0 +1,270 @@
+"""The dashboard's cost while training (issue 12): side by side with headless, alternating runs.
+
+    uv run python benchmarks/bench_dashboard.py                    # tiny model, 3 pairs
+    uv run python benchmarks/bench_dashboard.py --model demo --pairs 3 --steps 60
+
+Each run is its own process (so peak RSS is its own), the same model, data and settings:
+- headless: the engine alone (what `mlxtui train` runs), events to a no-op sink;
+- dashboard: the same engine under the full dashboard (`run_test` at 120x40, headless driver).
+Tokens/s is measured the same way in both, from the engine's step events (trained tokens
+between step `--skip` and the last step over the time between them). Printed: each pair, the
+median ratio dashboard/headless (target >= 0.97), the peak RSS of each (ratio).
+
+Then, in one more dashboard process: key press to screen update while training at 80x24
+(compact: pressing 1 / 2 swaps the visible pane): the time from the key's press to the screen
+showing the other pane, p50 and p99 over `--presses` presses (target p99 < 100 ms); and
+`mlxtui --help` wall time (median of 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import mlxtui  # noqa: E402, F401  (OpenBLAS before MLX)
+
+
+def bench_config(model: str, runs: Path, steps: int) -> Any:
+    from mlxtui.core.config import TrainConfig
+
+    return TrainConfig.quick_start(
+        model=model,
+        iters=steps,
+        batch_size=2,
+        num_layers=2,
+        max_seq_length=128,
+        steps_per_report=10,
+        steps_per_eval=100_000,
+        save_every=100_000,
+        sample_prompts=0,
+        dequantize="no",
+        runs_dir=str(runs),
+    )
+
+
+class StepClock:
+    """Engine sink: (arrival time, trained tokens) of every step."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, float, int]] = []
+
+    def __call__(self, event: Any) -> None:
+        from mlxtui.core import events as ev
+
+        if isinstance(event, ev.TrainStep):
+            self.steps.append((event.iteration, time.perf_counter(), event.trained_tokens))
+
+    def tokens_per_second(self, skip: int) -> float:
+        window = [s for s in self.steps if s[0] >= skip]
+        (_i0, t0, n0), (_i1, t1, n1) = window[0], window[-1]
+        return (n1 - n0) / (t1 - t0)
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def run_headless(config: Any, skip: int) -> dict[str, float]:
+    from mlxtui.core.engine import Engine, Train
+
+    clock = StepClock()
+    engine = Engine(lambda _e: None)
+    engine.subscribe(clock)
+    engine.start()
+    try:
+        engine.run_sync(Train(config))
+    finally:
+        engine.shutdown()
+    return {"tokens_per_second": clock.tokens_per_second(skip), "peak_rss": peak_rss()}
+
+
+def dashboard_app(config: Any, clock: StepClock) -> Any:
+    from mlxtui.core.engine import Engine
+    from mlxtui.tui.app import MlxtuiApp
+
+    def factory(on_event: Any) -> Engine:
+        engine = Engine(on_event)
+        engine.subscribe(clock)
+        return engine
+
+    return MlxtuiApp(config, engine_factory=factory)
+
+
+async def start_training(app: Any, pilot: Any) -> None:
+    while app.model_info is None:
+        await pilot.pause(0.05)
+    await pilot.press("t")
+
+
+def run_dashboard(config: Any, skip: int) -> dict[str, float]:
+    clock = StepClock()
+
+    async def drive() -> None:
+        app = dashboard_app(config, clock)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await start_training(app, pilot)
+            while app.status.state not in ("done", "failed", "stopped"):
+                await pilot.pause(0.1)
+
+    asyncio.run(drive())
+    return {"tokens_per_second": clock.tokens_per_second(skip), "peak_rss": peak_rss()}
+
+
+def screen_text(app: Any) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def run_keys(config: Any, presses: int) -> dict[str, Any]:
+    """Key press to screen update while training, in seconds."""
+    from mlxtui.tui.app import PANES
+
+    clock = StepClock()
+    latencies: list[float] = []
+
+    async def drive() -> None:
+        app = dashboard_app(config, clock)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await start_training(app, pilot)
+            while len(clock.steps) < 3:
+                await pilot.pause(0.05)
+            for i in range(presses):
+                key, title = ("2", "2 Loss") if i % 2 == 0 else ("1", "1 Config")
+                start = time.perf_counter()
+                # posted as the terminal driver posts a key (pilot.press would also wait for
+                # the app to go idle, which it never quite does while steps arrive)
+                app.simulate_key(key)
+                pane = app.query_one(f"#{PANES[int(key) - 1][0]}")
+                # laid out on screen (a cheap check, polled; rendering the screen to poll would
+                # add its own cost), then the frame that shows it
+                while not pane.region.height or f"═ {title} ═" not in screen_text(app):
+                    await asyncio.sleep(0.001)
+                latencies.append(time.perf_counter() - start)
+                await pilot.pause(0.05)
+            if app.status.state not in ("done", "failed"):
+                app.engine.stop()
+                while app.status.state not in ("done", "failed", "stopped"):
+                    await pilot.pause(0.1)
+            while app.status.busy_training:
+                await pilot.pause(0.1)
+
+    asyncio.run(drive())
+    return {"latencies": latencies, "steps_during": len(clock.steps)}
+
+
+def child(args: argparse.Namespace) -> int:
+    config = bench_config(args.model_path, Path(args.runs), args.steps)
+    if args.mode == "headless":
+        result: dict[str, Any] = run_headless(config, args.skip)
+    elif args.mode == "dashboard":
+        result = run_dashboard(config, args.skip)
+    else:
+        result = run_keys(bench_config(args.model_path, Path(args.runs), 100_000), args.presses)
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+def in_child(mode: str, model: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    runs = tempfile.mkdtemp(dir=root)
+    command = [
+        sys.executable, __file__, "--child", mode, "--model-path", model, "--runs", runs,
+        "--steps", str(args.steps), "--skip", str(args.skip), "--presses", str(args.presses),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=root)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
+    raise RuntimeError(f"{mode} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+
+
+def help_time(runs: int = 5) -> float:
+    script = Path(sys.executable).parent / "mlxtui"
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "mlxtui"]
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([*command, "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny", help="tiny (built here), demo, or a path")
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--skip", type=int, default=10, help="steps left out at the start")
+    parser.add_argument("--presses", type=int, default=100)
+    parser.add_argument("--keys-only", action="store_true", help="only the key-press figures")
+    parser.add_argument("--child", choices=("headless", "dashboard", "keys"))
+    parser.add_argument("--model-path", default="")
+    parser.add_argument("--runs", default="")
+    args = parser.parse_args()
+    if args.child:
+        args.mode = args.child
+        return child(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model = args.model
+        if model == "tiny":
+            from tiny_model import make_tiny_model
+
+            model = str(make_tiny_model(root / "model"))
+        print(
+            f"model {args.model}, {args.steps} steps, tokens/s over steps {args.skip}-{args.steps}"
+        )
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        ratios, rss_ratios = [], []
+        for pair in range(1, 0 if args.keys_only else args.pairs + 1):
+            # alternate which goes first, so a drift in the machine's load hits both alike
+            order = ("headless", "dashboard") if pair % 2 else ("dashboard", "headless")
+            got = {mode: in_child(mode, model, root, args) for mode in order}
+            h, d = got["headless"], got["dashboard"]
+            ratio = d["tokens_per_second"] / h["tokens_per_second"]
+            rss_ratio = d["peak_rss"] / h["peak_rss"]
+            ratios.append(ratio)
+            rss_ratios.append(rss_ratio)
+            print(
+                f"pair {pair} ({order[0]} first): headless {h['tokens_per_second']:.0f} tok/s, "
+                f"dashboard {d['tokens_per_second']:.0f} tok/s, ratio {ratio:.3f}; peak RSS "
+                f"{h['peak_rss'] / 2**20:.0f} vs {d['peak_rss'] / 2**20:.0f} MiB ({rss_ratio:.2f}x)",
+                flush=True,
+            )
+        if ratios:
+            median = statistics.median(ratios)
+            print(f"median tokens/s ratio dashboard/headless: {median:.3f} (target >= 0.97)")
+            print(f"median peak RSS ratio dashboard/headless: {statistics.median(rss_ratios):.2f}")
+        keys = in_child("keys", model, root, args)
+        lat = [1000 * x for x in keys["latencies"]]
+        print(
+            f"key press to screen while training ({len(lat)} presses, {keys['steps_during']} steps "
+            f"meanwhile): p50 {percentile(lat, 0.5):.1f} ms, p99 {percentile(lat, 0.99):.1f} ms, "
+            f"max {max(lat):.1f} ms (target p99 < 100 ms)"
+        )
+        print(f"`mlxtui --help`: median {help_time():.3f} s of 5")
+        try:
+            print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
