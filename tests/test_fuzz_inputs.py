@@ -27,11 +27,11 @@ from mlxtui.core.config import SETTINGS, ConfigError, TrainConfig, load_config
 from mlxtui.core.data import JsonlIndex, RecordError, parse_line, validate_dataset
 from mlxtui.core.data.validate import check_record
 
-EXAMPLES = int(os.environ.get("MLXTUI_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("MLXTUI_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
-    derandomize=EXAMPLES <= 300,  # the suite sees the same cases every run; a hand run explores
+    derandomize=EXAMPLES <= 200,  # the suite sees the same cases every run; a hand run explores
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 

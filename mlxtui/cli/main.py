@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from mlxtui.cli import convert, dashboard, data, doctor, export, fuse, generate, models, runs, train
 from mlxtui.cli import eval as eval_cmd
+from mlxtui.cli.errors import OneLineParser, check_flag_types
 
 SUBCOMMANDS = (
     "train", "lora", "doctor", "data", "models", "generate", "convert", "fuse", "export", "eval", "bench", "runs", "dashboard",
@@ -21,7 +22,7 @@ SUBCOMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mlxtui",
         description="A terminal dashboard for fine-tuning language models with MLX.",
     )
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     eval_cmd.add_eval_parser(sub)
     eval_cmd.add_bench_parser(sub)
+    check_flag_types(parser)
     return parser
 
 

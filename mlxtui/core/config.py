@@ -708,6 +708,14 @@ def from_settings(
     Values are already parsed (argparse's types, `validate_field`); a nested key is replaced
     as a whole, so an emptied LoRA keys field removes `keys`.
     """
+    if validate:
+        # each setting by its own rule first: --lora-alpha -1 is refused as --lora-alpha, not as
+        # the scale it would make
+        for name, value in values.items():
+            if value is not None and setting(name).kind != "mapping":
+                _value, error = validate_field(name, value)
+                if error:
+                    raise ConfigError(error, name, where)
     try:
         changes = settings_to_dict(values, base)
     except ConfigError as e:
@@ -820,10 +828,11 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
         return None, "0 layers trains nothing: give N > 0, or -1 for all"
     if name == "max_grad_norm" and value <= 0:
         return None, "must be above 0 (leave it empty for no clipping)"
-    if spec.minimum is not None and value < spec.minimum:
-        return None, f"must be at least {spec.minimum:g}"
-    if spec.maximum is not None and value > spec.maximum:
-        return None, f"must be at most {spec.maximum:g}"
+    low, high = spec.minimum, spec.maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            return None, f"must be from {low:g} to {high:g}"
+        return None, f"must be at least {low:g}" if low is not None else f"must be at most {high:g}"
     return value, None
 
 
