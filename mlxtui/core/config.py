@@ -992,7 +992,7 @@ def check_nested(lora_parameters: Any, optimizer_config: Any) -> None:
             if error:
                 raise ConfigError(error, view)
     keys = lora_parameters.get("keys")
-    if keys is not None and not (isinstance(keys, list) and all(isinstance(k, str) and k for k in keys)):
+    if keys is not None and not (isinstance(keys, list | tuple) and all(isinstance(k, str) and k for k in keys)):
         raise ConfigError(
             "must be a list of module names, e.g. [self_attn.q_proj, self_attn.v_proj]", "lora_parameters.keys"
         )

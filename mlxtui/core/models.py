@@ -199,7 +199,8 @@ def _check_model_folder(path: Path) -> None:
     for name in ("tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
         if (path / name).is_file():
             check_json_file(path / name, f"copy {name} from the original model again")
-    if not any((path / n).is_file() for n in ("tokenizer.json", "tokenizer.model", "tiktoken.model", "vocab.json")):
+    tokenizer_files = ("tokenizer.json", "tokenizer.model", "tiktoken.model", "vocab.json")
+    if not any((path / n).is_file() for n in tokenizer_files) and not any(path.glob("*.tiktoken")):
         raise ModelError(
             f"{path}: no tokenizer (tokenizer.json or tokenizer.model); copy the tokenizer files "
             "from the original model into this folder"
