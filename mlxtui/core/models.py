@@ -290,6 +290,8 @@ def check_adapter(path: Path) -> None:
     from mlxtui.core.generation import read_adapter_config
 
     path = Path(path).expanduser()
+    if not path.exists():
+        return  # not there at all: the loaders say so in their own words
     if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
         raise ModelError(refuse_pickle(path, "adapter"))
     folder = path if path.is_dir() else path.parent
