@@ -182,6 +182,9 @@ def test_a_damaged_adapter_is_named_with_the_fix(
         capsys,
     )
     assert words in err
+    fused = adapter.parent / "fused"
+    argv = ["fuse", "--model", str(tiny_model_dir), "--adapter-path", str(adapter), "--save-path", str(fused)]
+    assert words in _cli(argv, capsys) and not fused.exists()
 
 
 def test_a_pickle_resume_adapter_file_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
