@@ -88,7 +88,9 @@ def evaluate_test_set(config: TrainConfig) -> tuple[float, float]:
                 "give --adapter-path of a trained adapter, e.g. runs/<run>/adapters",
             )
         deq = models.wants_dequantize(config.dequantize)
-        model, tokenizer, _info = models.load_model(config.model, adapter_path=str(adapter), dequantize=deq)
+        model, tokenizer, _info = models.load_model(
+            config.model, adapter_path=str(adapter), dequantize=deq, trust_remote_code=config.trust_remote_code
+        )
         data_dir = resolve_data_dir(config.data)
         _, _, test = load_datasets(config, data_dir, tokenizer)
         if not test:

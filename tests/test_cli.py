@@ -197,7 +197,7 @@ def test_test_only_needs_a_real_adapter(tiny_model_dir, tmp_path):
 
 def test_a_bad_value_is_worded_with_its_flag_or_its_yaml_key(tmp_path, capsys):
     assert main(["train", "--model", "m", "--batch-size", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "mlxtui train: --batch-size: must be at least 1"
+    assert capsys.readouterr().err.strip() == "mlxtui train: --batch-size: must be from 1 to 4096"
     assert main(["train", "--model", "m", "--lora-layers", "0"]) == 2
     assert "--num-layers: 0 layers trains nothing" in capsys.readouterr().err
     assert main(["train", "--model", "m", "--cache-limit", "lots"]) == 2
@@ -205,4 +205,4 @@ def test_a_bad_value_is_worded_with_its_flag_or_its_yaml_key(tmp_path, capsys):
     y = tmp_path / "run.yaml"
     y.write_text("model: m\nbatch_size: 0\n")
     assert main(["train", "--config", str(y)]) == 2
-    assert capsys.readouterr().err.strip() == f"mlxtui train: {y}: batch_size: must be at least 1"
+    assert capsys.readouterr().err.strip() == f"mlxtui train: {y}: batch_size: must be from 1 to 4096"

@@ -25,7 +25,7 @@ from mlxtui.core.config import (
     ("name", "raw", "reason"),
     [
         ("batch_size", "abc", "not a whole number"),
-        ("batch_size", "0", "at least 1"),
+        ("batch_size", "0", "from 1 to 4096"),
         ("learning_rate", "fast", "not a number"),
         ("learning_rate", "nan", "finite"),
         ("num_layers", "0", "trains nothing"),
@@ -33,7 +33,7 @@ from mlxtui.core.config import (
         ("lr_phases", "400-2e-5", "ITERATIONS:LEARNING_RATE"),
         ("memory_limit", "lots", "not a size"),
         ("adapter_path", "", "must not be empty"),
-        ("lora_dropout", "1.5", "at most"),
+        ("lora_dropout", "1.5", "from 0 to 0.99"),
     ],
 )
 def test_invalid_form_values_are_refused_with_the_reason(name, raw, reason):

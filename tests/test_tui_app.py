@@ -186,7 +186,7 @@ async def test_invalid_config_value_is_refused_in_place() -> None:
 
         form.set_value("batch_size", "0")
         await pilot.pause()
-        assert "at least 1" in str(note.render())
+        assert "from 1 to 4096" in str(note.render())
         form.set_value("batch_size", "2")
         await pilot.pause()
         assert not field.has_class("-invalid")

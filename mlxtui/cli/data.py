@@ -43,6 +43,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="also check each split holds one batch",
     )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="list every finding on its own line (default: grouped by kind, the first few places each)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object: the groups and every finding"
+    )
     _key_args(p)
 
     p = sub.add_parser("stats", help="examples, token lengths (histogram), iterations per epoch")
@@ -212,6 +220,7 @@ def _progress(err: TextIO, label: str) -> Callable[[int, int], None] | None:
 def _validate(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO) -> int:
     from mlxtui.core.data import validate_dataset
 
+    every = bool(getattr(args, "all", False) or getattr(args, "json", False))
     report = validate_dataset(
         args.dir,
         tokenizer,
@@ -219,9 +228,24 @@ def _validate(args: argparse.Namespace, tokenizer: Any, out: TextIO, err: TextIO
         progress=_progress(err, "validating"),
         keys=_keys(args),
         batch_size=args.batch_size,
+        max_per_kind=None if every else 1000,  # asked for the full list: no cap
     )
+    if getattr(args, "json", False):
+        import json
+
+        data = report.to_json()
+        data["tokens_checked"] = tokenizer is not None
+        data["summary"] = report.summary()
+        print(json.dumps(data, indent=2, ensure_ascii=False), file=out)
+        return 0 if report.ok else 1
     if report.findings:
-        print(report.format_findings(), file=out)
+        text = report.format_findings() if args.all else report.format_grouped()
+        print(text, file=out)
+        if not args.all and any(g.count > 1 for g in report.groups()):
+            print(
+                f"(grouped by kind; `mlxtui data validate {args.dir} --all` lists every finding)",
+                file=out,
+            )
     if tokenizer is None:
         print("(no --model: lengths in tokens and the chat template were not checked)", file=out)
     print(report.summary(), file=out)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from mlxtui.cli import convert, dashboard, data, doctor, export, fuse, generate, models, runs, train
 from mlxtui.cli import eval as eval_cmd
 from mlxtui.cli import sweep as sweep_cmd
+from mlxtui.cli.errors import OneLineParser, check_flag_types
 
 SUBCOMMANDS = (
     "train", "lora", "doctor", "data", "models", "generate", "convert", "fuse", "export", "eval", "bench", "runs", "dashboard", "sweep",
@@ -22,7 +23,7 @@ SUBCOMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mlxtui",
         description="A terminal dashboard for fine-tuning language models with MLX.",
     )
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_eval_parser(sub)
     eval_cmd.add_bench_parser(sub)
     sweep_cmd.add_parser(sub)
+    check_flag_types(parser)
     return parser
 
 

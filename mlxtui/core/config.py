@@ -185,6 +185,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field and what to do."""
+        check_nested(self.lora_parameters, self.optimizer_config)
         for spec in SETTINGS:
             if spec.name == "lr_schedule_name":
                 continue  # the form's three choices; YAML may name any mlx-lm schedule (below)
@@ -343,6 +344,18 @@ def validate_schedule(schedule: Any) -> None:
         return  # filled in from learning_rate and the run length (the dashboard's choice)
     if not isinstance(args, list | tuple) or not args:
         raise ConfigError("arguments: give a list, e.g. [1e-5, 1000] for cosine_decay", "lr_schedule")
+    wanted = {"cosine_decay": (2, 3), "linear_schedule": (3, 3), "exponential_decay": (2, 2), "step_decay": (3, 3)}[name]
+    numbers = all(isinstance(a, int | float) and not isinstance(a, bool) and math.isfinite(a) for a in args)
+    if not numbers or not wanted[0] <= len(args) <= wanted[1]:
+        raise ConfigError(
+            f"arguments: {name} takes {wanted[0]}{'' if wanted[0] == wanted[1] else f' or {wanted[1]}'} numbers "
+            "(e.g. [1e-5, 1000] for cosine_decay, [1e-5, 0.0, 1000] for linear_schedule)",
+            "lr_schedule",
+        )
+    for key in ("warmup", "warmup_init"):
+        value = schedule.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise ConfigError(f"{key}: must be a number of at least 0", "lr_schedule")
 
 
 def build_lr_schedule(config: TrainConfig, total_iters: int) -> Any:
@@ -704,6 +717,14 @@ def from_settings(
     Values are already parsed (argparse's types, `validate_field`); a nested key is replaced
     as a whole, so an emptied LoRA keys field removes `keys`.
     """
+    if validate:
+        # each setting by its own rule first: --lora-alpha -1 is refused as --lora-alpha, not as
+        # the scale it would make
+        for name, value in values.items():
+            if value is not None and setting(name).kind != "mapping":
+                _value, error = validate_field(name, value)
+                if error:
+                    raise ConfigError(error, name, where)
     try:
         changes = settings_to_dict(values, base)
     except ConfigError as e:
@@ -816,10 +837,11 @@ def validate_field(name: str, raw: Any) -> tuple[Any, str | None]:
         return None, "0 layers trains nothing: give N > 0, or -1 for all"
     if name == "max_grad_norm" and value <= 0:
         return None, "must be above 0 (leave it empty for no clipping)"
-    if spec.minimum is not None and value < spec.minimum:
-        return None, f"must be at least {spec.minimum:g}"
-    if spec.maximum is not None and value > spec.maximum:
-        return None, f"must be at most {spec.maximum:g}"
+    low, high = spec.minimum, spec.maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            return None, f"must be from {low:g} to {high:g}"
+        return None, f"must be at least {low:g}" if low is not None else f"must be at most {high:g}"
     return value, None
 
 
@@ -861,14 +883,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file (give the path of a YAML file, e.g. run.yaml)")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_mlx_lm_loader())
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a UTF-8 text file (byte {e.start + 1} is not UTF-8); save it as UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=_mlx_lm_loader())
+    except yaml.reader.ReaderError as e:
+        # a control character the YAML reader refuses: it gives a position, not a line
+        line = text.count("\n", 0, e.position) + 1
+        raise ConfigError(
+            f"{p}:{line}: invalid YAML: character {e.character!r} is not allowed in YAML (delete it)"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else f"{p}:1"
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(f"{where}: invalid YAML: {problem} (fix the syntax there)") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise ConfigError(f"{p}:1: invalid YAML: nested too deeply (a config is a flat mapping)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -882,13 +914,26 @@ def from_dict(
     values: dict[str, Any], base: TrainConfig | None = None, where: str = "config"
 ) -> TrainConfig:
     """Overlay a dict (YAML or flags) on `base`; unknown keys are an error naming the nearest one."""
+    try:
+        return _from_dict(values, base, where)
+    except ConfigError as e:
+        raise e.at(where) from None  # every refusal names the file it came from
+
+
+def _from_dict(values: dict[str, Any], base: TrainConfig | None, where: str) -> TrainConfig:
     base = base or TrainConfig()
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if key in MLX_LM_ONLY_KEYS:
             continue
         if key not in FIELD_NAMES:
-            raise ConfigError(_unknown_key_message(key, where))
+            raise ConfigError(_unknown_key_message(str(key), where))
+        spec = _BY_NAME.get(key)
+        if spec is not None and spec.kind not in ("mapping", "choice", "str") and value is not None:
+            # YAML gives `train: "no"` or `batch_size: 3.0`: keep what the value means, not its spelling
+            value, error = validate_field(key, value)
+            if error:
+                raise ConfigError(error, key, where)
         changes[key] = value
     schedule = changes.get("lr_schedule")
     if isinstance(schedule, str):
@@ -902,6 +947,10 @@ def from_dict(
         given = changes["lora_parameters"] or {}
         if not isinstance(given, dict):
             raise ConfigError("must be a mapping (rank, scale, dropout, keys)", "lora_parameters", where)
+        try:
+            check_nested(given, {})
+        except ConfigError as e:
+            raise e.at(where) from None
         lp.update(given)
         if "alpha" in lp:
             # PEFT-style alpha given: mlx-lm needs scale = alpha / rank.
@@ -911,6 +960,10 @@ def from_dict(
         changes["lora_parameters"] = lp
     if "optimizer_config" in changes:
         oc = _default_optimizer_config()
+        try:
+            check_nested({}, changes["optimizer_config"] or {})
+        except ConfigError as e:
+            raise e.at(where) from None
         oc.update(changes["optimizer_config"] or {})
         changes["optimizer_config"] = oc
     for key in ("learning_rate", "early_stopping_min_delta", "swap_growth_mb_per_min", "max_grad_norm"):
@@ -932,6 +985,36 @@ def from_dict(
     except ConfigError as e:
         raise e.at(where) from None
     return cfg
+
+
+def check_nested(lora_parameters: Any, optimizer_config: Any) -> None:
+    """The nested mappings hold what mlx-lm reads: numbers where it computes, a list of keys.
+
+    Checked before anything computes with them (alpha / rank, the form's views), so a YAML
+    `lora_parameters: {rank: ''}` is an error naming lora_parameters.rank, not a traceback.
+    """
+    if not isinstance(lora_parameters, dict):
+        raise ConfigError("must be a mapping (rank, scale, dropout, keys)", "lora_parameters")
+    for key, view in (("rank", "lora_rank"), ("scale", "lora_scale"), ("alpha", "lora_alpha"), ("dropout", "lora_dropout")):
+        if key in lora_parameters:
+            _value, error = validate_field(view, lora_parameters[key])
+            if error:
+                raise ConfigError(error, view)
+    keys = lora_parameters.get("keys")
+    if keys is not None and not (isinstance(keys, list | tuple) and all(isinstance(k, str) and k for k in keys)):
+        raise ConfigError(
+            "must be a list of module names, e.g. [self_attn.q_proj, self_attn.v_proj]", "lora_parameters.keys"
+        )
+    if not isinstance(optimizer_config, dict):
+        raise ConfigError("must be a mapping of optimizer: options, e.g. {adamw: {weight_decay: 0.01}}", "optimizer_config")
+    for name, options in optimizer_config.items():
+        if name not in OPTIMIZERS:
+            raise ConfigError(_unknown_key_message(str(name), "optimizer_config", OPTIMIZERS))
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(
+                f"must be a mapping of option: value, e.g. {{weight_decay: 0.01}}, not {type(options).__name__}",
+                f"optimizer_config.{name}",
+            )
 
 
 def _checked(name: str, raw: Any) -> Any:

@@ -92,6 +92,9 @@ def _load(model_spec: str | os.PathLike[str] | None, adapter_path: Path | str | 
     except Exception as e:  # noqa: BLE001 - mlx-lm raises many types for a bad folder
         raise ExportError(f"cannot load {source}: {e}") from e
     if adapter_path is not None:
+        from mlxtui.core.models import check_adapter
+
+        check_adapter(Path(adapter_path))  # a damaged or pickle adapter is named, not read
         load_adapter_file(model, Path(adapter_path).expanduser())
     return _Loaded(model, tokenizer, dict(config), source)
 

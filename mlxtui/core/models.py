@@ -185,11 +185,128 @@ def _check_model_folder(path: Path) -> None:
             f"{path} is not an MLX model folder: config.json is missing "
             "(convert a Hugging Face model with `mlx_lm.convert`, or give a .gguf file)"
         )
-    if not any(path.glob("model*.safetensors")):
+    weights = sorted(path.glob("model*.safetensors"))
+    if not weights:
+        pickles = pickle_files(path)
+        if pickles:
+            raise ModelError(refuse_pickle(pickles[0], "model"))
         raise ModelError(
             f"{path} has config.json but no model*.safetensors weights; "
             "convert it with `mlx_lm.convert` first"
         )
+    REFETCH = "download or convert the model again (`hf download` / `mlx_lm.convert`)"
+    check_json_file(path / "config.json", REFETCH)
+    for name in ("tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
+        if (path / name).is_file():
+            check_json_file(path / name, f"copy {name} from the original model again")
+    tokenizer_files = ("tokenizer.json", "tokenizer.model", "tiktoken.model", "vocab.json")
+    if not any((path / n).is_file() for n in tokenizer_files) and not any(path.glob("*.tiktoken")):
+        raise ModelError(
+            f"{path}: no tokenizer (tokenizer.json or tokenizer.model); copy the tokenizer files "
+            "from the original model into this folder"
+        )
+    for file in weights:
+        check_safetensors(file, REFETCH)
+
+
+# Formats that are Python pickles: loading one can run any code it carries.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def pickle_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES and p.is_file())
+
+
+def refuse_pickle(file: Path, what: str) -> str:
+    return (
+        f"{file}: {what} weights as a PyTorch pickle; mlxtui reads weights only from .safetensors, "
+        "because loading a pickle can run any code it carries. Use a safetensors copy of the "
+        "model (most hub repos have one), or convert it where you trust the file"
+    )
+
+
+def check_json_file(file: Path, fix: str) -> Any:
+    """The parsed JSON of `file`, or ModelError naming the file, the line and the fix."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{file}:{e.lineno}: not valid JSON ({e.msg}); the file is damaged: {fix}") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{file}: not a UTF-8 text file; the file is damaged: {fix}") from None
+    except OSError as e:
+        raise ModelError(f"{file}: cannot read it ({e.strerror or e}): {fix}") from None
+
+
+def check_safetensors(file: Path, fix: str) -> None:
+    """Read the safetensors header (8-byte length, JSON) and check every tensor lies inside the
+    file: a truncated download or a garbage file is named here, not as a RuntimeError of MLX."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if 2 <= n <= 100_000_000 and n > size - 8:
+                raise ModelError(
+                    f"{file}: truncated: its header alone needs {8 + n} bytes, the file has {size} "
+                    f"(an interrupted download or copy?): {fix}"
+                )
+            if n < 2 or n > size - 8:
+                raise ModelError(
+                    f"{file}: not a safetensors file (the header length is {'missing' if n < 0 else n}, "
+                    f"the file has {size} bytes): the file is damaged or not weights: {fix}"
+                )
+            header = json.loads(f.read(n))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelError(f"{file}: the safetensors header is not valid JSON: the file is damaged: {fix}") from None
+    except OSError as e:
+        raise ModelError(f"{file}: cannot read it ({e.strerror or e}): {fix}") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{file}: the safetensors header is not a JSON object: the file is damaged: {fix}")
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise ModelError(f"{file}: tensor {name!r} has no data_offsets: the file is damaged: {fix}")
+        end = max(end, offsets[1])
+    if 8 + n + end > size:
+        raise ModelError(
+            f"{file}: truncated: it has {size} bytes but its tensors need {8 + n + end} "
+            f"(an interrupted download or copy?): {fix}"
+        )
+
+
+def check_weights_file(file: Path, fix: str) -> None:
+    """A weights file given by name (--resume-adapter-file): safetensors, whole, never a pickle."""
+    file = Path(file).expanduser()
+    if file.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelError(refuse_pickle(file, "adapter"))
+    check_safetensors(file, fix)
+
+
+def check_adapter(path: Path) -> None:
+    """An adapter folder (or one .safetensors file in it): its adapter_config.json and weights."""
+    from mlxtui.core.generation import read_adapter_config
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        return  # not there at all: the loaders say so in their own words
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelError(refuse_pickle(path, "adapter"))
+    folder = path if path.is_dir() else path.parent
+    retrain = "use another checkpoint of the run (runs/<run>/adapters/) or train again"
+    try:
+        read_adapter_config(path)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{e}; {retrain}") from None
+    weights = path if path.is_file() else folder / "adapters.safetensors"
+    if not weights.is_file():
+        pickles = pickle_files(folder)
+        if pickles:
+            raise ModelError(refuse_pickle(pickles[0], "adapter"))
+        raise ModelError(f"{folder}: no adapters.safetensors (the adapter weights); {retrain}")
+    check_safetensors(weights, retrain)
 
 
 # ---------------------------------------------------------------- load
@@ -257,6 +374,8 @@ def load_model(
     source: Path | str = _hub_source(resolved) if isinstance(resolved, str) else resolved
     if adapter_path is not None and not Path(adapter_path).expanduser().is_dir():
         raise ModelError(f"no such adapter folder: {adapter_path}")
+    if adapter_path is not None:
+        check_adapter(Path(adapter_path))
     name = resolved if isinstance(resolved, str) else _display_name(resolved)
     # Between phases a stop (or quitting) can end the load: nothing is half-made there.
     safe_point = reporter.safe_point if reporter is not None else _nothing
@@ -265,9 +384,10 @@ def load_model(
             # inside the phase: the first import of mlx_lm (transformers) takes seconds
             from mlx_lm.utils import load
 
+            # as mlx_lm.lora: a model's own tokenizer/model code runs only when the user said so
             loaded: Any = load(
                 str(source),
-                tokenizer_config={"trust_remote_code": True} if trust_remote_code else {},
+                tokenizer_config={"trust_remote_code": trust_remote_code},
                 trust_remote_code=trust_remote_code,
             )
         model, tokenizer = loaded
@@ -425,7 +545,7 @@ def _flat(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> list[tuple
 # ---------------------------------------------------------------- tokenizer only
 
 
-def load_tokenizer(spec: str) -> Any:
+def load_tokenizer(spec: str, trust_remote_code: bool = False) -> Any:
     """The tokenizer of a model (no weights are loaded): a folder, "demo", a .gguf file or a hub id.
 
     The spec goes through resolve_model, so --model means the same thing as in `mlxtui train`.
@@ -435,7 +555,7 @@ def load_tokenizer(spec: str) -> Any:
     if path.is_dir():
         from mlx_lm.tokenizer_utils import load
 
-        return load(path)
+        return load(path, {"trust_remote_code": trust_remote_code})
     from mlx_lm.utils import load_tokenizer as mlx_lm_load_tokenizer
 
-    return mlx_lm_load_tokenizer(str(target))
+    return mlx_lm_load_tokenizer(str(target), {"trust_remote_code": trust_remote_code})

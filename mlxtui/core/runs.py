@@ -106,7 +106,10 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     for p in root.iterdir():
         if not (p / "config.yaml").is_file():
             continue
-        state = read_state(p) or {}
+        try:
+            state = read_state(p) or {}
+        except ValueError:  # a state.json cut by a crash: the run is still listed
+            state = {}
         runs.append(
             RunInfo(
                 path=p,

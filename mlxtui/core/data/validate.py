@@ -48,10 +48,39 @@ class Finding:
     line: int  # 1-based; 0 when the finding is about the whole file or folder
     message: str
     code: str = ""  # a stable short name of the kind of problem ("invalid-json", "leakage", ...)
+    more: int = 0  # > 0: not one finding but "N more like this" past the per-kind cap
 
     def format(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.severity}: {self.message}"
+        return f"{self.place()}: {self.severity}: {self.message}"
+
+    def place(self, data_dir: str | Path | None = None) -> str:
+        """`file:line` (the file relative to data_dir when inside it), or the file alone."""
+        name = self.file
+        if data_dir:
+            try:
+                name = str(Path(self.file).relative_to(data_dir)) or name
+            except ValueError:
+                pass
+        return f"{name}:{self.line}" if self.line else name
+
+
+@dataclass(frozen=True)
+class FindingGroup:
+    """Every finding of one kind (severity and code): how many, and the ones kept, in file order."""
+
+    severity: str
+    code: str
+    count: int  # the findings past the per-kind cap included
+    findings: tuple[Finding, ...]
+
+    def places(self, first: int, data_dir: str | Path | None = None) -> str:
+        """'train.jsonl:12, train.jsonl:15, train.jsonl:20 and 471 more'."""
+        shown = [f.place(data_dir) for f in self.findings[:first]]
+        rest = self.count - len(shown)
+        return ", ".join(shown) + (f" and {rest} more" if rest > 0 else "")
+
+    def headline(self, first: int = 3, data_dir: str | Path | None = None) -> str:
+        return f"{self.severity} {self.code} x{self.count}: {self.places(first, data_dir)}"
 
 
 @dataclass(frozen=True)
@@ -76,10 +105,70 @@ class ValidationReport:
     def format_findings(self) -> str:
         return "\n".join(f.format() for f in self.findings)
 
+    def groups(self) -> tuple[FindingGroup, ...]:
+        """The findings by kind: errors first, then warnings, each kind where it first appears."""
+        kinds: dict[tuple[str, str], list[Finding]] = {}
+        counts: dict[tuple[str, str], int] = {}
+        for f in self.findings:
+            key = (f.severity, f.code or f.message)
+            kinds.setdefault(key, [])
+            counts[key] = counts.get(key, 0) + (f.more or 1)
+            if not f.more:
+                kinds[key].append(f)
+        order = sorted(kinds, key=lambda k: k[0] != "error")  # stable: first appearance within
+        return tuple(FindingGroup(k[0], k[1], counts[k], tuple(kinds[k])) for k in order)
+
+    def format_grouped(self, first: int = 3) -> str:
+        """One block per kind: a kind seen once is its finding's line; a kind seen more often is
+        `severity code xN: the first places and N more`, then its first finding in full."""
+        lines: list[str] = []
+        for g in self.groups():
+            if g.count == 1 and g.findings:
+                lines.append(g.findings[0].format())
+                continue
+            lines.append(g.headline(first, self.data_dir))
+            if g.findings:
+                lines.append(f"  e.g. {g.findings[0].format()}")
+        return "\n".join(lines)
+
+    def to_json(self, first: int = 3) -> dict[str, Any]:
+        """The report as plain data: the verdict, the groups and every finding kept."""
+        return {
+            "data_dir": self.data_dir,
+            "ok": self.ok,
+            "errors": sum(g.count for g in self.groups() if g.severity == "error"),
+            "warnings": sum(g.count for g in self.groups() if g.severity == "warning"),
+            "examples": dict(self.examples),
+            "formats": dict(self.formats),
+            "groups": [
+                {
+                    "severity": g.severity,
+                    "code": g.code,
+                    "count": g.count,
+                    "first": [f.place() for f in g.findings[:first]],
+                    "message": g.findings[0].message if g.findings else "",
+                }
+                for g in self.groups()
+            ],
+            "findings": [
+                {
+                    "severity": f.severity,
+                    "file": f.file,
+                    "line": f.line,
+                    "code": f.code,
+                    "message": f.message,
+                }
+                for f in self.findings
+                if not f.more
+            ],
+        }
+
     def summary(self) -> str:
         counts = ", ".join(f"{s}: {n}" for s, n in self.examples.items())
         verdict = "OK" if self.ok else "NOT READY"
-        return f"{verdict}: {len(self.errors)} error(s), {len(self.warnings)} warning(s) ({counts or 'no files'})"
+        n_errors = sum(f.more or 1 for f in self.errors)  # the ones past the cap counted too
+        n_warnings = sum(f.more or 1 for f in self.warnings)
+        return f"{verdict}: {n_errors} error(s), {n_warnings} warning(s) ({counts or 'no files'})"
 
 
 Issue = tuple[str, str, str]  # (severity, code, message)
@@ -261,6 +350,7 @@ class _Collector:
                     line,
                     f"… and {more} more line(s) with this problem ({code}) from here on",
                     code,
+                    more=more,
                 )
             )
         return tuple(out)

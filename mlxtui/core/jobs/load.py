@@ -51,13 +51,14 @@ def load_named(
 ) -> None:
     """Load the model a job names (the CLI's --model) and, if given, an adapter file or folder
     onto it as it is (never switching bases: the user named this one)."""
-    from mlxtui.core import generation
+    from mlxtui.core import generation, models
 
     load_into_slot(ctx, spec, dequantize, None)
     if not adapter_path:
         return
     with ctx.reporter.phase("adapters", "loading the adapter"):
         try:
+            models.check_adapter(Path(adapter_path))  # damaged or pickle files: named, not loaded
             generation.load_adapter_file(ctx.slot.model, Path(adapter_path))
         except (FileNotFoundError, ValueError) as e:
             raise EngineError(str(e), "give an adapter folder or one of its .safetensors files") from None

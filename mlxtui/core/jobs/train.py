@@ -120,12 +120,44 @@ def _check_paths(config: TrainConfig) -> None:
             f"resume_adapter_file: {config.resume_adapter_file} does not exist",
             "give the path of an adapters .safetensors file",
         )
+    if config.resume_adapter_file:
+        try:
+            models.check_weights_file(Path(config.resume_adapter_file), "give another checkpoint of the run")
+        except models.ModelError as e:
+            raise EngineError(f"resume_adapter_file: {e}", "give the path of an adapters .safetensors file") from None
+    if config.resume_run:
+        _check_resume_state(Path(config.resume_run))
     _check_folders(config)
     if not is_demo(config.model):
         try:  # cheap for local paths: a wrong model path is reported before the data is read
             models.resolve_model(config.model)
         except models.ModelError as e:
             raise EngineError(str(e), "check the model field") from None
+
+
+def _check_resume_state(run_dir: Path) -> None:
+    """The run's state/ is whole: state.json parses, optimizer.safetensors is there and complete."""
+    import json
+
+    from mlxtui.core import models
+
+    instead = (
+        f"resume from its last adapter instead: mlxtui train --resume-adapter-file "
+        f"{run_dir / 'adapters' / 'adapters.safetensors'} (with the run's settings, {run_dir / 'config.yaml'})"
+    )
+    state = run_dir / "state" / "state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f"{state}:{e.lineno}" if isinstance(e, json.JSONDecodeError) else str(state)
+        raise EngineError(f"{where}: the resume state is truncated or damaged (not valid JSON)", instead) from None
+    optimizer = run_dir / "state" / "optimizer.safetensors"
+    if not optimizer.is_file():
+        raise EngineError(f"{optimizer} is missing: the run cannot resume exactly without it", instead)
+    try:
+        models.check_safetensors(optimizer, "the optimizer state is lost")
+    except models.ModelError as e:
+        raise EngineError(str(e), instead) from None
 
 
 def _validate_data(reporter: Reporter, data_dir: Path, config: TrainConfig) -> None:

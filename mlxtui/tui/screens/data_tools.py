@@ -35,6 +35,7 @@ from mlxtui.core.data import (
     split_file,
     validate_dataset,
 )
+from mlxtui.core.data.validate import FindingGroup
 from mlxtui.tui.palette import HISTOGRAM, LIMIT_LINE, plot_color
 from mlxtui.tui.widgets.loss_plot import integer_ticks
 from mlxtui.tui.widgets.word_switch import WordSwitch
@@ -115,11 +116,23 @@ class DataToolScreen(ModalScreen[Any]):
 # ---------------------------------------------------------------- validate
 
 
+def group_text(group: FindingGroup, data_dir: Path | None, expanded: bool) -> Content:
+    """The head line of a kind seen more than once: `▸ warning duplicate x474: places`."""
+    text = Content("▾ " if expanded else "▸ ")
+    text = text.append_text(group.severity, SEVERITY_STYLE.get(group.severity, "bold"))
+    return text.append_text(f" {group.code} x{group.count}: {group.places(3, data_dir)}")
+
+
 class ValidateScreen(DataToolScreen):
     """Validate a data folder; Enter on a finding shows that line in the dataset browser.
 
+    Findings are grouped by kind (a kind seen once is its line; more often, a head line with
+    the count and its first places, Enter on it expands the kind); `a` lists every finding.
     Dismisses with (split, line) for the selected finding, or None.
     """
+
+    SHOWN_PER_GROUP = 3
+    BINDINGS = [Binding("a", "toggle_all", "All findings", show=True)]
 
     def __init__(
         self,
@@ -136,6 +149,8 @@ class ValidateScreen(DataToolScreen):
         self.keys = keys
         self.batch_size = batch_size
         self.report: ValidationReport | None = None
+        self.show_all = False
+        self.expanded: set[int] = set()
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="tool-box"):
@@ -144,7 +159,8 @@ class ValidateScreen(DataToolScreen):
             yield Static("checking…", id="validate-summary", classes="tool-summary")
             yield OptionList(id="findings")
             yield Label(
-                "Enter shows the line in the Dataset pane · Esc closes", classes="tool-hint"
+                "Enter shows the line in the Dataset pane (on ▸ expands the kind) · a all findings · Esc closes",
+                classes="tool-hint",
             )
 
     def on_mount(self) -> None:
@@ -193,16 +209,53 @@ class ValidateScreen(DataToolScreen):
         if not report.findings:
             summary = summary.append_text("\nNo problems found.", "$success")
             self.query_one("#validate-summary", Static).update(summary)
-        options.clear_options()
-        options.add_options(
-            [
-                Option(finding_text(f, self.data_dir), id=str(i))
-                for i, f in enumerate(report.findings)
-            ]
-        )
+        self._fill_findings()
         if report.findings:
             options.highlighted = 0
             options.focus()
+
+    def _fill_findings(self, keep: str | None = None) -> None:
+        """The options: every finding (show_all), or one group per kind (see the class)."""
+        report = self.report
+        if report is None:
+            return
+        options = self.query_one(OptionList)
+        position = {id(f): i for i, f in enumerate(report.findings)}
+        items: list[Option] = []
+        if self.show_all:
+            items = [
+                Option(finding_text(f, self.data_dir), id=str(i))
+                for i, f in enumerate(report.findings)
+            ]
+        else:
+            for k, group in enumerate(report.groups()):
+                if group.count == 1 and group.findings:
+                    f = group.findings[0]
+                    items.append(Option(finding_text(f, self.data_dir), id=str(position[id(f)])))
+                    continue
+                open_ = k in self.expanded
+                items.append(Option(group_text(group, self.data_dir, open_), id=f"g{k}"))
+                members = group.findings if open_ else group.findings[: self.SHOWN_PER_GROUP]
+                for f in members:
+                    items.append(
+                        Option(
+                            Content("    ") + finding_text(f, self.data_dir),
+                            id=str(position[id(f)]),
+                        )
+                    )
+        options.clear_options()
+        options.add_options(items)
+        if keep is not None:
+            for i in range(options.option_count):
+                if options.get_option_at_index(i).id == keep:
+                    options.highlighted = i
+                    break
+
+    def action_toggle_all(self) -> None:
+        self.show_all = not self.show_all
+        self._fill_findings()
+        if self.query_one(OptionList).option_count:
+            self.query_one(OptionList).highlighted = 0
 
     def finding_lines(self) -> list[str]:
         options = self.query_one(OptionList)
@@ -211,6 +264,11 @@ class ValidateScreen(DataToolScreen):
     @on(OptionList.OptionSelected, "#findings")
     def _selected(self, event: OptionList.OptionSelected) -> None:
         if self.report is None or event.option.id is None:
+            return
+        if event.option.id.startswith("g"):  # a kind's head line: expand or fold it
+            k = int(event.option.id[1:])
+            self.expanded ^= {k}
+            self._fill_findings(keep=event.option.id)
             return
         target = finding_split_line(self.report.findings[int(event.option.id)])
         if target is None:
