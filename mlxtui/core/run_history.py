@@ -319,10 +319,17 @@ def summarize(run_dir: str | Path) -> RunSummary:
         )
     config = _load_config(path)
     metrics = read_metrics(path)
-    state = read_state(path) or {}
+    try:
+        state = read_state(path) or {}
+        damaged = ""
+    except ValueError:  # a state.json cut by a crash or an edit: the run is still listed
+        state = {}
+        damaged = "state/state.json is damaged: continue from its adapter with --resume-adapter-file"
     meta = read_meta(path)
     session = _last_session(metrics)
     status, message, pid = _status(session, state, lock_holder(path))
+    if damaged:
+        message = f"{message}; {damaged}" if message else damaged
     train_pts, val_pts = _curves(metrics)
 
     starts = [m for m in metrics if m.get("event") == "start"]
