@@ -204,7 +204,10 @@ class LossPane(Vertical):
             text = f"lr {lr_label(self.current_lr)} at it {self.current_iteration}{norm} · l: schedule"
         else:
             text = "l: show the learning-rate schedule"
-        self.query_one("#lr-line", Static).update(Text(text))
+        # one row whatever the text: no layout pass of the whole screen on every step
+        self.query_one("#lr-line", Static).update(
+            Text(text, no_wrap=True, overflow="ellipsis"), layout=False
+        )
 
     def _show_advice(self) -> None:
         line = self.query_one("#advice-line", Static)
