@@ -45,7 +45,12 @@ from mlxtui.core.training.gradnorm import GRAD_NORM_KEY
 from mlxtui.core.training.loss import batch_count, evaluate_loss, test_loss
 from mlxtui.core.training.result import Prepared, TrainResult
 from mlxtui.core.training.samples import answer_samples
-from mlxtui.core.training.setup import adapter_config_dict, apply_adapters, build_optimizer
+from mlxtui.core.training.setup import (
+    adapter_config_dict,
+    apply_adapters,
+    build_optimizer,
+    clear_cache_threshold,
+)
 
 Emit = Callable[[ev.Event], None]
 SCRATCH_FILE = "_trainer_scratch.safetensors"
@@ -558,7 +563,7 @@ class TrainRun:
             adapter_file=str(scratch),
             grad_checkpoint=cfg.grad_checkpoint,
             grad_accumulation_steps=cfg.grad_accumulation_steps,
-            clear_cache_threshold=cfg.clear_cache_threshold,
+            clear_cache_threshold=clear_cache_threshold(cfg),
         )
         batches = self._batches()
         with _mlx_lm_quiet_and_restored(m):
