@@ -7,6 +7,7 @@ step (issue 12); mlxtui's 0 means never.
 from __future__ import annotations
 
 from pathlib import Path
+
 import pytest
 
 from mlxtui.core import events as ev
