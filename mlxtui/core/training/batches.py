@@ -3,6 +3,13 @@
 mlx-lm 0.32.2 means to sort by length but sorts CacheDataset by the number of keys of the
 raw record (1 for chat/text), so its batches are padded to the longest of a random group
 (DESIGN.md). Sorting by the tokenized length removes most of that padding.
+
+Widths: mlx-lm pads a batch to 1 + a multiple of 32 (the model sees a multiple of 32) and
+caps it at max_seq_length, so `--max-seq-length 2048` gives the model 2047 columns. On the
+GPU, MLX runs its fused attention backward only when the row is a multiple of 128, and each
+new width traces the compiled step again (~0.45 s on an H200, issue 12). So the model sees a
+width from a small fixed set: multiples of `quantum` up to 8 quanta, then coarser steps
+(1/8 of the width), never past the cap, which is itself rounded up to the quantum.
 """
 
 from __future__ import annotations
@@ -20,13 +27,59 @@ def tokens_of(item: Any) -> list[int]:
     return item[0] if isinstance(item, tuple) else item
 
 
+# The model's column count is a multiple of this on the GPU (fused attention backward) ...
+GPU_QUANTUM = 128
+# ... and of mlx-lm's 32 on the CPU, where padding is plain extra work and no fused kernel waits.
+CPU_QUANTUM = 32
+
+
+def default_quantum() -> int:
+    import mlx.core as mx
+
+    return GPU_QUANTUM if mx.default_device() == mx.gpu else CPU_QUANTUM
+
+
+def model_width(longest: int, max_seq_length: int, quantum: int) -> int:
+    """Columns the model sees for a batch whose longest example has `longest` tokens.
+
+    An example of n tokens gives n - 1 inputs; examples are cut to max_seq_length tokens.
+    The answer is the smallest width of the fixed set that holds them.
+    """
+    need = max(1, min(longest, max_seq_length) - 1)
+    step = quantum
+    width = quantum
+    while width < need:
+        if width >= 8 * step:
+            step *= 2
+        width += step
+    return width
+
+
+def widths(max_seq_length: int, quantum: int) -> list[int]:
+    """Every width a run with this max_seq_length can meet (one trace each at most)."""
+    out: list[int] = []
+    for n in range(2, max_seq_length + 1):
+        w = model_width(n, max_seq_length, quantum)
+        if not out or out[-1] != w:
+            out.append(w)
+    return out
+
+
 class BatchPlan:
     """Batches grouped by real token length, shuffled per epoch from (seed, epoch).
 
     The order is a pure function of (seed, step), which is what makes resume exact.
     """
 
-    def __init__(self, dataset: Any, batch_size: int, max_seq_length: int, seed: int) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        max_seq_length: int,
+        seed: int,
+        *,
+        quantum: int | None = None,
+    ) -> None:
         if len(dataset) < batch_size:
             raise TrainingError(
                 f"the training set has {len(dataset)} examples but batch_size is {batch_size}: "
@@ -36,6 +89,7 @@ class BatchPlan:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.seed = seed
+        self.quantum = quantum or default_quantum()
         lengths = [len(tokens_of(dataset[i])) for i in range(len(dataset))]
         order = sorted(range(len(dataset)), key=lambda i: lengths[i])
         self.batches = [
@@ -53,18 +107,21 @@ class BatchPlan:
         return self.batches[int(perm[pos])]
 
     def make_batch(self, indices: list[int]) -> tuple[Any, Any]:
-        return collate([self.dataset[j] for j in indices], self.max_seq_length)
+        return collate([self.dataset[j] for j in indices], self.max_seq_length, self.quantum)
 
 
-def collate(items: list[Any], max_seq_length: int) -> tuple[Any, Any]:
-    """mlx-lm's padding (to 1 + a multiple of 32, capped) and its (offset, length) pairs."""
+def collate(items: list[Any], max_seq_length: int, quantum: int | None = None) -> tuple[Any, Any]:
+    """Rows of 1 + a width of the fixed set (module doc) and mlx-lm's (offset, length) pairs.
+
+    Padding is masked out of the loss by the lengths, and attention is causal, so the width
+    changes no real token's loss.
+    """
     import mlx.core as mx
 
     toks = [tokens_of(x) for x in items]
     offsets = [x[1] if isinstance(x, tuple) else 0 for x in items]
     lengths = [min(len(t), max_seq_length) for t in toks]
-    pad_to = 32
-    width = min(1 + pad_to * ((max(lengths) + pad_to - 1) // pad_to), max_seq_length)
+    width = 1 + model_width(max(lengths), max_seq_length, quantum or default_quantum())
     arr = np.zeros((len(toks), width), np.int32)
     for j, t in enumerate(toks):
         arr[j, : lengths[j]] = t[: lengths[j]]
@@ -80,5 +137,6 @@ def eval_batch_count(dataset: Any, batch_size: int, num_batches: int) -> int:
 def eval_batches(dataset: Any, batch_size: int, max_seq_length: int) -> Iterator[tuple[Any, Any]]:
     """Validation/test batches in a fixed, length-grouped order (no RNG consumed)."""
     order = sorted(range(len(dataset)), key=lambda i: len(tokens_of(dataset[i])))
+    quantum = default_quantum()
     for i in range(0, len(order) - batch_size + 1, batch_size):
-        yield collate([dataset[j] for j in order[i : i + batch_size]], max_seq_length)
+        yield collate([dataset[j] for j in order[i : i + batch_size]], max_seq_length, quantum)
