@@ -31,7 +31,7 @@ def test_every_example_fits_its_width(quantum):
 
 def test_a_plan_meets_a_handful_of_widths():
     rng = np.random.default_rng(0)
-    data = [list(rng.integers(1, 500, int(n))) for n in rng.integers(150, 400, 400)]
+    data = [[int(x) for x in rng.integers(1, 500, int(n))] for n in rng.integers(150, 400, 400)]
     plan = BatchPlan(data, 4, 2048, seed=3, quantum=128)
     seen = {plan.make_batch(plan.batch_indices(s))[0].shape[1] - 1 for s in range(len(plan))}
     assert seen <= {256, 384, 512}
@@ -44,7 +44,7 @@ def test_the_padding_changes_no_loss(tiny_model_dir):
 
     model, _ = load(str(tiny_model_dir))
     rng = np.random.default_rng(1)
-    items = [(list(rng.integers(1, 500, n)), 3) for n in (37, 60, 61, 90)]
+    items = [([int(x) for x in rng.integers(1, 500, n)], 3) for n in (37, 60, 61, 90)]
     ours = collate(items, 2048, 128)
     theirs = collate(items, 2048, 32)
     assert ours[0].shape[1] == 129 and theirs[0].shape[1] == 97

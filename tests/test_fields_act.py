@@ -72,6 +72,7 @@ EFFECTS: dict[str, str] = {
     "run_name": "run: the run folder's name ends with it",
     "runs_dir": "run: the run folder is made inside it",
     "resume_run": "test: test_training.py::test_resume_continues_the_lr_schedule",
+    "pack": "test: test_packing.py::test_per_example_losses_match_unpacked (and test_packed_training_resumes_exactly)",
 }
 
 

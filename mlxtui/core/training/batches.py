@@ -69,6 +69,8 @@ class BatchPlan:
     """Batches grouped by real token length, shuffled per epoch from (seed, epoch).
 
     The order is a pure function of (seed, step), which is what makes resume exact.
+    With `pack`, a batch is `batch_size` rows of `row_tokens` tokens filled with whole examples
+    (packing.py); the rows are made once, so the same rule holds.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class BatchPlan:
         seed: int,
         *,
         quantum: int | None = None,
+        pack: bool = False,
     ) -> None:
         if len(dataset) < batch_size:
             raise TrainingError(
@@ -91,11 +94,26 @@ class BatchPlan:
         self.seed = seed
         self.quantum = quantum or default_quantum()
         lengths = [len(tokens_of(dataset[i])) for i in range(len(dataset))]
+        self.lengths = lengths
+        self.pack = pack
+        # a row holds max_seq_length tokens, rounded up to the quantum (one shape the GPU likes)
+        self.row_tokens = -(-max_seq_length // self.quantum) * self.quantum
+        self.rows: list[list[int]] = []
+        if pack:
+            from mlxtui.core.training.packing import pack_rows
+
+            cut = [min(n, max_seq_length) for n in lengths]
+            self.rows = pack_rows(cut, self.row_tokens)
+            # the last batch may be short of rows: collate_packed fills it with empty ones
+            self.batches = [
+                list(range(i, min(i + batch_size, len(self.rows))))
+                for i in range(0, len(self.rows), batch_size)
+            ]
+            return
         order = sorted(range(len(dataset)), key=lambda i: lengths[i])
         self.batches = [
             order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)
         ]
-        self.lengths = lengths
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -106,7 +124,16 @@ class BatchPlan:
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.batches))
         return self.batches[int(perm[pos])]
 
-    def make_batch(self, indices: list[int]) -> tuple[Any, Any]:
+    def make_batch(self, indices: list[int]) -> tuple[Any, ...]:
+        """The arrays of a batch: (tokens, lengths), or packed (inputs, targets, weights, segments).
+
+        `indices` are examples, or with `pack` rows.
+        """
+        if self.pack:
+            from mlxtui.core.training.packing import collate_packed
+
+            rows = [[self.dataset[j] for j in self.rows[r]] for r in indices]
+            return collate_packed(rows, self.row_tokens, self.max_seq_length, self.batch_size)
         return collate([self.dataset[j] for j in indices], self.max_seq_length, self.quantum)
 
 

@@ -42,7 +42,13 @@ from mlxtui.core.training.control import TrainControl
 from mlxtui.core.training.datasets import SamplePrompt, sample_prompts
 from mlxtui.core.training.errors import TrainingError
 from mlxtui.core.training.gradnorm import GRAD_NORM_KEY
-from mlxtui.core.training.loss import batch_count, evaluate_loss, test_loss
+from mlxtui.core.training.loss import (
+    batch_count,
+    evaluate_loss,
+    packed_train_loss,
+    test_loss,
+    train_loss,
+)
 from mlxtui.core.training.result import Prepared, TrainResult
 from mlxtui.core.training.samples import answer_samples
 from mlxtui.core.training.setup import (
@@ -481,7 +487,12 @@ class TrainRun:
 
         self.run_dir, resume_state = open_run_dir(cfg, self.p.model_path)
         self.store = CheckpointStore(self.run_dir, m, self.emit)
-        self.total_iters = cfg.resolved_iters(len(self.p.train_set))
+        self.plan = BatchPlan(
+            self.p.train_set, cfg.batch_size, cfg.max_seq_length, cfg.seed, pack=cfg.pack
+        )
+        # packed, an epoch is len(plan) steps of batch_size rows (more examples per step)
+        n_train = len(self.plan) * cfg.batch_size if cfg.pack else len(self.p.train_set)
+        self.total_iters = cfg.resolved_iters(n_train)
 
         mx.random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -509,7 +520,6 @@ class TrainRun:
         self._optimizer_updates = int(self.optimizer.state["step"].item())
         self.store.snapshot_good(self.optimizer, self.start_iter)
 
-        self.plan = BatchPlan(self.p.train_set, cfg.batch_size, cfg.max_seq_length, cfg.seed)
         self.sample_prompts = sample_prompts(Path(self.data_dir), cfg.sample_prompts)
         saved_cfg = cfg.with_values(
             model=self.p.model_path,
@@ -573,6 +583,7 @@ class TrainRun:
                 train_dataset=self.p.train_set,
                 val_dataset=None,
                 args=args,
+                loss=packed_train_loss if cfg.pack else train_loss,
                 iterate_batches=lambda **kw: batches,
                 training_callback=cast(Any, self),  # duck-typed TrainingCallback
             )
