@@ -22,8 +22,8 @@ _PLAIN_HEAD_MODULES = ("llama", "qwen2", "qwen3")
 
 # Full logits smaller than this (bytes) are cheaper taken whole: chunking adds kernels.
 CHUNK_ABOVE_BYTES = 256 << 20
-# Logits of one chunk, in elements (64 Mi floats = 256 MB of float32).
-CHUNK_ELEMENTS = 1 << 26
+# Logits of one chunk, in elements (16 Mi floats = 64 MB of float32; 131 tokens at 128k).
+CHUNK_ELEMENTS = 1 << 24
 
 
 def split_head(model: Any) -> tuple[Callable[[Any], Any], Any, Callable[[Any, Any], Any]] | None:
@@ -47,6 +47,8 @@ def _ce(logits: Any, targets: Any) -> Any:
     import mlx.core as mx
 
     logits = logits.astype(mx.float32)
+    # under mx.checkpoint the targets are inputs of the function: no gradient for indices
+    targets = mx.stop_gradient(targets)
     picked = mx.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     return mx.logsumexp(logits, axis=-1) - picked
 

@@ -46,7 +46,9 @@ def evaluate_loss(
     return float(cast(float, (total / n).item()))
 
 
-def train_loss(model: Any, batch: Any, lengths: Any) -> tuple[Any, Any]:
+def train_loss(
+    model: Any, batch: Any, lengths: Any, chunk_tokens: int | None = None
+) -> tuple[Any, Any]:
     """mlx-lm's default_loss (same mask, same mean), without the whole logits when they are large.
 
     The cross-entropy is taken in float32 (mlx-lm's in the logits' dtype): equal on float
@@ -57,7 +59,7 @@ def train_loss(model: Any, batch: Any, lengths: Any) -> tuple[Any, Any]:
     from mlxtui.core.training.chunked_loss import token_losses
 
     inputs, targets = batch[:, :-1], batch[:, 1:]
-    ce = token_losses(model, inputs, targets)
+    ce = token_losses(model, inputs, targets, chunk_tokens)
     steps = mx.arange(1, targets.shape[1] + 1)
     mask = mx.logical_and(steps >= lengths[:, 0:1], steps <= lengths[:, 1:])
     ntoks = mask.sum()
