@@ -300,6 +300,7 @@ def main() -> None:
     ap.add_argument("--grad-checkpoint", action="store_true")
     ap.add_argument("--pack", action="store_true")
     ap.add_argument("--peft", action="store_true", help="also PyTorch + PEFT (CUDA)")
+    ap.add_argument("--variants", default="mlx_lm.lora,mlxtui,mlxtui--pack", help="comma-separated, names without spaces")
     ap.add_argument("--peak-tflops", type=float, default=790.0)
     a = ap.parse_args()
 
@@ -333,6 +334,8 @@ def main() -> None:
         ]
         if a.peft:
             variants.append(("torch+peft", "peft", {}))
+        wanted = set(a.variants.split(",")) | {"mlx_lm.lora"} | ({"torch+peft"} if a.peft else set())
+        variants = [v for v in variants if v[0].replace(" ", "") in wanted]
         results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
         for r in range(a.rounds):
             for name, kind, over in variants:

@@ -31,4 +31,11 @@ stage2)
   timeout 330 $B/bench_speed.py --preset llama-3.2-3b --layers 16 --grad-checkpoint --iters 50 --skip 15 --rounds 2 --peft
   timeout 200 $B/bench_speed.py --preset llama-3.2-3b --bits 4 --layers 1 --grad-checkpoint --iters 50 --skip 15 --rounds 1
   ;;
+stage3)
+  # packing, after the fix for checkpointed blocks (the mask under stop_gradient)
+  V="--variants mlx_lm.lora,mlxtui--pack --grad-checkpoint --iters 50 --skip 15"
+  timeout 200 $B/bench_speed.py --preset llama-3.2-1b --layers 16 --rounds 2 $V
+  timeout 150 $B/bench_speed.py --preset llama-3.2-3b --layers 16 --rounds 1 $V
+  timeout 120 $B/bench_speed.py --preset llama-3.2-3b --bits 4 --layers 1 --rounds 1 $V
+  ;;
 esac

@@ -24,7 +24,7 @@ import math
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,6 +49,7 @@ from mlxtui.core.training.loss import (
     test_loss,
     train_loss,
 )
+from mlxtui.core.training.packing import packed_attention
 from mlxtui.core.training.result import Prepared, TrainResult
 from mlxtui.core.training.samples import answer_samples
 from mlxtui.core.training.setup import (
@@ -576,7 +577,7 @@ class TrainRun:
             clear_cache_threshold=clear_cache_threshold(cfg),
         )
         batches = self._batches()
-        with _mlx_lm_quiet_and_restored(m):
+        with _mlx_lm_quiet_and_restored(m), packed_attention(m) if cfg.pack else nullcontext():
             trainer.train(
                 model=m,
                 optimizer=self.optimizer,

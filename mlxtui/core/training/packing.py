@@ -99,37 +99,97 @@ def block_causal_mask(segments: Any) -> Any:
     return mx.logical_and(same, causal)[:, None]
 
 
-@contextmanager
-def block_mask(model: Any, mask: Any) -> Iterator[None]:
-    """While tracing the model, its attention uses `mask` instead of the causal one."""
-    import mlx.core as mx
+class _Packed:
+    """The mask of the packed batch being traced (set by the loss, read by the model)."""
 
-    modules = {
+    mask: Any = None
+    calls = 0
+    active = 0
+
+
+def _model_modules(model: Any) -> set[Any]:
+    return {
         sys.modules[type(m).__module__]
         for m in [model, *(v for _, v in model.named_modules())]
         if hasattr(sys.modules.get(type(m).__module__), "create_attention_mask")
     }
-    calls: list[int] = []
 
-    def ours(h: Any, cache: Any = None, window_size: int | None = None, return_array: bool = False) -> Any:
-        if cache is not None:
-            raise TrainingError("pack: packed rows are for training, without a KV cache")
-        calls.append(1)
-        if window_size:
-            length = mask.shape[-1]
-            idx = mx.arange(length)
-            return mx.logical_and(mask, (idx[:, None] - idx[None, :]) < window_size)
-        return mask
 
-    saved = {mod: mod.create_attention_mask for mod in modules}
+@contextmanager
+def packed_attention(model: Any) -> Iterator[None]:
+    """For a packed run: the model's attention takes the packed mask while one is set.
+
+    Two names of the model's module are swapped: `create_attention_mask` (returns the packed
+    mask; the causal one when none is set, as for validation) and `scaled_dot_product_attention`
+    (the mask under stop_gradient). The second is needed because gradient checkpointing makes
+    the mask an input of each checkpointed block, and MLX's fused attention has no gradient with
+    respect to a mask (on CUDA it raises). The swap lasts the whole run: the backward pass of a
+    checkpointed block traces the block again, after the loss function has returned.
+    """
+    import mlx.core as mx
+
+    modules = _model_modules(model)
+    saved = {
+        mod: (mod.create_attention_mask, getattr(mod, "scaled_dot_product_attention", None))
+        for mod in modules
+    }
+
+    def wrap(mod: Any) -> tuple[Any, Any]:
+        original_mask, original_sdpa = saved[mod]
+
+        def create_mask(
+            h: Any, cache: Any = None, window_size: int | None = None, return_array: bool = False
+        ) -> Any:
+            if _Packed.mask is None or cache is not None:
+                return original_mask(h, cache, window_size=window_size, return_array=return_array)
+            _Packed.calls += 1
+            mask = _Packed.mask
+            if window_size:
+                idx = mx.arange(mask.shape[-1])
+                return mx.logical_and(mask, (idx[:, None] - idx[None, :]) < window_size)
+            return mask
+
+        def sdpa(*args: Any, **kwargs: Any) -> Any:
+            if isinstance(kwargs.get("mask"), mx.array):
+                kwargs["mask"] = mx.stop_gradient(kwargs["mask"])
+            elif len(args) > 5 and isinstance(args[5], mx.array):
+                args = (*args[:5], mx.stop_gradient(args[5]), *args[6:])
+            return original_sdpa(*args, **kwargs)
+
+        return create_mask, sdpa if original_sdpa is not None else None
+
     for mod in modules:
-        mod.create_attention_mask = ours
+        create_mask, sdpa = wrap(mod)
+        mod.create_attention_mask = create_mask
+        if sdpa is not None:
+            mod.scaled_dot_product_attention = sdpa
+    _Packed.active += 1
     try:
         yield
     finally:
-        for mod, fn in saved.items():
-            mod.create_attention_mask = fn
-    if not calls:
+        _Packed.active -= 1
+        for mod, (original_mask, original_sdpa) in saved.items():
+            mod.create_attention_mask = original_mask
+            if original_sdpa is not None:
+                mod.scaled_dot_product_attention = original_sdpa
+
+
+@contextmanager
+def block_mask(model: Any, mask: Any) -> Iterator[None]:
+    """While tracing the model's forward pass, its attention uses `mask` (packed_attention
+    for the whole run, or for this forward pass alone when no run holds it)."""
+    outer = packed_attention(model) if not _Packed.active else None
+    if outer is not None:
+        outer.__enter__()
+    calls = _Packed.calls
+    _Packed.mask = mask
+    try:
+        yield
+    finally:
+        _Packed.mask = None
+        if outer is not None:
+            outer.__exit__(None, None, None)
+    if _Packed.calls == calls:
         raise TrainingError(
             f"pack: this model ({type(model).__module__}) builds its attention mask its own way, "
             "so examples packed in one row would see each other; train it without pack"
