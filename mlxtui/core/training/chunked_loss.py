@@ -81,7 +81,8 @@ def token_losses(model: Any, inputs: Any, targets: Any, chunk_tokens: int | None
     checkpointed = mx.checkpoint(chunk_ce)
     params = head.trainable_parameters()
     pieces = [
-        checkpointed(params, h[:, s : s + rows], targets[:, s : s + rows]) for s in range(0, t, rows)
+        checkpointed(params, h[:, s : s + rows], targets[:, s : s + rows])
+        for s in range(0, t, rows)
     ]
     return mx.concatenate(pieces, axis=1)
 
@@ -92,4 +93,3 @@ def _vocab_size(model: Any) -> int:
     if isinstance(vocab, int) and vocab > 0:
         return vocab
     return int(model.model.embed_tokens.weight.shape[0])
-

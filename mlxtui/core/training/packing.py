@@ -129,7 +129,7 @@ def packed_attention(model: Any) -> Iterator[None]:
     import mlx.core as mx
 
     modules = _model_modules(model)
-    saved = {
+    saved: dict[Any, tuple[Any, Any]] = {
         mod: (mod.create_attention_mask, getattr(mod, "scaled_dot_product_attention", None))
         for mod in modules
     }
