@@ -52,3 +52,12 @@ def test_the_padding_changes_no_loss(tiny_model_dir):
     assert n1.item() == n2.item()
     assert l1.item() == pytest.approx(l2.item(), abs=1e-5)
     mx.eval(l1)
+
+
+def test_the_padding_share_is_measured_and_packing_removes_most_of_it():
+    rng = np.random.default_rng(4)
+    data = [[int(x) for x in rng.integers(1, 500, int(n))] for n in rng.integers(20, 400, 200)]
+    padded = BatchPlan(data, 4, 512, seed=0, quantum=128).padding_fraction()
+    packed = BatchPlan(data, 4, 512, seed=0, quantum=128, pack=True).padding_fraction()
+    assert 0.1 < padded < 0.6
+    assert packed < padded / 2

@@ -118,6 +118,18 @@ class BatchPlan:
     def __len__(self) -> int:
         return len(self.batches)
 
+    def padding_fraction(self) -> float:
+        """The share of the model's input columns that are padding over one epoch."""
+        if self.pack:
+            used = sum(min(self.lengths[j], self.max_seq_length) for row in self.rows for j in row)
+            return 1.0 - used / (len(self.batches) * self.batch_size * self.row_tokens)
+        real = cols = 0
+        for batch in self.batches:
+            cut = [min(self.lengths[j], self.max_seq_length) for j in batch]
+            real += sum(n - 1 for n in cut)
+            cols += len(batch) * model_width(max(cut), self.max_seq_length, self.quantum)
+        return 1.0 - real / cols if cols else 0.0
+
     def batch_indices(self, step: int) -> list[int]:
         """Indices of the examples of global step `step` (0-based)."""
         epoch, pos = divmod(step, len(self.batches))

@@ -61,6 +61,7 @@ from mlxtui.core.training.setup import (
 
 Emit = Callable[[ev.Event], None]
 SCRATCH_FILE = "_trainer_scratch.safetensors"
+PACK_SUGGESTED_ABOVE = 0.2  # the share of padding above which packing is suggested
 
 
 # ------------------------------------------------------------------ mlx-lm's display, silenced
@@ -491,6 +492,15 @@ class TrainRun:
         self.plan = BatchPlan(
             self.p.train_set, cfg.batch_size, cfg.max_seq_length, cfg.seed, pack=cfg.pack
         )
+        padding = self.plan.padding_fraction()
+        if not cfg.pack and padding > PACK_SUGGESTED_ABOVE:
+            self.emit(
+                ev.Log(
+                    "info",
+                    f"{padding:.0%} of the batches' tokens are padding: `pack: true` (--pack) "
+                    "places whole examples into full rows instead (faster; see benchmarks/README.md)",
+                )
+            )
         # packed, an epoch is len(plan) steps of batch_size rows (more examples per step)
         n_train = len(self.plan) * cfg.batch_size if cfg.pack else len(self.p.train_set)
         self.total_iters = cfg.resolved_iters(n_train)
