@@ -3,6 +3,13 @@
 mlx-lm 0.32.2 means to sort by length but sorts CacheDataset by the number of keys of the
 raw record (1 for chat/text), so its batches are padded to the longest of a random group
 (DESIGN.md). Sorting by the tokenized length removes most of that padding.
+
+Widths: mlx-lm pads a batch to 1 + a multiple of 32 (the model sees a multiple of 32) and
+caps it at max_seq_length, so `--max-seq-length 2048` gives the model 2047 columns. On the
+GPU, MLX runs its fused attention backward only when the row is a multiple of 128, and each
+new width traces the compiled step again (~0.45 s on an H200, issue 12). So the model sees a
+width from a small fixed set: multiples of `quantum` up to 8 quanta, then coarser steps
+(1/8 of the width), never past the cap, which is itself rounded up to the quantum.
 """
 
 from __future__ import annotations
@@ -20,6 +27,44 @@ def tokens_of(item: Any) -> list[int]:
     return item[0] if isinstance(item, tuple) else item
 
 
+# The model's column count is a multiple of this on the GPU (fused attention backward) ...
+GPU_QUANTUM = 128
+# ... and of mlx-lm's 32 on the CPU, where padding is plain extra work and no fused kernel waits.
+CPU_QUANTUM = 32
+
+
+def default_quantum() -> int:
+    import mlx.core as mx
+
+    return GPU_QUANTUM if mx.default_device() == mx.gpu else CPU_QUANTUM
+
+
+def model_width(longest: int, max_seq_length: int, quantum: int) -> int:
+    """Columns the model sees for a batch whose longest example has `longest` tokens.
+
+    An example of n tokens gives n - 1 inputs; examples are cut to max_seq_length tokens.
+    The answer is the smallest width of the fixed set that holds them.
+    """
+    need = max(1, min(longest, max_seq_length) - 1)
+    step = quantum
+    width = quantum
+    while width < need:
+        if width >= 8 * step:
+            step *= 2
+        width += step
+    return width
+
+
+def widths(max_seq_length: int, quantum: int) -> list[int]:
+    """Every width a run with this max_seq_length can meet (one trace each at most)."""
+    out: list[int] = []
+    for n in range(2, max_seq_length + 1):
+        w = model_width(n, max_seq_length, quantum)
+        if not out or out[-1] != w:
+            out.append(w)
+    return out
+
+
 class BatchPlan:
     """Batches grouped by real token length, shuffled per epoch from (seed, epoch).
 
@@ -30,6 +75,9 @@ class BatchPlan:
     batch, and rank `rank` takes every world_size-th of them (as mlx-lm's iterate_batches
     does), so the ranks' rows have similar lengths and together hold the single-process batch.
     The order is then a pure function of (seed, step, rank, world_size).
+
+    With `pack`, a batch is `batch_size` rows of `row_tokens` tokens filled with whole examples
+    (packing.py); the rows are made once, so the same rule holds.
     """
 
     def __init__(
@@ -41,6 +89,8 @@ class BatchPlan:
         *,
         rank: int = 0,
         world_size: int = 1,
+        quantum: int | None = None,
+        pack: bool = False,
     ) -> None:
         if not 0 <= rank < world_size:
             raise TrainingError(f"rank {rank} is outside a world of {world_size} processes")
@@ -61,17 +111,59 @@ class BatchPlan:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.seed = seed
+        self.quantum = quantum or default_quantum()
         lengths = [len(tokens_of(dataset[i])) for i in range(len(dataset))]
+        self.lengths = lengths
+        self.pack = pack
+        # a row holds max_seq_length tokens, rounded up to the quantum (one shape the GPU likes)
+        self.row_tokens = -(-max_seq_length // self.quantum) * self.quantum
+        self.rows: list[list[int]] = []
+        if pack:
+            from mlxtui.core.training.packing import pack_rows
+
+            cut = [min(n, max_seq_length) for n in lengths]
+            self.rows = pack_rows(cut, self.row_tokens)
+            # the last batch may be short of rows: collate_packed fills it with empty ones
+            self.batches = [
+                list(range(i, min(i + batch_size, len(self.rows))))
+                for i in range(0, len(self.rows), batch_size)
+            ]
+            if world_size > 1:
+                # a step's rows, dealt out as the unpacked examples are; only whole steps, so
+                # no rank is handed a batch of empty rows (a loss over no tokens)
+                width = batch_size * world_size
+                self.batches = [
+                    list(range(i, i + width))[rank::world_size]
+                    for i in range(0, len(self.rows) - width + 1, width)
+                ]
+                if not self.batches:
+                    raise TrainingError(
+                        f"packing made {len(self.rows)} rows but a step takes batch_size "
+                        f"{batch_size} x {world_size} ranks = {width} rows: lower the batch size "
+                        "or the number of processes, or add examples"
+                    )
+            return
         order = sorted(range(len(dataset)), key=lambda i: lengths[i])
         width = batch_size * world_size  # the global batch of one step
         self.batches = [
             order[i : i + width][rank::world_size]
             for i in range(0, len(order) - width + 1, width)
         ]
-        self.lengths = lengths
 
     def __len__(self) -> int:
         return len(self.batches)
+
+    def padding_fraction(self) -> float:
+        """The share of the model's input columns that are padding over one epoch."""
+        if self.pack:
+            used = sum(min(self.lengths[j], self.max_seq_length) for row in self.rows for j in row)
+            return 1.0 - used / (len(self.batches) * self.batch_size * self.row_tokens)
+        real = cols = 0
+        for batch in self.batches:
+            cut = [min(self.lengths[j], self.max_seq_length) for j in batch]
+            real += sum(n - 1 for n in cut)
+            cols += len(batch) * model_width(max(cut), self.max_seq_length, self.quantum)
+        return 1.0 - real / cols if cols else 0.0
 
     def batch_indices(self, step: int) -> list[int]:
         """Indices of the examples of global step `step` (0-based)."""
@@ -79,19 +171,31 @@ class BatchPlan:
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.batches))
         return self.batches[int(perm[pos])]
 
-    def make_batch(self, indices: list[int]) -> tuple[Any, Any]:
-        return collate([self.dataset[j] for j in indices], self.max_seq_length)
+    def make_batch(self, indices: list[int]) -> tuple[Any, ...]:
+        """The arrays of a batch: (tokens, lengths), or packed (inputs, targets, weights, segments).
+
+        `indices` are examples, or with `pack` rows.
+        """
+        if self.pack:
+            from mlxtui.core.training.packing import collate_packed
+
+            rows = [[self.dataset[j] for j in self.rows[r]] for r in indices]
+            return collate_packed(rows, self.row_tokens, self.max_seq_length, self.batch_size)
+        return collate([self.dataset[j] for j in indices], self.max_seq_length, self.quantum)
 
 
-def collate(items: list[Any], max_seq_length: int) -> tuple[Any, Any]:
-    """mlx-lm's padding (to 1 + a multiple of 32, capped) and its (offset, length) pairs."""
+def collate(items: list[Any], max_seq_length: int, quantum: int | None = None) -> tuple[Any, Any]:
+    """Rows of 1 + a width of the fixed set (module doc) and mlx-lm's (offset, length) pairs.
+
+    Padding is masked out of the loss by the lengths, and attention is causal, so the width
+    changes no real token's loss.
+    """
     import mlx.core as mx
 
     toks = [tokens_of(x) for x in items]
     offsets = [x[1] if isinstance(x, tuple) else 0 for x in items]
     lengths = [min(len(t), max_seq_length) for t in toks]
-    pad_to = 32
-    width = min(1 + pad_to * ((max(lengths) + pad_to - 1) // pad_to), max_seq_length)
+    width = 1 + model_width(max(lengths), max_seq_length, quantum or default_quantum())
     arr = np.zeros((len(toks), width), np.int32)
     for j, t in enumerate(toks):
         arr[j, : lengths[j]] = t[: lengths[j]]
@@ -124,9 +228,10 @@ def eval_batches(
     """
     width = batch_size * world_size
     order = sorted(range(len(dataset)), key=lambda i: len(tokens_of(dataset[i])))
+    quantum = default_quantum()
     starts = range(0, len(order) - width + 1, width)
     if num_batches != -1:
         starts = starts[:num_batches]
     for i in starts:
         share = order[i : i + width][rank::world_size]
-        yield collate([dataset[j] for j in share], max_seq_length)
+        yield collate([dataset[j] for j in share], max_seq_length, quantum)

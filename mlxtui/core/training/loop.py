@@ -24,7 +24,7 @@ import math
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,14 +49,27 @@ from mlxtui.core.training.datasets import SamplePrompt, sample_prompts
 from mlxtui.core.training.datawatch import DataWatch
 from mlxtui.core.training.errors import TrainingError
 from mlxtui.core.training.gradnorm import GRAD_NORM_KEY
-from mlxtui.core.training.loss import batch_count, evaluate_loss, test_loss
+from mlxtui.core.training.loss import (
+    batch_count,
+    evaluate_loss,
+    packed_train_loss,
+    test_loss,
+    train_loss,
+)
+from mlxtui.core.training.packing import packed_attention
 from mlxtui.core.training.ranks import ReadOnlyStore, batch_tokens
 from mlxtui.core.training.result import Prepared, TrainResult
 from mlxtui.core.training.samples import answer_samples
-from mlxtui.core.training.setup import adapter_config_dict, apply_adapters, build_optimizer
+from mlxtui.core.training.setup import (
+    adapter_config_dict,
+    apply_adapters,
+    build_optimizer,
+    clear_cache_threshold,
+)
 
 Emit = Callable[[ev.Event], None]
 SCRATCH_FILE = "_trainer_scratch.safetensors"
+PACK_SUGGESTED_ABOVE = 0.2  # the share of padding above which packing is suggested
 
 
 # ------------------------------------------------------------------ mlx-lm's display, silenced
@@ -482,7 +495,11 @@ class TrainRun:
             self.step_started = time.perf_counter()
             batch = plan.make_batch(plan.batch_indices(step))
             if self.world.distributed:
-                self._window_local_tokens += batch_tokens(batch[1], int(batch[0].shape[1]))
+                self._window_local_tokens += (
+                    int(batch[2].sum().item())  # packed: the scored tokens' weights
+                    if cfg.pack
+                    else batch_tokens(batch[1], int(batch[0].shape[1]))
+                )
             yield batch
             step += 1
         self.step = step
@@ -632,12 +649,34 @@ class TrainRun:
             )
         else:
             self.store = ReadOnlyStore(self.run_dir, m, self.emit)
-        self.total_iters = cfg.resolved_iters(len(self.p.train_set))
-        if cfg.epochs is not None and self.world.distributed:
+        self.plan = BatchPlan(
+            self.p.train_set,
+            cfg.batch_size,
+            cfg.max_seq_length,
+            cfg.seed,
+            rank=self.world.rank,
+            world_size=self.world.size,
+            pack=cfg.pack,
+        )
+        padding = self.plan.padding_fraction()
+        if not cfg.pack and padding > PACK_SUGGESTED_ABOVE:
+            self.emit(
+                ev.Log(
+                    "info",
+                    f"{padding:.0%} of the batches' tokens are padding: `pack: true` (--pack) "
+                    "places whole examples into full rows instead (faster; see benchmarks/README.md)",
+                )
+            )
+        if cfg.pack:
+            # packed, an epoch is len(plan) steps of batch_size rows (more examples per step)
+            self.total_iters = cfg.resolved_iters(len(self.plan) * cfg.batch_size)
+        elif cfg.epochs is not None and self.world.distributed:
             # an epoch is over when the ranks together have seen the set once
             self.total_iters = epochs_to_iters(
                 cfg.epochs, len(self.p.train_set), cfg.batch_size * self.world.size
             )
+        else:
+            self.total_iters = cfg.resolved_iters(len(self.p.train_set))
 
         mx.random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -679,14 +718,6 @@ class TrainRun:
         self._optimizer_updates = int(self.optimizer.state["step"].item())
         self.store.snapshot_good(self.optimizer, self.start_iter)
 
-        self.plan = BatchPlan(
-            self.p.train_set,
-            cfg.batch_size,
-            cfg.max_seq_length,
-            cfg.seed,
-            rank=self.world.rank,
-            world_size=self.world.size,
-        )
         self.data_watch = DataWatch(Path(self.data_dir))
         self.sample_prompts = sample_prompts(Path(self.data_dir), cfg.sample_prompts)
         saved_cfg = cfg.with_values(
@@ -754,10 +785,14 @@ class TrainRun:
             adapter_file=str(scratch),
             grad_checkpoint=cfg.grad_checkpoint,
             grad_accumulation_steps=cfg.grad_accumulation_steps,
-            clear_cache_threshold=cfg.clear_cache_threshold,
+            clear_cache_threshold=clear_cache_threshold(cfg),
         )
         batches = self._batches()
-        with _mlx_lm_quiet_and_restored(m), self._scratch_save_may_fail():
+        with (
+            _mlx_lm_quiet_and_restored(m),
+            self._scratch_save_may_fail(),
+            packed_attention(m) if cfg.pack else nullcontext(),
+        ):
             try:
                 trainer.train(
                     model=m,
@@ -765,6 +800,7 @@ class TrainRun:
                     train_dataset=self.p.train_set,
                     val_dataset=None,
                     args=args,
+                    loss=packed_train_loss if cfg.pack else train_loss,
                     # mlx-lm passes comm_group=world; our plan already holds this rank's share
                     iterate_batches=lambda **kw: batches,
                     training_callback=cast(Any, self),  # duck-typed TrainingCallback

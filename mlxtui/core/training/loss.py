@@ -61,6 +61,41 @@ def evaluate_loss(
     return float(cast(float, (total / n).item()))
 
 
+def train_loss(
+    model: Any, batch: Any, lengths: Any, chunk_tokens: int | None = None
+) -> tuple[Any, Any]:
+    """mlx-lm's default_loss (same mask, same mean), without the whole logits when they are large.
+
+    The cross-entropy is taken in float32 (mlx-lm's in the logits' dtype): equal on float
+    models, a little more exact on bf16 ones.
+    """
+    import mlx.core as mx
+
+    from mlxtui.core.training.chunked_loss import token_losses
+
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    ce = token_losses(model, inputs, targets, chunk_tokens)
+    steps = mx.arange(1, targets.shape[1] + 1)
+    mask = mx.logical_and(steps >= lengths[:, 0:1], steps <= lengths[:, 1:])
+    ntoks = mask.sum()
+    return (ce * mask).sum() / ntoks, ntoks
+
+
+def packed_train_loss(
+    model: Any, inputs: Any, targets: Any, weights: Any, segments: Any
+) -> tuple[Any, Any]:
+    """The mean loss of the scored tokens of packed rows (packing.py), examples kept apart."""
+    import mlx.core as mx
+
+    from mlxtui.core.training.chunked_loss import token_losses
+    from mlxtui.core.training.packing import block_causal_mask, block_mask
+
+    with block_mask(model, block_causal_mask(segments)):
+        ce = token_losses(model, inputs, targets)
+    ntoks = weights.sum()
+    return (ce * weights).sum() / ntoks, ntoks.astype(mx.int32)
+
+
 def batch_count(dataset: Any, batch_size: int, num_batches: int, *, world_size: int = 1) -> int:
     """The number of batches `evaluate_loss` runs (its progress total)."""
     if len(dataset) < batch_size * world_size:

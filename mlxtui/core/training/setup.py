@@ -31,6 +31,18 @@ def apply_adapters(model: Any, config: TrainConfig) -> None:
         )
 
 
+# mlx-lm clears MLX's cache after a step whenever the cache holds more than its threshold, so
+# its 0 means "clear after every step". Freeing and re-allocating every buffer each step cost
+# 73 -> 42 ms per step at 4x256 on an H200 (issue 12). Our 0 means "never": the cache is kept
+# between steps (MLX's cache_limit still bounds it, and the memory guard still watches it).
+NEVER_CLEAR = 2**62
+
+
+def clear_cache_threshold(config: TrainConfig) -> int:
+    """The threshold handed to mlx-lm's trainer: the user's size, or never when it is 0."""
+    return config.clear_cache_threshold if config.clear_cache_threshold > 0 else NEVER_CLEAR
+
+
 def adapter_config_dict(config: TrainConfig, model_path: str) -> dict[str, Any]:
     """What mlx_lm.load(..., adapter_path) and mlx_lm.fuse read from adapter_config.json."""
     d = config.to_mlx_lm_dict()

@@ -1,0 +1,41 @@
+#!/bin/bash
+# The H200 runs of benchmarks/README.md (training speed). Run from the folder holding `code/`
+# (mlxtui, benchmarks, tests/tiny_model.py), with MLX's CUDA wheels set up by `setup`:
+#   bash code/benchmarks/h200.sh setup WHEELS_DIR   # mlx, mlx-cuda-13 (as a tar.xz), mlx-lm
+#   bash code/benchmarks/h200.sh stage1|stage2
+# MLX's CUDA libraries are found at $ORIGIN/../../nvidia, so the image's PyTorch nvidia folder
+# is linked in beside the mlx package.
+set -u
+SITE=/tmp/site
+CODE=$(cd "$(dirname "$0")/.." && pwd)
+export PYTHONPATH=$SITE:$CODE PYTHONUNBUFFERED=1
+B="python3 $CODE/benchmarks"
+case "$1" in
+setup)
+  W=$2
+  python3 -m pip install -q --no-index --no-deps --no-compile --target $SITE "$W"/*.whl || exit 1
+  tar xJf "$W"/cuda.tar.xz -C $SITE || exit 1
+  SP=$(python3 -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))')
+  ln -sfn "$SP/nvidia" $SITE/nvidia
+  python3 -c 'import mlx.core as mx; print(mx.default_device(), mx.device_info())'
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  python3 -c 'import peft, torch, transformers; print("peft", peft.__version__, "torch", torch.__version__, "transformers", transformers.__version__)'
+  ;;
+stage1)
+  # the first MLX run compiles its kernels (75-120 s): a short run first, not measured
+  timeout 200 $B/bench_train.py --preset smollm2-135m --iters 8 --layers 4
+  timeout 100 $B/bench_chunked_loss.py --hidden 2048 --layers 2 --rounds 1
+  timeout 330 $B/bench_speed.py --preset llama-3.2-1b --layers 16 --grad-checkpoint --iters 50 --skip 15 --rounds 2 --peft
+  ;;
+stage2)
+  timeout 330 $B/bench_speed.py --preset llama-3.2-3b --layers 16 --grad-checkpoint --iters 50 --skip 15 --rounds 2 --peft
+  timeout 200 $B/bench_speed.py --preset llama-3.2-3b --bits 4 --layers 1 --grad-checkpoint --iters 50 --skip 15 --rounds 1
+  ;;
+stage3)
+  # packing, after the fix for checkpointed blocks (the mask under stop_gradient)
+  V="--variants mlx_lm.lora,mlxtui--pack --grad-checkpoint --iters 50 --skip 15"
+  timeout 200 $B/bench_speed.py --preset llama-3.2-1b --layers 16 --rounds 2 $V
+  timeout 150 $B/bench_speed.py --preset llama-3.2-3b --layers 16 --rounds 1 $V
+  timeout 120 $B/bench_speed.py --preset llama-3.2-3b --bits 4 --layers 1 --rounds 1 $V
+  ;;
+esac

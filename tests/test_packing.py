@@ -1,0 +1,163 @@
+"""Sequence packing: rows of whole examples, kept apart by the mask, losses as unpacked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlxtui.core import events as ev
+from mlxtui.core.config import TrainConfig
+from mlxtui.core.engine import Engine, Train
+from mlxtui.core.training.batches import BatchPlan
+from mlxtui.core.training.chunked_loss import token_losses
+from mlxtui.core.training.errors import TrainingError
+from mlxtui.core.training.loss import packed_train_loss
+from mlxtui.core.training.packing import block_causal_mask, block_mask, collate_packed, pack_rows
+from mlxtui.demo_data import demo_data_dir
+
+
+def test_rows_hold_every_example_once_within_their_length():
+    rng = np.random.default_rng(0)
+    lengths = [int(n) for n in rng.integers(5, 300, 500)]
+    rows = pack_rows(lengths, 512)
+    placed = sorted(i for row in rows for i in row)
+    assert placed == list(range(500))
+    assert all(sum(lengths[i] for i in row) <= 512 for row in rows)
+    # best fit, longest first: dense (under 3% of the row tokens left empty here)
+    assert sum(lengths) / (512 * len(rows)) > 0.97
+    assert pack_rows(lengths, 512) == rows  # deterministic
+
+
+def _model(tiny_model_dir: Path) -> Any:
+    from mlx_lm import load
+
+    model, _ = load(str(tiny_model_dir))
+    return model
+
+
+def test_per_example_losses_match_unpacked(tiny_model_dir):
+    """Each example's per-token losses in a packed row equal those of the example alone.
+
+    The examples sit at offsets 0, 37, 97, ... of one row without their positions reset: RoPE
+    scores depend only on relative positions, and the block mask keeps them apart.
+    """
+    model = _model(tiny_model_dir)
+    rng = np.random.default_rng(1)
+    items = [([int(x) for x in rng.integers(1, 500, n)], off) for n, off in ((37, 0), (60, 5), (25, 0), (90, 12))]
+    inputs, targets, weights, segments = collate_packed([items], 256, 2048, n_rows=2)
+    with block_mask(model, block_causal_mask(segments)):
+        packed = token_losses(model, inputs, targets)
+    s = 0
+    for toks, off in items:
+        n = len(toks)
+        alone = token_losses(model, mx.array([toks[:-1]]), mx.array([toks[1:]]))[0]
+        got = packed[0, s : s + n - 1]
+        np.testing.assert_allclose(np.array(got), np.array(alone), rtol=1e-4, atol=1e-5)
+        w = np.array(weights[0, s : s + n - 1])
+        assert w.sum() == n - max(off, 1)  # the prompt's targets are not scored
+        s += n
+    assert np.array(weights[1]).sum() == 0  # the empty row scores nothing
+    # the mean over scored tokens is the batch loss
+    loss, ntoks = packed_train_loss(model, inputs, targets, weights, segments)
+    assert ntoks.item() == sum(len(t) - max(o, 1) for t, o in items)
+    want = float((packed * weights).sum().item()) / ntoks.item()
+    assert loss.item() == pytest.approx(want, rel=1e-5)
+
+
+def test_without_the_mask_the_examples_would_see_each_other(tiny_model_dir):
+    """The check above can fail: a plain causal mask changes the second example's losses."""
+    model = _model(tiny_model_dir)
+    rng = np.random.default_rng(2)
+    items = [[int(x) for x in rng.integers(1, 500, 40)], [int(x) for x in rng.integers(1, 500, 40)]]
+    inputs, targets, _, _ = collate_packed([items], 128, 2048, n_rows=1)
+    plain = token_losses(model, inputs, targets)[0, 40:79]
+    alone = token_losses(model, mx.array([items[1][:-1]]), mx.array([items[1][1:]]))[0]
+    assert np.abs(np.array(plain) - np.array(alone)).max() > 1e-3
+
+
+def test_a_model_that_builds_its_own_mask_is_refused():
+    import mlx.nn as nn
+
+    class NoMask(nn.Module):
+        def __call__(self, x: Any) -> Any:
+            return x
+
+    model = NoMask()
+    with pytest.raises(TrainingError, match="pack"):
+        with block_mask(model, mx.zeros((1, 1, 4, 4), dtype=mx.bool_)):
+            model(mx.zeros((1, 4)))
+
+
+def test_a_packed_plan_is_one_shape_and_a_function_of_seed_and_step():
+    rng = np.random.default_rng(3)
+    data = [([int(x) for x in rng.integers(1, 500, int(n))], 0) for n in rng.integers(20, 200, 200)]
+    plan = BatchPlan(data, 2, 256, seed=7, quantum=128, pack=True)
+    again = BatchPlan(data, 2, 256, seed=7, quantum=128, pack=True)
+    shapes = set()
+    for step in range(2 * len(plan)):
+        assert plan.batch_indices(step) == again.batch_indices(step)
+        shapes.add(tuple(a.shape for a in plan.make_batch(plan.batch_indices(step))))
+    assert shapes == {((2, 256),) * 4}
+    # an epoch holds every example once
+    seen = sorted(j for s in range(len(plan)) for r in plan.batch_indices(s) for j in plan.rows[r])
+    assert seen == list(range(200))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    for name, n in (("train", 48), ("valid", 8)):
+        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def _train(cfg: TrainConfig, stop_at: int | None = None) -> Any:
+    def on_event(e: ev.Event) -> None:
+        if stop_at is not None and isinstance(e, ev.TrainStep) and e.iteration == stop_at:
+            engine.stop()
+
+    engine = Engine(on_event)
+    engine.start()
+    try:
+        return engine.run_sync(Train(cfg), timeout=600)
+    finally:
+        engine.shutdown()
+
+
+def test_packed_training_resumes_exactly(tiny_model_dir, data, tmp_path):
+    def cfg(runs: Path, **kw: Any) -> TrainConfig:
+        return TrainConfig().with_values(
+            model=str(tiny_model_dir), data=str(data), runs_dir=str(runs), num_layers=2,
+            batch_size=2, iters=10, learning_rate=1e-3, steps_per_report=5, steps_per_eval=5,
+            save_every=5, val_batches=1, max_seq_length=256, sample_prompts=0,
+            memory_guard="off", pack=True, grad_checkpoint=True,
+            lora_parameters={"rank": 4, "scale": 10.0, "dropout": 0.1}, **kw,
+        )
+
+    straight = _train(cfg(tmp_path / "s"))
+    assert straight.status == "completed"
+    losses = [loss for _, loss in straight.train_losses]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    first = _train(cfg(tmp_path / "r"), stop_at=4)
+    assert json.loads((Path(first.run_dir) / "state" / "state.json").read_text())["iteration"] == 4
+    second = _train(cfg(tmp_path / "r", resume_run=str(first.run_dir)))
+    resumed = dict(first.train_losses) | dict(second.train_losses)
+    for it, loss in straight.train_losses:
+        assert abs(resumed[it] - loss) < 1e-5, (it, resumed[it], loss)
+
+
+def test_packed_epochs_count_packed_steps(tiny_model_dir, data, tmp_path):
+    cfg = TrainConfig().with_values(
+        model=str(tiny_model_dir), data=str(data), runs_dir=str(tmp_path), num_layers=1,
+        batch_size=2, epochs=1, steps_per_eval=100, save_every=100, val_batches=1,
+        max_seq_length=256, sample_prompts=0, memory_guard="off", pack=True,
+    )
+    result = _train(cfg)
+    # 48 examples of the demo set fit in far fewer than 24 steps of 2 rows of 256 tokens
+    assert result.status == "completed" and result.final_iteration < 24
