@@ -92,7 +92,7 @@ class MemoryGauge(VerticalScroll):
     MemoryGauge #mem-banner.-yellow { display: block; background: $warning 35%; }
     MemoryGauge #mem-banner.-red { display: block; background: $error 45%; text-style: bold; }
     MemoryGauge #mem-device { height: auto; color: $text-muted; }
-    MemoryGauge #mem-text { height: 8; }
+    MemoryGauge #mem-text { height: auto; }
     MemoryGauge .spark-row { height: 1; }
     MemoryGauge .spark-row Label { width: 5; color: $text-muted; }
     MemoryGauge .spark-row Sparkline { width: 1fr; }
@@ -220,8 +220,7 @@ class MemoryGauge(VerticalScroll):
         source = pressure_source(sample)
         if source:
             text = text.append_text(f"  {source}", "dim")
-        # always eight rows (height 8): each second's sample needs no layout of the whole screen
-        self.query_one("#mem-text", Static).update(text, layout=False)
+        self.query_one("#mem-text", Static).update(text)
         self.set_pressure(pressure)
         for key, _label, _field in SERIES:
             self.query_one(f"#spark-{key}", Sparkline).data = list(self._series[key])
