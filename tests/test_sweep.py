@@ -88,7 +88,7 @@ def test_base_is_a_yaml_file_beside_the_sweep_with_mlx_lm_defaults(tmp_path):
     ("text", "where", "words"),
     [
         ("grid:\n  learning_rate: [1e-4]\n  lora_rnak: [4]\n", ":3", "did you mean 'lora_rank'"),
-        ("grid:\n  lora_rank: [4,\n    -2]\n", ":3", "lora_rank: must be at least 1"),
+        ("grid:\n  lora_rank: [4,\n    -2]\n", ":3", "lora_rank: must be from 1 to 1024"),
         ("grid:\n  batch_size: 4\n", ":2", "give a list of values"),
         ("runs:\n  - {iters: 3}\n  - {iters: many}\n", ":3", "iters: 'many' is not a whole number"),
         ("runs:\n  - {adapter_path: out}\n", ":2", "adapter_path: cannot be set in a sweep"),

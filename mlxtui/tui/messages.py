@@ -181,6 +181,12 @@ class GenerationDone(EngineMessage):
     event: ev.GenerationDone
 
 
+class RankReport(EngineMessage):
+    """Per-rank figures of a multi-process run (the dashboard trains one process today)."""
+
+    event: ev.RankReport
+
+
 class OtherEvent(EngineMessage):
     """An event kind this dashboard does not know (a newer engine): logged, otherwise ignored."""
 
@@ -198,6 +204,7 @@ MESSAGES: dict[type[ev.Event], type[EngineMessage]] = {
     ev.TrainStarted: TrainStarted,
     ev.TrainStep: TrainStep,
     ev.TrainReport: TrainReport,
+    ev.RankReport: RankReport,
     ev.ValReport: ValReport,
     ev.SamplePredictions: SamplePredictions,
     ev.CheckpointSaved: CheckpointSaved,

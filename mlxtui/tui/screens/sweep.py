@@ -34,15 +34,16 @@ from mlxtui.core.sweep import (
     fmt_value,
 )
 from mlxtui.core.sweep_summary import SummaryRow, fmt_duration, summary_rows
+from mlxtui.tui.palette import theme_color
 
 DEFAULT_FILE = "sweep.yaml"
+# a run's status -> (theme variable, bold); a Rich table cell needs a concrete colour, so it is
+# looked up in the running theme (palette.theme_color) when the row is drawn
 STATUS_STYLE = {
-    "done": "green",
-    "running": "bold yellow",
-    "stopped": "yellow",
-    "failed": "red",
-    "skipped": "dim",
-    "pending": "",
+    "done": ("success", False),
+    "running": ("warning", True),
+    "stopped": ("warning", False),
+    "failed": ("error", False),
 }
 
 
@@ -96,6 +97,14 @@ class SweepScreen(Screen[None]):
             super().__init__()
             self.state, self.error = state, error
 
+
+    def _status_style(self, status: str) -> str:
+        if status == "skipped":
+            return "dim"
+        variable, bold = STATUS_STYLE.get(status, ("", False))
+        if not variable:
+            return ""
+        return ("bold " if bold else "") + theme_color(self.app, variable)
     def __init__(self, engine: Any, file: str | None = None) -> None:
         super().__init__()
         self.engine = engine
@@ -200,8 +209,11 @@ class SweepScreen(Screen[None]):
                 str(i),
                 run.label,
                 settings,
-                Text(status, style=STATUS_STYLE.get(run.status, "")),
-                Text(("⚠ " if run.flagged else "") + estimate, style="red" if run.flagged else ""),
+                Text(status, style=self._status_style(run.status)),
+                Text(
+                    ("⚠ " if run.flagged else "") + estimate,
+                    style=theme_color(self.app, "error") if run.flagged else "",
+                ),
                 key=run.label,
             )
         if state.runs:
