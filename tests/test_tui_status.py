@@ -104,7 +104,7 @@ def test_stopping_says_the_adapter_is_being_saved_then_the_finish() -> None:
     finished = apply_event(
         saving, ev.TrainFinished("/r", "/r/adapters.safetensors", 4, 12, "stopped")
     )
-    assert status_text(finished).startswith("DONE  │  it 4/12")
+    assert status_text(finished).startswith("DONE (stopped)  │  it 4/12")
     assert "stopped" in status_text(finished)
 
 
@@ -121,3 +121,15 @@ def test_a_phase_is_named_once_and_leaves_no_stale_message() -> None:
     assert text == "TRAINING  │  validation 1/4 · 3 s  │  m"  # no "validation (1/4)", no ETA yet
     status = apply_event(status, ev.PhaseFinished(4, "train", "validate", "validation", 3.0))
     assert status_text(status, now=104.0) == "TRAINING  │  m"
+
+
+def test_a_stopped_run_does_not_read_as_finished() -> None:
+    finished = ev.TrainFinished("/tmp/run", "/tmp/run/adapters", 10, 80, "stopped")
+    stopped = apply_event(training_status(), finished)
+    assert stopped.state == "done"
+    assert status_text(stopped).startswith("DONE (stopped)  │  ")
+    completed = ev.TrainFinished("/tmp/run", "/tmp/run/adapters", 80, 80, "completed")
+    assert status_text(apply_event(training_status(), completed)).startswith("DONE  │  ")
+    again = apply_event(stopped, ev.TrainStarted("/tmp/run2", 12, 0, 1000, 135_000_000, "lora"))
+    assert status_text(again).startswith("TRAINING")
+    assert apply_event(again, completed).outcome == "completed"

@@ -44,6 +44,7 @@ class Status:
     eta_seconds: float | None = None
     message: str = ""
     phases: tuple[Phase, ...] = ()  # running phases, outermost first (a load inside a train job)
+    outcome: str = ""  # how the last run ended (TrainFinished.status): "stopped" shows as DONE (stopped)
 
     @property
     def busy_training(self) -> bool:
@@ -97,6 +98,7 @@ def _train_started(status: Status, event: ev.TrainStarted) -> Status:
         val_loss=None,
         eta_seconds=None,
         message="",
+        outcome="",
     )
 
 
@@ -152,6 +154,7 @@ def _train_finished(status: Status, event: ev.TrainFinished) -> Status:
         iteration=event.final_iteration,
         eta_seconds=None,
         message=event.message or event.status,
+        outcome=event.status,
         phases=tuple(p for p in status.phases if p.kind != "train"),  # the run's phases end with it
     )
 
@@ -245,6 +248,9 @@ def status_text(status: Status, now: float | None = None) -> str:
     if status.state == "stopping":
         parts = [f"STOPPING: {running or status.message or STOPPING_MESSAGE}"]
         running = ""
+    elif status.state == "done" and status.outcome not in ("", "completed"):
+        # a stopped or failed run must not read as finished, however narrow the terminal
+        parts = [f"DONE ({status.outcome.replace('_', ' ')})"]
     else:
         parts = [status.state.upper()]
     urgent = status.state in ("paused", "error")
