@@ -240,7 +240,10 @@ def test_guide_000_train_py_readme(model_sets, tmp_path, monkeypatch, capsys):
         out = capsys.readouterr().out
         assert "data: ./data (mlx_lm.lora's default folder" in out  # the guide's data folder, not the demo
         assert f"done: {SHORT_ITERS}/{SHORT_ITERS} steps" in out
-    runs = sorted((tmp_path / "runs").iterdir())
+    # the first line's run, by its model's name (both runs can start within one second, and
+    # the folders' timestamps then do not order them)
+    runs = [p for p in (tmp_path / "runs").iterdir() if p.name.endswith("-Instruct-4bit")]
+    assert len(runs) == 1, sorted((tmp_path / "runs").iterdir())
     cfg = json.loads((runs[0] / "adapters" / "adapter_config.json").read_text())
     # python train.py --batch-size 4 --iters 222 --learning-rate 2e-4 --num-layers 1 --grad-checkpoint
     #   --steps-per-eval 222 --val-batches 2 --steps-per-report 10 --save-every 222

@@ -112,7 +112,9 @@ def test_a_sweep_killed_mid_run_continues_with_that_run_resumed_exactly(tiny_mod
     assert sweep_cmd.run(args, out=buf) == 0
     table = [line for line in buf.getvalue().splitlines() if line.startswith("| ") and "trio-" in line]
     assert len(table) == 3 and all("| done |" in row for row in table)
-    losses = [float(row.split("|")[6]) for row in table]
+    head = next(line for line in buf.getvalue().splitlines() if line.startswith("| #"))
+    column = [c.strip() for c in head.split("|")].index("best val loss")
+    losses = [float(row.split("|")[column]) for row in table]
     assert losses == sorted(losses)
     best = sweep_dir / "best.yaml"
     assert best.is_file() and table[0].split("|")[2].strip() in best.read_text()
