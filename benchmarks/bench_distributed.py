@@ -1,7 +1,8 @@
 """Scaling of `mlxtui train --nproc 2` over one process: tokens/s on two GPUs over one.
 
 Same per-GPU batch on both sides (so two GPUs train twice the examples per step), a
-Llama-shaped random-init model (bench_train.py's presets), the demo dataset. Runs alternate
+Llama-shaped random-init model (bench_train.py's presets), synthetic chat data of 150-400
+tokens (bench_speed.py's, the shapes of the performance figures; `--data demo` for the demo set). Runs alternate
 (one GPU, two GPUs, one, two, ...) while the time budget lasts; each run's tokens/s is the
 tokens of steps after the warm-up over their time, read from the run's metrics.jsonl
 (mlx-lm's train report counts the tokens of every rank). Efficiency = two / (2 x one).
@@ -51,6 +52,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--backend", default="nccl")
     ap.add_argument("--budget", type=float, default=520.0, help="seconds; no run starts past it")
+    ap.add_argument("--data", choices=("synthetic", "demo"), default="synthetic")
+    ap.add_argument("--n-train", type=int, default=400)
     args = ap.parse_args()
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp())
@@ -63,12 +66,19 @@ def main() -> None:
         from bench_train import make_model
 
         model = make_model(tmp / "model", args.preset, None)
+    data: list[str] = []
+    if args.data == "synthetic":
+        from bench_speed import synthetic_chat
+
+        lengths = synthetic_chat(tmp / "data", Path(model), args.n_train)
+        data = ["--data", str(tmp / "data")]
+        print(f"data: {len(lengths)} examples, {min(lengths)}-{max(lengths)} tokens, mean {statistics.mean(lengths):.0f}", flush=True)
     base = [
         sys.executable, "-m", "mlxtui", "train", "--model", str(model), "--batch-size", str(args.batch_size),
         "--iters", str(args.iters), "--num-layers", str(args.layers), "--grad-checkpoint",
         "--learning-rate", "1e-4", "--steps-per-report", "1", "--steps-per-eval", "1000000",
         "--save-every", "1000000", "--val-batches", "1", "--max-seq-length", "512",
-        "--memory-guard", "off", "--dequantize", "no", "--sample-prompts", "0",
+        "--memory-guard", "off", "--dequantize", "no", "--sample-prompts", "0", *data,
     ]  # fmt: skip
     sides = {
         "one": (["--nproc", "1"], {"CUDA_VISIBLE_DEVICES": "0"}),
