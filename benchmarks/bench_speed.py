@@ -165,9 +165,10 @@ def worker_mlx_lm(a: argparse.Namespace) -> dict[str, float]:
     """
     import types
 
-    from mlx_lm import lora
+    import mlxtui  # noqa: F401  (before mlx_lm: mlx_lm imports mlx, and OpenBLAS must load first)
 
-    import mlxtui  # noqa: F401
+    # isort: split
+    from mlx_lm import lora
 
     with tempfile.TemporaryDirectory() as tmp:
         argv = [
