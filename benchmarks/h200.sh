@@ -38,4 +38,21 @@ stage3)
   timeout 150 $B/bench_speed.py --preset llama-3.2-3b --layers 16 --rounds 1 $V
   timeout 120 $B/bench_speed.py --preset llama-3.2-3b --bits 4 --layers 1 --rounds 1 $V
   ;;
+stage4a)
+  # session of 2026-11-30, on the two-H200 machine (single-GPU figures on GPU 0):
+  # fast LoRA (default) vs mlx-lm's LoRA layers inside mlxtui (--plain-lora), packing
+  export CUDA_VISIBLE_DEVICES=0
+  timeout 170 $B/bench_train.py --preset smollm2-135m --iters 8 --layers 4
+  V="--grad-checkpoint --iters 50 --skip 15"
+  timeout 260 $B/bench_speed.py --preset llama-3.2-1b --layers 16 --rounds 2 $V --variants mlx_lm.lora,mlxtui,mlxtui--pack,mlxtui--plain-lora
+  timeout 140 $B/bench_speed.py --preset llama-3.2-3b --bits 4 --layers 1 --rounds 1 $V --variants mlx_lm.lora,mlxtui,mlxtui--pack
+  ;;
+stage4b)
+  export CUDA_VISIBLE_DEVICES=0
+  V="--grad-checkpoint --iters 50 --skip 15"
+  timeout 300 $B/bench_speed.py --preset llama-3.2-3b --layers 16 --rounds 2 $V --variants mlx_lm.lora,mlxtui,mlxtui--pack
+  timeout 90 $B/bench_chunked_loss.py --hidden 2048 --layers 2 --rounds 1
+  unset CUDA_VISIBLE_DEVICES
+  timeout 200 $B/bench_distributed.py --preset llama-3.2-1b --layers 16 --backend nccl --iters 30 --warmup 8 --budget 170
+  ;;
 esac
