@@ -51,7 +51,8 @@ stage4b)
   export CUDA_VISIBLE_DEVICES=0
   V="--grad-checkpoint --iters 50 --skip 15"
   timeout 300 $B/bench_speed.py --preset llama-3.2-3b --layers 16 --rounds 2 $V --variants mlx_lm.lora,mlxtui,mlxtui--pack
-  timeout 90 $B/bench_chunked_loss.py --hidden 2048 --layers 2 --rounds 1
+  timeout 80 $B/bench_chunked_loss.py --hidden 2048 --layers 2 --rounds 1
+  timeout 80 $B/bench_chunked_loss.py --hidden 2048 --layers 2 --rounds 1 --compile
   unset CUDA_VISIBLE_DEVICES
   timeout 200 $B/bench_distributed.py --preset llama-3.2-1b --layers 16 --backend nccl --iters 30 --warmup 8 --budget 170
   ;;
