@@ -28,7 +28,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,53 @@ def current_world() -> World:
     return World(group.rank(), group.size(), group)
 
 
+def gpu_collectives() -> bool:
+    """Whether this process's collectives go through NCCL, which runs on a GPU stream.
+
+    MLX's streams belong to the thread that made them (0.32: "There is no Stream(gpu, 1) in
+    current thread"). A reduction put on the CPU stream runs on that stream's worker thread,
+    where an NCCL group finds no GPU stream of its own; ring and MPI reduce on the CPU.
+    """
+    if not launched():
+        return False
+    import mlx.core as mx
+
+    backend = os.environ.get(BACKEND_ENV, "any")
+    return backend == "nccl" or (backend == "any" and mx.cuda.is_available())
+
+
+def collective_stream() -> Any:
+    """The stream for a small reduction (a flag, a loss): the CPU, or under NCCL this thread's
+    GPU stream."""
+    import mlx.core as mx
+
+    return mx.default_stream(mx.gpu) if gpu_collectives() else mx.cpu
+
+
+@contextmanager
+def reductions_on_this_thread() -> Iterator[None]:
+    """While training under NCCL, mlx-lm's own `all_sum(..., stream=mx.cpu)` (its loss
+    reports) runs on this thread's GPU stream instead (see `gpu_collectives`)."""
+    if not gpu_collectives():
+        yield
+        return
+    import mlx.core as mx
+
+    original = mx.distributed.all_sum
+
+    def all_sum(x: Any, *args: Any, **kwargs: Any) -> Any:
+        stream = kwargs.get("stream")
+        if isinstance(stream, mx.Device) and stream == mx.cpu:
+            kwargs["stream"] = mx.default_stream(mx.gpu)
+        return original(x, *args, **kwargs)
+
+    mx.distributed.all_sum = all_sum
+    try:
+        yield
+    finally:
+        mx.distributed.all_sum = original
+
+
 def any_rank(world: World, flag: bool) -> bool:
     """True on every rank when `flag` is True on any: a decision all ranks take together.
 
@@ -106,7 +154,9 @@ def any_rank(world: World, flag: bool) -> bool:
     import mlx.core as mx
     import numpy as np
 
-    total = mx.distributed.all_sum(mx.array(1.0 if flag else 0.0), group=world.group, stream=mx.cpu)
+    total = mx.distributed.all_sum(
+        mx.array(1.0 if flag else 0.0), group=world.group, stream=collective_stream()
+    )
     return bool(np.array(total) > 0)
 
 
@@ -118,7 +168,7 @@ def gather_floats(world: World, values: list[float]) -> list[list[float]]:
     import numpy as np
 
     rows = mx.distributed.all_gather(
-        mx.array([values], dtype=mx.float32), group=world.group, stream=mx.cpu
+        mx.array([values], dtype=mx.float32), group=world.group, stream=collective_stream()
     )
     table = np.array(rows, dtype=np.float64)
     return [[float(x) for x in row] for row in table]

@@ -33,7 +33,14 @@ import numpy as np
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig, epochs_to_iters, materialized_schedule, parse_size
 from mlxtui.core.diagnosis import Diagnoser
-from mlxtui.core.distributed import World, any_rank, current_world, gather_floats, rank_failure_text
+from mlxtui.core.distributed import (
+    World,
+    any_rank,
+    current_world,
+    gather_floats,
+    rank_failure_text,
+    reductions_on_this_thread,
+)
 from mlxtui.core.fileio import DiskFullError, atomic_write_text, is_disk_full
 from mlxtui.core.progress import Interrupted, Reporter
 from mlxtui.core.runs import ADAPTER_FILE, BEST_FILE, STATE_DIR
@@ -792,6 +799,7 @@ class TrainRun:
             _mlx_lm_quiet_and_restored(m),
             self._scratch_save_may_fail(),
             packed_attention(m) if cfg.pack else nullcontext(),
+            reductions_on_this_thread(),
         ):
             try:
                 trainer.train(

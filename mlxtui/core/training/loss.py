@@ -53,8 +53,10 @@ def evaluate_loss(
         if on_batch is not None:
             on_batch()
     if world_size > 1:
-        total = mx.distributed.all_sum(total, stream=mx.cpu)
-        ntok = mx.distributed.all_sum(ntok, stream=mx.cpu)
+        from mlxtui.core.distributed import collective_stream
+
+        total = mx.distributed.all_sum(total, stream=collective_stream())
+        ntok = mx.distributed.all_sum(ntok, stream=collective_stream())
     n = ntok.item()
     if n == 0:
         raise TrainingError("the evaluation set produced no tokens to score")
