@@ -133,7 +133,9 @@ def reductions_on_this_thread() -> Iterator[None]:
 
     def all_sum(x: Any, *args: Any, **kwargs: Any) -> Any:
         stream = kwargs.get("stream")
-        if isinstance(stream, mx.Device) and stream == mx.cpu:
+        # mlx-lm passes `mx.cpu` (a DeviceType); a Device or Stream on the CPU means the same
+        on = getattr(getattr(stream, "device", stream), "type", stream)
+        if stream is not None and on == mx.cpu:
             kwargs["stream"] = mx.default_stream(mx.gpu)
         return original(x, *args, **kwargs)
 
