@@ -71,7 +71,14 @@ class FastLoRALinear(LoRALinear):
         if low:
             # the scale goes into the small B, not the product: addmm's gradient multiplies the
             # whole activation-sized cotangent by alpha (twice) when alpha != 1
-            return mx.addmm(y, xa, (self.scale * self.lora_b).astype(dt))
+            # and on 2-D operands: with a batched `xa` addmm broadcasts B over the batch, and
+            # B's gradient becomes a batched matmul plus a sum (matmul folds the batch itself)
+            out = mx.addmm(
+                y.reshape(-1, y.shape[-1]),
+                xa.reshape(-1, xa.shape[-1]),
+                (self.scale * self.lora_b).astype(dt),
+            )
+            return out.reshape(y.shape)
         z = xa @ self.lora_b
         return y + (self.scale * z).astype(dt)
 
