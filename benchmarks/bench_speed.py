@@ -431,7 +431,7 @@ def main() -> None:
                 res = run_worker(kind, a, **over)
                 results[name].append(res)
                 if res:
-                    print(f"round {r + 1} {name:14s} {res['tokens_per_s']:>9,.0f} tok/s  {res['step_s'] * 1000:7.1f} ms/step "
+                    print(f"round {r + 1} {name:26s} {res['tokens_per_s']:>9,.0f} tok/s  {res['step_s'] * 1000:7.1f} ms/step "
                           f"{res['tokens_per_step']:7.0f} tok/step  peak {res['peak_gb']:.2f} GB  loss {res['loss']:.3f}", flush=True)
         fpt = flops_per_token(Path(a.model), a.layers)
         base = results["mlx_lm.lora"]
@@ -439,14 +439,14 @@ def main() -> None:
         for name, runs in results.items():
             ok = [x for x in runs if x]
             if not ok:
-                print(f"  {name:14s} failed")
+                print(f"  {name:26s} failed")
                 continue
             tps = statistics.median(x["tokens_per_s"] for x in ok)
             ratios = [x["tokens_per_s"] / b["tokens_per_s"] for x, b in zip(runs, base, strict=True)
                       if x and b and b["tokens_per_s"] > 0]
             ratio = f"{statistics.median(ratios):.2f}x" if ratios else "-"
             mfu = tps * fpt / (a.peak_tflops * 1e12)
-            print(f"  {name:14s} {tps:>9,.0f} tok/s  ratio {ratio:>6s}  peak {max(x['peak_gb'] for x in ok):.2f} GB  "
+            print(f"  {name:26s} {tps:>9,.0f} tok/s  ratio {ratio:>6s}  peak {max(x['peak_gb'] for x in ok):.2f} GB  "
                   f"final loss {ok[-1]['loss']:.3f}  MFU {mfu:.1%}", flush=True)
         for fast, plain in (("mlxtui", "mlxtui --plain-lora"), ("mlxtui --pack", "mlxtui --pack --plain-lora")):
             if fast in results and plain in results:
