@@ -9,6 +9,10 @@ memory, the last reported loss.
     uv run python benchmarks/bench_speed.py --model demo --data demo --iters 30 --skip 10
     # the GPU, random-init Llama-3.2 shapes, synthetic chat data of 150-400 tokens
     python3 benchmarks/bench_speed.py --preset llama-3.2-1b --layers 16 --peft
+    # mlxtui's fast LoRA (default) against mlx-lm's LoRA layers inside mlxtui
+    python3 benchmarks/bench_speed.py --preset llama-3.2-1b --layers 16 --variants mlx_lm.lora,mlxtui,mlxtui--plain-lora
+    # primitives in one step's graph (loss + LoRA gradients), mlx-lm's LoRA vs the fast one
+    python3 benchmarks/bench_speed.py --preset llama-3.2-1b --layers 16 --count-graph
 
 The model folder and data are made once, in a temporary folder, before the rounds.
 """
@@ -116,6 +120,12 @@ def worker_mlxtui(a: argparse.Namespace) -> dict[str, float]:
     import mlxtui  # noqa: F401  (OpenBLAS first on the Linux CPU)
     from mlxtui import TrainConfig, TrainPipeline
     from mlxtui.core import events as ev
+
+    if a.plain_lora:
+        from mlxtui.core.training import fast_lora
+
+        # mlx-lm's LoRALinear as linear_to_lora_layers made it (core/training/fast_lora.py off)
+        fast_lora.speed_up_lora = lambda model: 0
 
     rows: list[dict[str, float]] = []
 
@@ -263,6 +273,71 @@ def flops_per_token(model_dir: Path, layers: int) -> float:
     return 2 * (L * block + head) + 2 * (min(layers, L) * block + head)
 
 
+# Primitives that only describe a view of their input (no kernel of their own).
+VIEWS = {"Reshape", "Broadcast", "Transpose", "Slice", "Split", "Squeeze", "ExpandDims",
+         "StopGradient", "AsStrided", "Depends", "Copy", "Flatten", "Unflatten"}
+
+
+def _primitives(outputs: list[Any], path: Path) -> dict[str, int]:
+    """Count the primitives in the graph that computes `outputs` (through MLX's DOT export)."""
+    import collections
+    import re
+
+    import mlx.core as mx
+
+    mx.export_to_dot(str(path), *outputs)
+    return dict(collections.Counter(re.findall(r'label ="([^"]+)", shape=rectangle', path.read_text())))
+
+
+def count_graph(a: argparse.Namespace, tmp: Path) -> None:
+    """Primitives in one training step's graph (loss and LoRA gradients, no checkpointing):
+    mlx-lm's LoRA layers against fast_lora's, traced plainly and through mx.compile (which is
+    how mlx-lm's trainer runs the step: elementwise chains become one Compiled primitive)."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    import numpy as np
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+    from mlx_lm.tuner.trainer import default_loss
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    import mlxtui  # noqa: F401  (OpenBLAS first on the Linux CPU)
+    from mlxtui.core.training.fast_lora import speed_up_lora
+
+    width = 257
+    rng = np.random.default_rng(0)
+    batch = mx.array(rng.integers(1, 500, (a.batch_size, width)))
+    lengths = mx.array([[0, width]] * a.batch_size)
+    print(f"graph of one step: model {a.preset or a.model}, dtype {a.graph_dtype or 'as stored'}, "
+          f"{a.layers} LoRA layers (rank 8, all 7 projections), batch {a.batch_size} x {width - 1}")
+    for name, fast in (("mlx-lm LoRA", False), ("fast LoRA", True)):
+        model, _ = load(a.model)
+        if a.graph_dtype:
+            model.set_dtype(getattr(mx, a.graph_dtype))
+        model.freeze()
+        linear_to_lora_layers(model, a.layers, {"rank": 8, "scale": 20.0, "dropout": 0.0})
+        if fast:
+            speed_up_lora(model)
+        mx.eval(model.parameters())
+        step = nn.value_and_grad(model, default_loss)
+        def call(b: Any, n: Any, step: Any = step, model: Any = model) -> Any:
+            return step(model, b, n)
+
+        for how, fn in (("traced", call), ("compiled", mx.compile(call, inputs=model.state))):
+            try:
+                (loss, _), grads = fn(batch, lengths)
+            except Exception as e:  # a back-end without compile support: say so, go on
+                print(f"  {name:12s} {how:8s} failed: {e}")
+                continue
+            counts = _primitives([loss, *(v for _, v in tree_flatten(grads))], tmp / "graph.dot")
+            kernels = sum(n for k, n in counts.items() if k not in VIEWS)
+            top = ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])
+                            if k not in VIEWS and n >= 8)
+            print(f"  {name:12s} {how:8s} {kernels:6d} primitives that compute "
+                  f"({sum(counts.values())} with views): {top}", flush=True)
+        del model
+
+
 def run_worker(kind: str, a: argparse.Namespace, **over: Any) -> dict[str, float]:
     args = [
         sys.executable, __file__, "--worker", kind, "--model", a.model, "--data", a.data,
@@ -273,6 +348,8 @@ def run_worker(kind: str, a: argparse.Namespace, **over: Any) -> dict[str, float
         args.append("--grad-checkpoint")
     if over.get("pack"):
         args.append("--pack")
+    if over.get("plain_lora"):
+        args.append("--plain-lora")
     out = subprocess.run(args, capture_output=True, text=True)
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
     if out.returncode or not line:
@@ -300,8 +377,14 @@ def main() -> None:
     ap.add_argument("--max-seq-length", type=int, default=2048)
     ap.add_argument("--grad-checkpoint", action="store_true")
     ap.add_argument("--pack", action="store_true")
+    ap.add_argument("--plain-lora", action="store_true", help="worker: mlx-lm's LoRA layers, not fast_lora's")
+    ap.add_argument("--count-graph", action="store_true",
+                    help="print the primitives of one step's graph, mlx-lm's LoRA vs fast_lora's, and exit")
+    ap.add_argument("--graph-dtype", default=None, help="with --count-graph: cast the base (e.g. bfloat16)")
     ap.add_argument("--peft", action="store_true", help="also PyTorch + PEFT (CUDA)")
-    ap.add_argument("--variants", default="mlx_lm.lora,mlxtui,mlxtui--pack", help="comma-separated, names without spaces")
+    ap.add_argument("--variants", default="mlx_lm.lora,mlxtui,mlxtui--pack",
+                    help="comma-separated, names without spaces: mlx_lm.lora, mlxtui, mlxtui--pack, "
+                    "mlxtui--plain-lora, mlxtui--pack--plain-lora (mlx-lm's LoRA layers inside mlxtui)")
     ap.add_argument("--peak-tflops", type=float, default=790.0)
     a = ap.parse_args()
 
@@ -319,6 +402,9 @@ def main() -> None:
 
             a.model = str(make_model(Path(tmp) / "model", a.preset, a.bits))
             mx.clear_cache()
+        if a.count_graph:
+            count_graph(a, Path(tmp))
+            return
         if a.data == "demo":
             demo_data(Path(tmp) / "data", a.n_train)
             a.data = str(Path(tmp) / "data")
@@ -332,6 +418,9 @@ def main() -> None:
             ("mlx_lm.lora", "mlx_lm", {}),
             ("mlxtui", "mlxtui", {}),
             ("mlxtui --pack", "mlxtui", {"pack": True, "batch_size": a.pack_batch_size or a.batch_size}),
+            ("mlxtui --plain-lora", "mlxtui", {"plain_lora": True}),
+            ("mlxtui --pack --plain-lora", "mlxtui",
+             {"pack": True, "plain_lora": True, "batch_size": a.pack_batch_size or a.batch_size}),
         ]
         if a.peft:
             variants.append(("torch+peft", "peft", {}))
@@ -343,7 +432,7 @@ def main() -> None:
                 res = run_worker(kind, a, **over)
                 results[name].append(res)
                 if res:
-                    print(f"round {r + 1} {name:14s} {res['tokens_per_s']:>9,.0f} tok/s  {res['step_s'] * 1000:7.1f} ms/step "
+                    print(f"round {r + 1} {name:26s} {res['tokens_per_s']:>9,.0f} tok/s  {res['step_s'] * 1000:7.1f} ms/step "
                           f"{res['tokens_per_step']:7.0f} tok/step  peak {res['peak_gb']:.2f} GB  loss {res['loss']:.3f}", flush=True)
         fpt = flops_per_token(Path(a.model), a.layers)
         base = results["mlx_lm.lora"]
@@ -351,15 +440,22 @@ def main() -> None:
         for name, runs in results.items():
             ok = [x for x in runs if x]
             if not ok:
-                print(f"  {name:14s} failed")
+                print(f"  {name:26s} failed")
                 continue
             tps = statistics.median(x["tokens_per_s"] for x in ok)
             ratios = [x["tokens_per_s"] / b["tokens_per_s"] for x, b in zip(runs, base, strict=True)
                       if x and b and b["tokens_per_s"] > 0]
             ratio = f"{statistics.median(ratios):.2f}x" if ratios else "-"
             mfu = tps * fpt / (a.peak_tflops * 1e12)
-            print(f"  {name:14s} {tps:>9,.0f} tok/s  ratio {ratio:>6s}  peak {max(x['peak_gb'] for x in ok):.2f} GB  "
+            print(f"  {name:26s} {tps:>9,.0f} tok/s  ratio {ratio:>6s}  peak {max(x['peak_gb'] for x in ok):.2f} GB  "
                   f"final loss {ok[-1]['loss']:.3f}  MFU {mfu:.1%}", flush=True)
+        for fast, plain in (("mlxtui", "mlxtui --plain-lora"), ("mlxtui --pack", "mlxtui --pack --plain-lora")):
+            if fast in results and plain in results:
+                pairs = [f["tokens_per_s"] / p["tokens_per_s"] for f, p in zip(results[fast], results[plain], strict=True)
+                         if f and p and p["tokens_per_s"] > 0]
+                if pairs:
+                    print(f"  fast LoRA: {fast} / {plain} = median {statistics.median(pairs):.2f}x "
+                          f"(rounds: {', '.join(f'{x:.2f}' for x in pairs)})", flush=True)
 
 
 if __name__ == "__main__":

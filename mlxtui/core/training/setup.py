@@ -29,6 +29,11 @@ def apply_adapters(model: Any, config: TrainConfig) -> None:
         linear_to_lora_layers(
             model, config.num_layers, params, use_dora=config.fine_tune_type == "dora"
         )
+        if config.fine_tune_type == "lora":
+            # same parameters and adapter files, fewer and cheaper kernels (fast_lora.py)
+            from mlxtui.core.training import fast_lora
+
+            fast_lora.speed_up_lora(model)
 
 
 # mlx-lm clears MLX's cache after a step whenever the cache holds more than its threshold, so
