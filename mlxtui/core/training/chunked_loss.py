@@ -85,6 +85,9 @@ def chunked_ce(head: Any, head_fn: Callable[[Any, Any], Any], h: Any, targets: A
     independent chunks would all be alive together; each chunk's input is therefore made to
     depend (`mx.depends`) on the previous chunk's results, which forces one chunk at a time
     whether the step is compiled or not (no mx.eval is possible inside a compiled step).
+    What stays above one chunk: the arrays of the ops MLX's scheduler runs ahead of the
+    device (on the CPU ~8 chunk-sized arrays; a `memory_limit` makes MLX wait instead, ~3),
+    and, with a trained head, its float32 gradient sum (kept and replaced once per chunk).
     """
     import mlx.core as mx
     from mlx.utils import tree_flatten, tree_unflatten
