@@ -3,9 +3,11 @@
 A Llama-shaped model with a 128k vocabulary (Llama 3's 128256), a small hidden size and few
 layers, so that the logits dominate as they do on a 16 GB Mac; batch 4 x 2048 tokens. Each
 variant runs in its own process (a clean peak), alternating, and prints the peak and the loss.
+`--compile` runs the step under mx.compile as mlx-lm's trainer does; `--train-head` trains the
+tied embedding/head too (full fine-tuning), else LoRA on the last `--layers` blocks.
 
-    uv run python benchmarks/bench_chunked_loss.py                       # CPU, float32
-    python3 benchmarks/bench_chunked_loss.py --hidden 2048 --layers 2    # GPU, bf16
+    uv run python benchmarks/bench_chunked_loss.py --batch 2 --seq 1024      # CPU, float32
+    python3 benchmarks/bench_chunked_loss.py --hidden 2048 --layers 2 --compile   # GPU, bf16
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,18 +48,32 @@ def worker(a: argparse.Namespace) -> dict[str, float]:
         model.set_dtype(mx.bfloat16)
     model.freeze()
     linear_to_lora_layers(model, a.layers, {"rank": 8, "scale": 20.0, "dropout": 0.0})
+    if a.train_head:
+        model.model.embed_tokens.unfreeze()
     mx.eval(model.parameters())
     tokens = mx.random.randint(0, a.vocab, (a.batch, a.seq + 1))
     lengths = mx.array([[0, a.seq]] * a.batch)
-    loss_fn = default_loss if a.variant == "mlx_lm" else train_loss
+    if a.variant == "mlx_lm":
+        loss_fn = default_loss
+    else:
+        loss_fn = partial(train_loss, chunk_tokens=a.chunk_tokens or None)
     step = nn.value_and_grad(model, loss_fn)
+    if a.compile:
+        state = [model.state]
+        step = mx.compile(partial(step, model), inputs=state, outputs=state)
+    else:
+        step = partial(step, model)
     mx.eval(tokens, lengths)
     base = mx.get_active_memory()
+    if a.memory_limit_gb:
+        mx.set_memory_limit(base + int(a.memory_limit_gb * 1e9))
     mx.reset_peak_memory()
-    tic = time.perf_counter()
-    (loss, _), grads = step(model, tokens, lengths)
-    mx.eval(loss, grads)
-    secs = time.perf_counter() - tic
+    secs = 0.0
+    for _ in range(a.steps):
+        tic = time.perf_counter()
+        (loss, _), grads = step(tokens, lengths)
+        mx.eval(loss, grads)
+        secs = time.perf_counter() - tic  # the last step's (the first one also traces)
     return {
         "peak_gb": (mx.get_peak_memory() - base) / 1e9,
         "loss": float(loss.item()),
@@ -75,12 +92,20 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=1, help="steps per process (peak over all)")
+    ap.add_argument("--compile", action="store_true", help="mx.compile the step (mlx-lm does)")
+    ap.add_argument("--train-head", action="store_true", help="train the tied embedding/head")
+    ap.add_argument("--chunk-tokens", type=int, default=0, help="tokens per chunk; 0 = default")
+    ap.add_argument("--memory-limit-gb", type=float, default=0.0,
+                    help="mx.set_memory_limit this much above the weights (both variants)")
     a = ap.parse_args()
     if a.worker:
         print("RESULT " + json.dumps(worker(a)), flush=True)
         return
     shape = ["--hidden", str(a.hidden), "--layers", str(a.layers), "--vocab", str(a.vocab),
-             "--batch", str(a.batch), "--seq", str(a.seq)]
+             "--batch", str(a.batch), "--seq", str(a.seq), "--steps", str(a.steps),
+             "--chunk-tokens", str(a.chunk_tokens), "--memory-limit-gb", str(a.memory_limit_gb)]
+    shape += ["--compile"] * a.compile + ["--train-head"] * a.train_head
     got: dict[str, list[dict[str, float]]] = {"mlx_lm": [], "chunked": []}
     for r in range(a.rounds):
         for variant in got:
@@ -97,8 +122,12 @@ def main() -> None:
     if got["mlx_lm"] and got["chunked"]:
         full = statistics.median(x["peak_gb"] for x in got["mlx_lm"])
         ours = statistics.median(x["peak_gb"] for x in got["chunked"])
-        print(f"vocab {a.vocab}, batch {a.batch} x {a.seq}, hidden {a.hidden}, {a.layers} layers: "
-              f"peak {ours:.2f} GB chunked vs {full:.2f} GB mlx-lm = {ours / full:.2f}x", flush=True)
+        t_full = statistics.median(x["seconds"] for x in got["mlx_lm"])
+        t_ours = statistics.median(x["seconds"] for x in got["chunked"])
+        how = ("compiled" if a.compile else "eager") + (", head trained" if a.train_head else ", LoRA")
+        print(f"vocab {a.vocab}, batch {a.batch} x {a.seq}, hidden {a.hidden}, {a.layers} layers, "
+              f"{how}: peak {ours:.2f} GB chunked vs {full:.2f} GB mlx-lm = {ours / full:.2f}x; "
+              f"step {t_ours:.2f} s vs {t_full:.2f} s = {t_ours / t_full:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
