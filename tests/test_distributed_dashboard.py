@@ -142,6 +142,7 @@ def test_rank_0s_events_arrive_as_this_jobs_and_a_killed_rank_ends_it_with_the_c
     assert isinstance(failed, ev.JobFailed) and failed.kind == "train"
     assert failed.message.startswith("rank 1 was ended by SIGKILL")
     assert "The last checkpoint rank 0 saved is kept in runs/r" in failed.message
+    assert failed.hint.startswith("continue it from the Runs screen (r, then c)")
     assert "step 1/400: train loss 2.500" in failed.hint  # the ranks' last lines
     assert set(run.ranks()) == {0, 1} and run.ranks()[1][1] == 1
 
@@ -172,7 +173,7 @@ def test_rank_0s_own_error_comes_first_when_no_rank_was_killed(tmp_path: Path) -
     end = got[-1]
     assert isinstance(end, ev.JobFailed)
     assert end.message.startswith("rank 0: the dataset has 1 error(s)\n\nrank 0 exited with code 1")
-    assert end.hint == "fix them"
+    assert end.hint.startswith("fix them\nthe ranks' last lines:")
 
 
 def test_a_host_that_cannot_be_reached_is_named_with_what_to_do(tmp_path: Path) -> None:
@@ -187,6 +188,58 @@ def test_settings_the_ranks_cannot_take_are_refused_before_anything_starts(tmp_p
     _, got = _run_refused(tmp_path, TrainConfig.quick_start(nproc=2, backend="gloo"))
     assert isinstance(got[-1], ev.JobFailed) and got[-1].error is not None
     assert getattr(got[-1].error, "field", None) == "backend"
+
+
+async def test_the_panes_show_a_launched_run_stop_ends_it_and_a_killed_rank_is_an_error(tmp_path: Path) -> None:
+    """The dashboard's side, fast: a stand-in launcher says what real ranks say (the slow tests
+    below run real ones)."""
+    from test_tui_memory import make_app
+
+    from mlxtui.core.distributed import EVENT_PREFIX
+    from mlxtui.tui.rank_table import RankTable
+    from mlxtui.tui.screens.modals import ErrorModal
+    from mlxtui.tui.widgets.loss_plot import LossPlot
+
+    finished = ev.TrainFinished("runs/r", "runs/r/adapters", 1, 400, "stopped")
+    stops = (
+        f"print({EVENT_PREFIX + encode(ev.ValReport(0, 2.75, 0.1, True))!r}, flush=True)\n"
+        "if sys.stdin.readline().strip() == 'stop':\n"
+        f"    print({EVENT_PREFIX + encode(finished)!r}, flush=True)\n"
+    )
+    app, _ = make_app(TrainConfig.quick_start(nproc=2, backend="ring"))
+    app.launch_command = _stand_in(tmp_path, stops)
+
+    def plotted() -> bool:
+        plot = app.query_one(LossPlot)
+        return bool(plot.train_points and plot.val_points)
+
+    def ranks_shown() -> bool:
+        tables = list(app.query(RankTable))
+        return len(tables) == 1 and tables[0].report is not None and set(tables[0].beats) == {0, 1}
+
+    async with app.run_test(size=(140, 44)) as pilot:
+        for _ in range(2):  # a second run starts with the table afresh
+            await pilot.press("t")
+            assert await _wait(pilot, lambda: app.launched is not None and app.launched.finished is None, 10)
+            assert await _wait(pilot, plotted, 20), app.status
+            assert await _wait(pilot, ranks_shown, 10)
+            (table,) = app.query(RankTable)
+            rows = [line.split()[:5] for line in table.plain().splitlines()[1:]]
+            assert rows == [["0", "1", "10", "500.0", "MB"], ["1", "1", "12", "250.0", "MB"]]
+            assert app.status.state == "training" and app.status.iteration == 1
+            await pilot.press("p")
+            await pilot.pause(0.1)
+            assert app.status.state == "training"  # refused: a rank cannot pause alone
+            await pilot.press("s")
+            assert app.launched.stop_requested  # the stand-in answers at once: done may be shown already
+            assert await _wait(pilot, lambda: not app.launched.running, 20)
+            assert app.status.state == "done" and app.status.outcome == "stopped"
+
+        app.launch_command = _stand_in(tmp_path, "print('[WARN] Node with rank 1 exited with code -9', flush=True)\n")
+        await pilot.press("t")
+        assert await _wait(pilot, lambda: isinstance(app.screen, ErrorModal), 20), app.status
+        assert app.screen.message.startswith("rank 1 was ended by SIGKILL")  # type: ignore[attr-defined]
+        assert app.status.state == "error"
 
 
 def _run_refused(tmp_path: Path, config: TrainConfig) -> tuple[Any, list[ev.Event]]:
@@ -290,8 +343,8 @@ async def test_the_dashboard_shows_both_ranks_and_stop_ends_both_after_rank_0_sa
         assert await _wait(pilot, lambda: len(plot.train_points) >= 2 and len(plot.val_points) >= 1, 120)
         assert app.status.state == "training" and app.status.total_iters == 400
         shown = table.plain()
-        assert "ranks: 2 (ring)" in shown
-        rows = [line.split() for line in shown.splitlines()[2:4]]
+        assert "2 ranks, ring · step" in shown
+        rows = [line.split() for line in shown.splitlines()[1:]]
         assert [row[0] for row in rows] == ["0", "1"] and all(row[2] != "-" and row[3] != "-" for row in rows)
         assert set(rank_pids(runs)) == {0, 1}
 

@@ -19,8 +19,6 @@ from mlxtui.core.config import TrainConfig
 from mlxtui.tui.rank_table import RankTable
 from mlxtui.tui.status import STOPPING_MESSAGE, Status
 
-RANK_TABLE_ID = "rank-table"
-
 
 class LaunchMixin:
     """Mixed into `MlxtuiApp` (an `App`): everything here runs on the UI thread."""
@@ -36,6 +34,7 @@ class LaunchMixin:
     _saw_steps: bool
 
     launched: Any = None  # the LaunchedTrain of the last run across ranks
+    launch_command: list[str] | None = None  # instead of mlx.launch's (tests stand a script in)
     _rank_timer: Any = None
 
     def launch_train(self, config: TrainConfig, message: str = "launching the ranks…") -> bool:
@@ -45,10 +44,12 @@ class LaunchMixin:
         if not wants_launch(config):
             self._drop_rank_table()  # an in-process run has no ranks to show
             return False
-        run = LaunchedTrain(config, self.bridge)
-        self._drop_rank_table()
-        pane = self.query_one("#pane-loss")
-        pane.mount(RankTable(run.world_size, config.backend, id=RANK_TABLE_ID))
+        run = LaunchedTrain(config, self.bridge, command=self.launch_command)
+        tables = list(self.query(RankTable))
+        if tables:  # the last run's table starts over (a removal would finish after a mount)
+            tables[0].reset(run.world_size, config.backend)
+        else:
+            self.query_one("#pane-loss").mount(RankTable(run.world_size, config.backend))
         self.launched = run
         self._saw_steps = False
         run.start()

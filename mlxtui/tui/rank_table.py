@@ -29,6 +29,12 @@ class RankTable(Static):
         self.beats: dict[int, tuple[float, int]] = {}  # rank -> (seconds since heard, step)
         self._rows = -1
 
+    def reset(self, world_size: int | None, backend: str) -> None:
+        """A new run: its ranks, no figures yet."""
+        self.world_size, self.backend = world_size, backend
+        self.report, self.beats = None, {}
+        self._show()
+
     def on_mount(self) -> None:
         self._show()
 
@@ -52,33 +58,32 @@ class RankTable(Static):
     def render_table(self) -> Text:
         n = self.world_size
         ranks = range(n) if n else sorted(self.beats)
-        title = f"ranks: {n if n else '?'} ({self.backend})"
-        title += (
-            f" · figures of step {self.report.iteration}"
-            if self.report
-            else " · figures at the first report"
-        )
-        out = Text(title + "\n", style="bold")
-        out.append(
-            f"{'rank':>4}  {'step':>6}  {'tok/s':>9}  {'peak GB':>7}  {'heard':>7}\n", style="dim"
-        )
+        figures = f"step {self.report.iteration}" if self.report else "no report yet"
+        out = Text(f"{'rank':>4}  {'step':>5}  {'tok/s':>8}  {'peak':>8}  {'heard':>6}", style="bold")
+        out.append(f"  {n if n else '?'} ranks, {self.backend} · {figures}", style="dim")
         for rank in ranks:
             tps = mem = None
             if self.report is not None and rank < len(self.report.tokens_per_second):
                 tps, mem = self.report.tokens_per_second[rank], self.report.peak_memory[rank]
             heard, step = self.beats.get(rank, (None, None))
             row = (
-                f"{rank:>4}  {step if step is not None else '-':>6}  "
-                f"{f'{tps:,.0f}' if tps is not None else '-':>9}  "
-                f"{f'{mem:.2f}' if mem is not None else '-':>7}  "
-                f"{_ago(heard):>7}"
+                f"\n{rank:>4}  {step if step is not None else '-':>5}  "
+                f"{f'{tps:,.0f}' if tps is not None else '-':>8}  "
+                f"{_gigabytes(mem):>8}  {_ago(heard):>6}"
             )
             late = heard is not None and heard >= SILENT_S
-            out.append(row + (" silent\n" if late else "\n"), style="bold" if late else "")
+            out.append(row + (" silent" if late else ""), style="bold" if late else "")
         return out
 
     def plain(self) -> str:
         return self.render_table().plain
+
+
+def _gigabytes(gb: float | None) -> str:
+    """mlx-lm's peak memory (GB) in a unit that shows it: a small model peaks at a few MB."""
+    if gb is None:
+        return "-"
+    return f"{gb:.2f} GB" if gb >= 1 else f"{gb * 1000:.1f} MB"
 
 
 def _ago(seconds: float | None) -> str:

@@ -52,7 +52,7 @@ _IDS = itertools.count(-1, -1)
 # each rank's peak) and the model it loaded (the dashboard's engine holds another).
 _NOT_FORWARDED = (ev.JobStarted, ev.JobFinished, ev.MemorySampled, ev.ModelLoaded)
 PAUSE_REFUSED = (
-    "a run across ranks cannot pause: a paused rank holds the others inside a collective, and "
+    "A run across ranks cannot pause: a paused rank holds the others inside a collective, and "
     "the rank timeout would end them all. s stops every rank after rank 0 has saved; continue "
     "the run later from the Runs screen (r), with the same number of ranks"
 )
@@ -289,13 +289,20 @@ class LaunchedTrain:
                 f"every rank was ended at your request (stop pressed again while stopping); {kept}"
             )
         first = self.rank0_failure
+        todo = (
+            "continue it from the Runs screen (r, then c): the same ranks are launched again"
+            if self.run_dir
+            else ""
+        )
+        if first is not None and first.hint:
+            todo = first.hint
         tail = [line for line in self.lines if line.strip()][-6:]
-        hint = ("the ranks' last lines:\n" + "\n".join(tail)) if tail else ""
+        lines = ("the ranks' last lines:\n" + "\n".join(tail)) if tail else ""
+        hint = "\n".join(part for part in (todo, lines) if part)
         if first is None:
             message = said
         else:
             words = first.message.removeprefix("rank 0: ")
-            hint = first.hint or hint
             # a rank ended by a signal (kill -9, a crash) or a hang is the cause; rank 0's own
             # error (the data, the memory) is when nothing else went wrong first
             if outcome.timed_out or any(
