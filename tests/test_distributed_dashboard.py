@@ -206,7 +206,7 @@ async def test_the_panes_show_a_launched_run_stop_ends_it_and_a_killed_rank_is_a
         "if sys.stdin.readline().strip() == 'stop':\n"
         f"    print({EVENT_PREFIX + encode(finished)!r}, flush=True)\n"
     )
-    app, _ = make_app(TrainConfig.quick_start(nproc=2, backend="ring"))
+    app, box = make_app(TrainConfig.quick_start(nproc=2, backend="ring"))
     app.launch_command = _stand_in(tmp_path, stops)
 
     def plotted() -> bool:
@@ -234,6 +234,9 @@ async def test_the_panes_show_a_launched_run_stop_ends_it_and_a_killed_rank_is_a
             assert app.launched.stop_requested  # the stand-in answers at once: done may be shown already
             assert await _wait(pilot, lambda: not app.launched.running, 20)
             assert app.status.state == "done" and app.status.outcome == "stopped"
+
+        # the ranks trained; the dashboard's own MLX thread was left free (chat, estimates)
+        assert not [job for job in box["engine"].jobs if job.kind == "train"]
 
         app.launch_command = _stand_in(tmp_path, "print('[WARN] Node with rank 1 exited with code -9', flush=True)\n")
         await pilot.press("t")
