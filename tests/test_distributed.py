@@ -452,3 +452,62 @@ async def test_the_config_pane_shows_the_effective_batch_and_a_per_rank_estimate
         assert await wait_for(pilot, lambda: single.query_one(DatasetBrowser).index is not None)
         await pilot.pause(0.1)
         assert "effective batch" not in single.query_one(EstimateView).plain()
+
+
+# ------------------------------------------------------------------ epochs across ranks
+
+
+class _Group:
+    """What mlx-lm's iterate_batches asks of a communication group: its rank and size."""
+
+    def __init__(self, rank: int, size: int) -> None:
+        self._rank, self._size = rank, size
+
+    def rank(self) -> int:
+        return self._rank
+
+    def size(self) -> int:
+        return self._size
+
+
+@pytest.mark.slow
+def test_an_epoch_across_ranks_is_mlx_lms_pass_with_each_rank_its_share(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """--epochs 1 on 2 ranks of batch 2: the steps of one pass of mlx-lm's iterate_batches with
+    the global batch 4 (mlx-lm's batch_size is the global one; each rank takes every 2nd example
+    of a batch), and the ranks together train on every example once."""
+    from mlx_lm import load
+    from mlx_lm.tuner.trainer import iterate_batches
+
+    from mlxtui.core.training import load_datasets
+
+    data = _data(tmp_path)  # 48 training examples
+    run = subprocess.run(
+        _train_cmd(tiny_model_dir, data, tmp_path / "runs", "--epochs", "1", "--steps-per-eval", "1000",
+                   "--batch-size", "2", "--nproc", "2", "--backend", "ring"),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+
+    _, tokenizer = load(str(tiny_model_dir))
+    train_set, _, _ = load_datasets(TrainConfig(data=str(data), max_seq_length=32), data, tokenizer)
+    passes = [list(iterate_batches(train_set, 4, 32, loop=False, comm_group=_Group(r, 2))) for r in (0, 1)]
+    assert [len(p) for p in passes] == [12, 12]
+    assert {int(b[0].shape[0]) for p in passes for b in p} == {2}  # each rank: 2 rows a step
+
+    train = _records(run_dir, "train")
+    assert [r["iteration"] for r in train] == list(range(1, 13))
+    state = json.loads((run_dir / "state" / "state.json").read_text())
+    assert state["iteration"] == 12 and state["world_size"] == 2
+    # each rank's share: 2 examples a step, none shared, every example once over the epoch
+    plans = [BatchPlan(train_set, 2, 32, seed=0, rank=r, world_size=2) for r in (0, 1)]
+    seen = [[i for step in range(12) for i in plan.batch_indices(step)] for plan in plans]
+    assert len(seen[0]) == len(seen[1]) == 24
+    assert sorted(seen[0] + seen[1]) == list(range(48))
+    # and the run trained on exactly those: the tokens mlx-lm summed over both ranks
+    tokens = 0
+    for plan in plans:
+        for step in range(12):
+            batch = plan.make_batch(plan.batch_indices(step))
+            tokens += batch_tokens(batch[1], int(batch[0].shape[1]))
+    assert train[-1]["trained_tokens"] == tokens

@@ -103,16 +103,22 @@ def rank_number() -> int:
 
 class RankReporter:
     """An event subscriber on each rank: heartbeats for the launching side (at most one a
-    second, and at every step report), and rank 0's line of per-rank figures.
+    second, and at every step report), and rank 0's line of per-rank figures; for a launching
+    dashboard, rank 0 prints every event too (memory samples aside: the dashboard samples its
+    own machine, and RankReport carries each rank's peak).
 
     A heartbeat means the rank's work moved (a step, a phase, a save), so memory samples,
     which the sampler thread sends while the engine thread waits in a collective, are none.
     """
 
-    def __init__(self, rank: int, out: TextIO, heartbeat: bool) -> None:
+    def __init__(self, rank: int, out: TextIO, heartbeat: bool, events: bool | None = None) -> None:
+        from mlxtui.core.distributed import EVENTS_ENV
+
         self.rank = rank
         self.out = out
         self.heartbeat = heartbeat
+        # rank 0 also prints every event for a launching dashboard (core/event_wire.py)
+        self.events = rank == 0 and (EVENTS_ENV in os.environ if events is None else events)
         self.run_dir = ""
         self.step = 0
         self._last = 0.0
@@ -133,6 +139,11 @@ class RankReporter:
                     for r, (tps, mem) in enumerate(zip(event.tokens_per_second, event.peak_memory, strict=True))
                 )
                 print(f"step {event.iteration} ranks: {ranks}", file=self.out, flush=True)
+            if self.events and not isinstance(event, ev.MemorySampled):
+                from mlxtui.core.distributed import EVENT_PREFIX
+                from mlxtui.core.event_wire import encode
+
+                print(EVENT_PREFIX + encode(event), file=self.out, flush=True)
             if isinstance(event, ev.MemorySampled | ev.MemoryAlert):
                 return  # the sampler thread's: they flow on while the training is stuck
             now = time.monotonic()

@@ -42,6 +42,12 @@ BACKEND_ENV = "MLXTUI_DIST_BACKEND"
 # Set by the watcher: ranks print heartbeat lines for it.
 HEARTBEAT_ENV = "MLXTUI_HEARTBEAT"
 HEARTBEAT_PREFIX = "@mlxtui-rank "
+# Set by a launching dashboard: rank 0 prints every engine event as a line (core/event_wire.py)
+EVENTS_ENV = "MLXTUI_EVENTS"
+EVENT_PREFIX = "@mlxtui-event "
+# A launching dashboard's settings (JSON of config.yaml's keys), for every rank: mlx.launch
+# passes --env values to each host, over SSH too, where a file of this machine is not.
+CONFIG_ENV = "MLXTUI_LAUNCH_CONFIG"
 # mlx.launch's own words when a rank ends badly (mlx/_distributed_utils/launch.py).
 _NODE_FAILED = re.compile(r"Node with rank (\d+) (?:exited with code (-?\d+)|was killed)")
 
@@ -250,8 +256,11 @@ def launch_command(
     backend: str,
     python: str | None = None,
     cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    module: str = "mlxtui",
 ) -> list[str]:
-    """The mlx.launch command that runs `python -m mlxtui <argv>` on every rank."""
+    """The mlx.launch command that runs `python -m <module> <argv>` on every rank, with `env`
+    set there too."""
     python = python or sys.executable
     script = Path(python).parent / "mlx.launch"
     launcher = (
@@ -268,7 +277,9 @@ def launch_command(
         cmd += ["--backend", backend]
     cmd += ["--cwd", cwd or os.getcwd()]
     cmd += ["--env", f"{BACKEND_ENV}={backend}", "--env", f"{HEARTBEAT_ENV}=1"]
-    return [*cmd, "--", python, "-m", "mlxtui", *argv]
+    for key, value in (env or {}).items():
+        cmd += ["--env", f"{key}={value}"]
+    return [*cmd, "--", python, "-m", module, *argv]
 
 
 # ---------------------------------------------------------------- heartbeats
@@ -348,6 +359,7 @@ class Launch:
         rank_timeout: float,
         on_line: Callable[[str], None],
         on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[Any], None] | None = None,
         env: dict[str, str] | None = None,
         grace_s: float = 10.0,
         startup_timeout: float = STARTUP_TIMEOUT_S,
@@ -358,6 +370,7 @@ class Launch:
         self.grace_s = grace_s
         self.on_line = on_line
         self.on_heartbeat = on_heartbeat
+        self.on_event = on_event  # rank 0's engine events (EVENTS_ENV), rebuilt
         self.outcome = LaunchOutcome(returncode=0)
         self._last_seen = time.monotonic()
         self._lock = threading.Lock()
@@ -387,6 +400,13 @@ class Launch:
                 if self.on_heartbeat is not None:
                     self.on_heartbeat(beat)
                 continue
+            if self.on_event is not None and line.startswith(EVENT_PREFIX):
+                from mlxtui.core.event_wire import decode
+
+                event = decode(line[len(EVENT_PREFIX) :])
+                if event is not None:
+                    self.on_event(event)
+                    continue
             failed = _NODE_FAILED.search(line)
             if failed:
                 with self._lock:

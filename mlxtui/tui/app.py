@@ -29,6 +29,7 @@ from mlxtui.tui.cockpit import COCKPIT_BINDINGS, COCKPIT_HELP, CockpitMixin
 from mlxtui.tui.data_folder import data_folder
 from mlxtui.tui.errors import failure_text
 from mlxtui.tui.hangup import HangupHandlers
+from mlxtui.tui.launching import LaunchMixin
 from mlxtui.tui.messages import EventBridge
 from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
 from mlxtui.tui.screens.runs import RunsScreen
@@ -145,7 +146,7 @@ class Pane(Vertical):
         self.focus()
 
 
-class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
+class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "mlxtui"
     # Focus starts on the Config pane, not in a field, so single-letter keys work at once.
@@ -296,6 +297,9 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
         # Quit once the engine has saved the adapter: leaving mid-step would lose the step
         # and kill the MLX thread inside a computation.
         self._quit_when_stopped = True
+        if self.launched_running():  # a run across ranks: every rank stops, rank 0 saves
+            self.launched_stop()
+            return
         self.engine.stop()
         self.show_status(replace(self.status, state="stopping", message=STOPPING_MESSAGE))
 
@@ -316,6 +320,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
 
     def on_unmount(self) -> None:
         self._hangup.restore()
+        self.launched_shutdown(QUIT_WAIT)
         if self.engine is None:
             return
         phase = self.status.phase
@@ -461,6 +466,10 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
     @on(msg.ValReport)
     def _val_report(self, message: msg.ValReport) -> None:
         self.query_one(LossPlot).add_val(message.event.iteration, message.event.val_loss)
+
+    @on(msg.RankReport)
+    def _rank_report(self, message: msg.RankReport) -> None:
+        self.rank_report(message.event)
 
     @on(msg.Diagnosis)
     def _diagnosis(self, message: msg.Diagnosis) -> None:
@@ -788,12 +797,17 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
     def _submit_train(self, config: TrainConfig) -> None:
         from mlxtui.core.engine import Train
 
+        if self.launch_train(config):  # nproc > 1 or a host file: ranks through mlx.launch
+            return
         self._saw_steps = False
         self.training_loads(config)
         self.submit_job(Train(config))
         self.show_status(Status(state="training", model=self.status.model, message="starting…"))
 
     def action_pause(self) -> None:
+        if self.launched_running():
+            self.launched_pause()
+            return
         if self.status.state == "training":
             self.engine.pause()
             self.notify("Pausing at the next step (p continues).")
@@ -803,6 +817,8 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
             self.notify("Nothing is training.", severity="warning")
 
     def action_stop(self) -> None:
+        if self.launched_stop():
+            return
         if self.status.state in ("training", "paused"):
             self.engine.stop()
             self.show_status(replace(self.status, state="stopping", message=STOPPING_MESSAGE))

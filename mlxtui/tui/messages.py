@@ -182,7 +182,7 @@ class GenerationDone(EngineMessage):
 
 
 class RankReport(EngineMessage):
-    """Per-rank figures of a multi-process run (the dashboard trains one process today)."""
+    """Per-rank figures of a run across ranks (the rank table under the loss plot)."""
 
     event: ev.RankReport
 

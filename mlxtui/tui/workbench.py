@@ -57,6 +57,7 @@ class WorkbenchMixin:
     submit_job: Any
     show_status: Any
     training_loads: Any
+    launch_train: Any
 
     def workbench_init(self) -> None:
         self.samples = SampleHistory()
@@ -187,6 +188,9 @@ class WorkbenchMixin:
             return False
         config = self.resume_config(Path(run_path))
         self._close_tools()
+        if self.launch_train(config, "resuming…"):  # a run across ranks resumes across them
+            self.notify(f"continuing {Path(run_path).name} across its ranks")
+            return True
         self._saw_steps = False
         self.training_loads(config)
         self.submit_job(Train(config))
