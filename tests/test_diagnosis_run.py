@@ -64,7 +64,12 @@ def _train(cfg: TrainConfig, stop_after: int | None = None) -> tuple[object, lis
 
 
 def _advice(seen: list[ev.Event]) -> list[ev.Diagnosis]:
-    return [e for e in seen if isinstance(e, ev.Diagnosis)]
+    """The advice this part of the run gave (not the earlier advice a resume shows again)."""
+    return [e for e in seen if isinstance(e, ev.Diagnosis) and not e.earlier]
+
+
+def _earlier(seen: list[ev.Event]) -> list[ev.Diagnosis]:
+    return [e for e in seen if isinstance(e, ev.Diagnosis) and e.earlier]
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +124,12 @@ def test_a_resumed_run_remembers_the_losses_and_what_was_said(straight_run, lear
     # "not said twice" rests on the state's `given` above and on no advice here
     assert vals and vals[-1] > said.numbers["best_val_loss"]
     assert _advice(seen3) == []
+    # ... but the advice of the part before the stop is shown again, right after the start
+    earlier = _earlier(seen3)
+    assert [(a.kind, a.iteration) for a in earlier] == [("overfitting", said.iteration)]
+    assert earlier[0].message == _advice(seen2)[0].message
+    started = next(i for i, e in enumerate(seen3) if isinstance(e, ev.TrainStarted))
+    assert seen3.index(earlier[0]) == started + 1
+    assert _earlier(seen2) == [], "nothing was said before the first resume"
+    lines = [json.loads(x) for x in (Path(first.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert [x["kind"] for x in lines if x["event"] == "diagnosis"] == ["overfitting"], "written once"

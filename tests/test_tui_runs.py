@@ -64,6 +64,7 @@ async def open_runs(pilot: Any, app: MlxtuiApp) -> RunsScreen:
     assert await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
     screen = app.screen
     assert isinstance(screen, RunsScreen)
+    assert await wait_for(pilot, lambda: not screen.reading)  # the folders are read in a thread
     await pilot.pause()
     return screen
 

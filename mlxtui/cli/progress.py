@@ -69,6 +69,15 @@ class ProgressPrinter:
         self._lock = threading.RLock()
         self._ticker: threading.Thread | None = None
         self._closed = threading.Event()
+        self._last_log = ""
+        self._stopping = False
+
+    @staticmethod
+    def _words(text: str) -> str:
+        """The core's pause and stop messages name the dashboard's keys: here, Ctrl-C."""
+        from mlxtui.core.pause_words import headless_words
+
+        return headless_words(text)
 
     # ---------------------------------------------------------------- events
 
@@ -78,6 +87,7 @@ class ProgressPrinter:
 
     def _handle(self, e: Any) -> None:
         from mlxtui.core import events as ev  # here, not at the top: `--help` needs no events
+        from mlxtui.core.pause_words import HEADLESS_STOPS
 
         if isinstance(e, ev.PhaseStarted | ev.PhaseProgress | ev.PhaseFinished):
             self._phase(e)
@@ -115,23 +125,31 @@ class ProgressPrinter:
         ):
             self._line(f"step {e.iteration}: saved {e.kind} checkpoint {e.path}")
         elif isinstance(e, ev.Diagnosis):
-            self._line(f"advice ({e.kind}): {e.message}")
+            if getattr(e, "earlier", False):  # given before this run was stopped and resumed
+                self._line(f"advice given at step {e.iteration}, before the resume ({e.kind}): {e.message}")
+            else:
+                self._line(f"advice ({e.kind}): {e.message}")
         elif isinstance(e, ev.TrainPaused):
-            self._line(f"paused at step {e.iteration}: {e.message}")
+            # a NaN, a full disk or a peak past memory_limit was just said as an error or warning
+            if e.message != self._last_log:
+                self._line(f"paused at step {e.iteration}: {self._words(e.message)}")
+            self._stopping = e.reason in HEADLESS_STOPS
         elif isinstance(e, ev.TrainResumed):
-            self._line(f"continuing at step {e.iteration}")
+            if not self._stopping:  # a headless NaN pause "resumes" only into its stop
+                self._line(f"continuing at step {e.iteration}")
         elif isinstance(e, ev.MemoryAlert):
             self._line(f"memory {e.level}: {e.message}")
             for s in e.suggestions:
                 self._line(f"  - {s}")
         elif isinstance(e, ev.Log):
-            self._line(f"{e.level}: {e.message}")
+            self._last_log = e.message
+            self._line(f"{e.level}: {self._words(e.message)}")
         elif isinstance(e, ev.TestResult):
             self._line(f"test loss {e.test_loss:.4f}, test ppl {e.test_ppl:.3f}")
         elif isinstance(e, ev.JobProgress):
             self._step(e)
         elif isinstance(e, ev.TrainFinished):
-            self._line(finish_line(e))
+            self._line(self._words(finish_line(e)))
 
     def _step(self, e: Any) -> None:
         if self._phases and self.tty:
@@ -267,8 +285,12 @@ def finish_line(e: Any) -> str:
         head = f"done: {e.final_iteration}/{e.total_iters} steps"
     elif e.status == "early_stopped":
         head = f"stopped early at step {e.final_iteration}: {e.message}"
+    elif e.status == "stopped" and ("--resume" in e.message or "start again" in e.message):
+        # the run says how to go on (after a NaN: from the last good step at a lower rate, or anew)
+        head = f"stopped at step {e.final_iteration} of {e.total_iters}: {e.message}"
     elif e.status == "stopped":
         head = f"stopped at step {e.final_iteration} of {e.total_iters}; resume with: mlxtui train --resume {e.run_dir}"
+        head += f" ({e.message})" if e.message else ""
     else:
         head = f"failed at step {e.final_iteration}: {e.message}"
     best = f", best val loss {e.best_val_loss:.4f} at step {e.best_iteration}" if e.best_val_loss is not None else ""

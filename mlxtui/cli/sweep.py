@@ -93,11 +93,23 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             _summary(sweep.sweep_dir, state, out)
             return 0
         from mlxtui.core.engine import Engine
+        from mlxtui.core.pause_words import HEADLESS_STOPS
         from mlxtui.core.sweep_runner import SweepRunner
 
         printer = SweepPrinter(out, len(sweep.runs))
-        engine = Engine(printer)
-        runner = SweepRunner(sweep, engine, on_change=printer.sweep_changed)
+        box: dict[str, Any] = {}
+
+        def on_event(event: Any) -> None:
+            printer(event)
+            # Nobody is here to continue a NaN or a peak past memory_limit (the printer says the
+            # run stops): that run is skipped, keeping its folder, and the sweep goes on.
+            if getattr(event, "reason", None) in HEADLESS_STOPS and "runner" in box:
+                current = box["runner"].current
+                if current is not None:
+                    box["runner"].skip(current.label)
+
+        engine = Engine(on_event)
+        runner = box["runner"] = SweepRunner(sweep, engine, on_change=printer.sweep_changed)
     except (SweepError, ConfigError) as e:
         print(f"mlxtui sweep: {config_error_text(e) if not isinstance(e, SweepError) else e}", file=sys.stderr)
         return 2

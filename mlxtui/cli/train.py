@@ -7,6 +7,7 @@ meant there); precedence is defaults < YAML (--config) < flags.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -19,6 +20,25 @@ from mlxtui.cli.progress import ProgressPrinter
 # mlx_lm.lora's default --data; used when it holds a train.jsonl, else the demo dataset
 MLX_LM_DATA = "data"
 
+# Exit statuses: a script must tell a run that ended well from one that stopped by itself
+# (nobody is there to continue a headless run after a NaN or a peak past memory_limit).
+EXIT_TRAINED = 0
+EXIT_FAILED = 1
+EXIT_BAD_SETTINGS = 2
+EXIT_DIVERGED = 3
+EXIT_MEMORY_LIMIT = 4
+EXIT_INTERRUPTED = 130
+EXIT_STATUSES = (
+    f"exit status: {EXIT_TRAINED} trained (to the last step, or stopped early by "
+    f"--early-stopping-patience); {EXIT_FAILED} failed (the error is printed); "
+    f"{EXIT_BAD_SETTINGS} a bad flag, YAML key or value; {EXIT_DIVERGED} the loss became NaN "
+    "or infinite, so the run stopped (the last good checkpoint is kept: lower --learning-rate "
+    f"or set --max-grad-norm, then --resume); {EXIT_MEMORY_LIMIT} the peak memory passed "
+    "--memory-limit, so the run stopped and saved (--resume with a smaller --batch-size or "
+    f"--max-seq-length); {EXIT_INTERRUPTED} stopped by Ctrl-C, SIGTERM or SIGHUP (the adapter "
+    "is saved; --resume continues)"
+)
+
 __all__ = ["ProgressPrinter", "add_parser", "add_train_arguments", "config_from_args", "run"]
 
 
@@ -30,6 +50,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="train headless with a progress bar (mlx_lm.lora compatible flags; alias: lora)",
         description="Train headless. Flags and YAML keys are mlx_lm.lora's; without --model, --data "
         "or --config the quick-start profile (the demo model and dataset) is used.",
+        epilog=EXIT_STATUSES,
     )
     add_train_arguments(p)
     p.add_argument(
@@ -166,7 +187,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         config = config_from_args(args)
     except ConfigError as e:
         print(f"mlxtui train: {config_error_text(e)}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_SETTINGS
     if getattr(args, "prompt", None) is not None:
         return _answer(args, config)
     from mlxtui.core.distributed import HEARTBEAT_ENV, launched, wants_launch
@@ -200,7 +221,22 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             printer(event)
             ranks(event)
 
-    pipeline = TrainPipeline(config, on_event=on_event)
+    # The run's own end: a loss that is not finite, or a stop the run asked for itself.
+    diverged: list[tuple[int, float]] = []
+    self_stops: list[str] = []
+    printed = on_event
+
+    def watched(event: Any) -> None:
+        from mlxtui.core import events as ev
+        from mlxtui.core.pause_words import HEADLESS_STOPS
+
+        if isinstance(event, ev.TrainStep) and not math.isfinite(event.loss) and not diverged:
+            diverged.append((event.iteration, event.loss))
+        elif isinstance(event, ev.TrainPaused) and event.reason in HEADLESS_STOPS:
+            self_stops.append(event.reason)
+        printed(event)
+
+    pipeline = TrainPipeline(config, on_event=watched)
     if launched() and HEARTBEAT_ENV in os.environ:
         from mlxtui.cli.launch import listen_for_stop
 
@@ -239,15 +275,35 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         hint = getattr(e, "hint", "")
         if hint:
             print(f"  hint: {hint}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         printer.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if interrupted["n"]:
         print(f"saved: {result.adapter_path}; resume with: mlxtui train --resume {result.run_dir}", file=out)
-        return 130
-    return 0 if result.status in ("completed", "early_stopped", "stopped") else 1
+        return EXIT_INTERRUPTED
+    if diverged and result.status != "completed":
+        step, loss = diverged[0]
+        print(
+            f"mlxtui train: the loss became {loss} at step {step}, so the run stopped (exit status "
+            f"{EXIT_DIVERGED}); lower the learning rate (--learning-rate) or clip the gradients "
+            f"(--max-grad-norm 1.0): {result.message or f'its folder is {result.run_dir}'}",
+            file=sys.stderr,
+        )
+        return EXIT_DIVERGED
+    if "memory_limit" in self_stops and result.status == "stopped":
+        print(
+            f"mlxtui train: the peak memory passed --memory-limit {config.memory_limit}, so the run "
+            f"stopped at step {result.final_iteration} and saved (exit status {EXIT_MEMORY_LIMIT}); "
+            f"`mlxtui train --resume {result.run_dir}` with a smaller --batch-size or "
+            "--max-seq-length (or a higher --memory-limit) continues from it",
+            file=sys.stderr,
+        )
+        return EXIT_MEMORY_LIMIT
+    if result.status in ("completed", "early_stopped", "stopped"):
+        return EXIT_TRAINED
+    return EXIT_FAILED
 
 
 def _detach_from_terminal() -> None:

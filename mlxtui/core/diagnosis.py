@@ -9,6 +9,8 @@ run, with the figures that triggered it. Pure Python: no MLX, no clock, no I/O.
 A run is one run across its resumes: `state()` is what the Diagnoser has seen and said, as
 JSON-friendly data the run's resume state keeps, and `Diagnoser.restore` takes it back, so a
 resumed run neither repeats advice already given nor forgets the losses before the pause.
+The advice itself is kept too: `earlier()` gives it back, marked, for the resumed run to show
+again (the dashboard's line under the loss plot starts empty at each start).
 
 The thresholds (one place, so the tests and the README quote the same numbers):
 - spike: a train report's loss is above SPIKE_FACTOR × the median of the (up to) SPIKE_WINDOW
@@ -28,7 +30,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from mlxtui.core import events as ev
@@ -65,6 +67,7 @@ class Diagnoser:
         self.train_level: list[float | None] = []
         self._since_val: list[float] = []
         self.given: set[str] = set()
+        self.advice: list[ev.Diagnosis] = []  # what was said, in order
         self.best: tuple[int, float] | None = None
 
     def feed(self, event: ev.Event) -> list[ev.Diagnosis]:
@@ -86,7 +89,12 @@ class Diagnoser:
                 found.append(self._overfitting())
         out = [d for d in found if d is not None and d.kind not in self.given]
         self.given.update(d.kind for d in out)
+        self.advice += out
         return out
+
+    def earlier(self) -> list[ev.Diagnosis]:
+        """The advice given so far, marked as said before (a resumed run shows it again)."""
+        return [replace(d, earlier=True) for d in self.advice]
 
     # ------------------------------------------------------------------ across a resume
 
@@ -95,6 +103,7 @@ class Diagnoser:
         keep = max(SPIKE_WINDOW + 1, PLATEAU_REPORTS)
         return {
             "given": sorted(self.given),
+            "advice": [asdict(d) | {"earlier": False} for d in self.advice],
             "best": list(self.best) if self.best is not None else None,
             "reports": [asdict(r) for r in self.reports[-keep:]],
             "vals": [asdict(v) for v in self.vals[-(OVERFIT_RISES + 1) :]],
@@ -111,6 +120,7 @@ class Diagnoser:
         if not state:
             return d
         d.given = set(state.get("given", ()))
+        d.advice = [a for a in map(_advice, state.get("advice", ())) if a is not None]
         best = state.get("best")
         d.best = (int(best[0]), float(best[1])) if best else None
         d.reports = [ev.TrainReport(**r) for r in state.get("reports", ())]
@@ -225,6 +235,16 @@ class Diagnoser:
                 "best_val_loss": best_loss,
             },
         )
+
+
+def _advice(saved: object) -> ev.Diagnosis | None:
+    """One saved advice back as its event; None for an entry a damaged state holds."""
+    if not isinstance(saved, dict):
+        return None
+    try:
+        return ev.Diagnosis(**saved)
+    except TypeError:
+        return None
 
 
 def _steady(rates: Sequence[float]) -> bool:

@@ -241,6 +241,8 @@ class Diagnosis(Event):
     iteration: int
     message: str
     numbers: dict[str, float] = field(default_factory=dict)
+    # advice given before the run was stopped and resumed, said again when it resumes
+    earlier: bool = False
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ class MetricsWriter:
             return {"event": "paused", "iteration": event.iteration, "reason": event.reason}
         if isinstance(event, ev.TrainResumed):
             return {"event": "resumed", "iteration": event.iteration}
-        if isinstance(event, ev.Diagnosis):
+        if isinstance(event, ev.Diagnosis) and not event.earlier:  # earlier: already written
             return {
                 "event": "diagnosis",
                 "kind": event.kind,

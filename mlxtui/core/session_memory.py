@@ -141,3 +141,53 @@ def apply_form(config: TrainConfig, values: dict[str, str]) -> tuple[TrainConfig
             continue
         config = candidate
     return config, rejected
+
+
+class SessionKeeper:
+    """Keeps `session.json` up to date while the dashboard runs, so a dashboard that is killed
+    (kill -9, a closed terminal, a crash) still opens next time as it was left.
+
+    The dashboard offers the session as it is on screen at a steady tick (`offer`); it is
+    written (atomically) once it differs from what was last written and has not changed since
+    the tick before: a burst of edits (typing a value, cycling themes) is one write, a second
+    or two after it settles. After `forget()` (back to the quick-start settings), the next
+    settled session is taken as the new starting point without writing it.
+    """
+
+    def __init__(self, written: Session | None = None, path: Path | None = None) -> None:
+        self.path = path
+        self._written: dict[str, Any] | None = written.to_dict() if written is not None else None
+        self._pending: dict[str, Any] | None = None
+        self._forgotten = False
+        self.writes = 0
+
+    def offer(self, session: Session) -> bool:
+        """The session now; True when this call wrote it."""
+        now = session.to_dict()
+        if now == self._written:
+            self._pending = None
+            return False
+        if now != self._pending:  # still changing: wait for it to settle
+            self._pending = now
+            return False
+        self._pending = None
+        if self._forgotten:
+            self._forgotten = False
+            self._written = now
+            return False
+        return self.save(session)
+
+    def save(self, session: Session) -> bool:
+        """Write it now when it differs from the file (the quit's save); True when written."""
+        now = session.to_dict()
+        if now == self._written and (self.path or session_path()).is_file():
+            return False
+        save_session(session, self.path)
+        self._written, self._pending, self._forgotten = now, None, False
+        self.writes += 1
+        return True
+
+    def forget(self) -> None:
+        """The file was removed on purpose: do not write the reset settings back by themselves."""
+        forget_session(self.path)
+        self._written, self._pending, self._forgotten = None, None, True

@@ -65,6 +65,9 @@ WAITS_FOR_TRAINING = frozenset({"generate", "compare", "evaluate", "benchmark", 
 # A committed Model field loads that model this long after the last commit (Enter, then leaving
 # the field, commits twice).
 MODEL_DEBOUNCE_S = 0.3
+# The session (form, chat options, theme) is looked at this often and written once it has
+# settled for one look: a burst of edits is one write (core/session_memory.SessionKeeper).
+SESSION_TICK_S = 0.5
 # How long quitting waits for the engine: a training's stop saves within one step; a load is
 # only waited for up to its next safe point (the process then exits without it).
 QUIT_WAIT = 10.0
@@ -260,6 +263,7 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
         self.cockpit_mount()
         # A running phase's elapsed seconds move on even when no event comes.
         self.set_interval(1.0, self._tick_phase)
+        self._keep_session_from_now()
         # The engine's thread (importing MLX, loading the model) and the dataset indexer hold
         # the GIL much of the time: start them once the first frame is on screen, so the
         # dashboard appears at once (0.6 s sooner here, benchmarks/bench_first_frame.py).
@@ -475,7 +479,8 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
     def _diagnosis(self, message: msg.Diagnosis) -> None:
         advice = message.event
         self.query_one(LossPane).show_diagnosis(advice)
-        self.notify(advice.message, title=f"Training advice: {advice.kind}", severity="warning", timeout=20)
+        said = "Advice before the resume" if advice.earlier else "Training advice"
+        self.notify(advice.message, title=f"{said}: {advice.kind}", severity="warning", timeout=20)
 
     @on(msg.MemorySampled)
     def _memory_sampled(self, message: msg.MemorySampled) -> None:
@@ -929,6 +934,21 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
             dataset_split=self.query_one(DatasetBrowser).split,
         )
 
+    def _keep_session_from_now(self) -> None:
+        """Save the session soon after it changes, not only at quit: a killed dashboard keeps it."""
+        from mlxtui.core.session_memory import SessionKeeper
+
+        self.session_keeper = SessionKeeper(self.remembered)
+        self.set_interval(SESSION_TICK_S, self._keep_session)
+
+    def _keep_session(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return  # a tool screen or a question is up: the main screen's widgets wait for it
+        try:
+            self.session_keeper.offer(self.session_now())
+        except Exception as exc:  # noqa: BLE001 - the session must never stop the dashboard
+            self.log.warning(f"session not saved: {exc!r}")
+
     def save_session(self) -> None:
         from mlxtui.core.session_memory import save_session
 
@@ -947,9 +967,7 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            from mlxtui.core.session_memory import forget_session
-
-            forget_session()
+            self.session_keeper.forget()
             self.remembered = None
             self.query_one(ConfigForm).load_config(TrainConfig.quick_start())
             chat = self.query_one(ChatPane)

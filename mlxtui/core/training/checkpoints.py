@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from mlxtui.core import events as ev
+from mlxtui.core import pause_words as words
 from mlxtui.core.config import TrainConfig
 from mlxtui.core.fileio import (
     DiskFullError,
@@ -183,7 +184,7 @@ class CheckpointStore:
             f"disk full while saving the checkpoint of step {iteration} in {folder}: a save "
             f"needs about {_mb(need)} free there ({free_text}). The previous checkpoint (step "
             f"{self.good_iteration}) is intact. Training is paused: free some space and it "
-            "continues by itself (p retries now, s stops)"
+            f"continues by itself ({words.DISK_KEYS})"
         )
 
     def space_free_for_save(self, optimizer: Any) -> bool:

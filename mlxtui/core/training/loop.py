@@ -31,6 +31,7 @@ from typing import Any, cast
 import numpy as np
 
 from mlxtui.core import events as ev
+from mlxtui.core import pause_words as words
 from mlxtui.core.config import TrainConfig, epochs_to_iters, materialized_schedule, parse_size
 from mlxtui.core.diagnosis import Diagnoser
 from mlxtui.core.distributed import (
@@ -228,6 +229,7 @@ class TrainRun:
         A stop is honoured only at an optimizer-step boundary: mid-accumulation the weights
         are between two updates.
         """
+        self._poll_data_changes()
         if self.memory_check is not None:
             alert = self.memory_check()
             if alert is not None and alert.action == "pause" and not self.control.pause_requested:
@@ -255,10 +257,10 @@ class TrainRun:
     def _pause(self, step: int) -> None:
         reason = self.control.pause_reason or "user"
         messages = {
-            "user": "paused; press p to continue or s to stop (the adapter is saved on stop)",
+            "user": f"paused; {words.USER_PAUSE}",
             "memory": "paused by the memory guard: "
             + (self.memory_message or "swap is growing or memory pressure is red")
-            + " (it continues by itself when memory recovers; p continues now)",
+            + f" (it continues by itself when memory recovers; {words.MEMORY_CONTINUE})",
             "nan": self.nan_message,
             "disk": self.disk_message,
             "memory_limit": self.limit_message,
@@ -274,6 +276,7 @@ class TrainRun:
     def _poll_paused(self) -> None:
         if self.poll_while_paused is not None:
             self.poll_while_paused()
+        self._poll_data_changes()
         # a disk-full pause ends by itself once there is room for the save again
         if self.control.pause_reason == "disk" and self._store.space_free_for_save(self.optimizer):
             self.emit(ev.Log("info", "disk space is free again: retrying the save"))
@@ -301,8 +304,8 @@ class TrainRun:
         self.limit_message = (
             f"MLX's peak memory {peak / 1e9:.3f} GB at step {it} is past memory_limit "
             f"{limit_text} ({limit / 1e9:.3f} GB{estimate}); MLX on {mx.default_device()} treats "
-            "the limit as a guideline and does not stop by itself. Paused: continue goes on past "
-            "the limit; stop saves the adapter, and a resume with a smaller batch_size or "
+            f"the limit as a guideline and does not stop by itself. {words.LIMIT_CHOICES} "
+            "a resume with a smaller batch_size or "
             "max_seq_length (or a higher memory_limit) continues from it"
         )
         self.emit(ev.Log("warning", self.limit_message))
@@ -342,6 +345,11 @@ class TrainRun:
 
     def _tell_data_changes(self) -> None:
         for message in self.data_watch.changes() if self.data_watch is not None else []:
+            self.emit(ev.Log("warning", message))
+
+    def _poll_data_changes(self) -> None:
+        """At safe points: a dataset file changed is said when it is seen (DataWatch.poll)."""
+        for message in self.data_watch.poll() if self.data_watch is not None else []:
             self.emit(ev.Log("warning", message))
 
     def _save_periodic(self, step: int) -> None:
@@ -548,9 +556,9 @@ class TrainRun:
             self.nan_seen = True
             good = self._store.good_iteration
             self.nan_message = (
-                f"loss became {loss} at step {it}: training paused. The last good adapter "
+                f"loss became {loss} at step {it}: {words.NAN_PAUSED} The last good adapter "
                 f"(step {good}) is kept on disk and will not be overwritten. "
-                "Continue rolls back to it; stop ends the run. Lower the learning rate "
+                f"{words.NAN_CHOICES} Lower the learning rate "
                 "(--learning-rate) or clip the gradients (--max-grad-norm) before training again."
             )
             self.emit(ev.Log("error", self.nan_message))
@@ -778,6 +786,8 @@ class TrainRun:
                 estimated_peak_bytes=self.estimated_peak_bytes,
             )
         )
+        for advice in self.diagnosis.earlier():  # a resumed run: what was said before the stop
+            emit_started(advice)
         mx.reset_peak_memory()
 
         scratch = self.run_dir / STATE_DIR / SCRATCH_FILE
@@ -872,7 +882,7 @@ class TrainRun:
             try:
                 self._evaluate(final_iter)
             except Interrupted:
-                self._note("the final validation was skipped: stop was pressed")
+                self._note(f"the final validation was skipped: {words.STOP_PRESSED}")
         self._tell_data_changes()
         kind = "final" if self.status == "completed" else "stop"
         saved: Path | None = None

@@ -3,6 +3,11 @@ it, and per run the best step and the gap between validation and training loss.
 
 `x` switches the plot between steps and tokens trained; `w` writes it as a PNG next to the runs
 (matplotlib, the same file `mlxtui runs compare --plot` writes).
+
+The tables fit: the settings table heads each run's column with its number (in the run's
+colour on the plot; the per-run table pairs number and name), long values and names keep their
+end (a model path's folder), the tables take the width they need, and a narrow terminal (under WIDE columns) puts the tables under the plot
+instead of beside it. Four runs fit at 80x24; more scroll sideways (left/right).
 """
 
 from __future__ import annotations
@@ -30,12 +35,24 @@ def _num(value: float | int | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+WIDE = 120  # from this width on, the tables sit beside the plot
+VALUE_WIDTH = 12  # a setting's value; a longer one keeps its end ("…/tiny_model")
+NAME_WIDTH = 20  # a run's name in the per-run table (a run folder's name fits whole)
+
+
 def _setting(value: object) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    return text if len(text) <= VALUE_WIDTH else "…" + text[-(VALUE_WIDTH - 1) :]
+
+
+def _name(name: str) -> str:
+    """The name, or its end: run folders differ at the end (timestamp-name)."""
+    return name if len(name) <= NAME_WIDTH else "…" + name[-(NAME_WIDTH - 1) :]
 
 
 class CompareScreen(Screen[None]):
@@ -45,15 +62,23 @@ class CompareScreen(Screen[None]):
         Binding("w", "write_plot", "Write PNG", show=True),
     ]
 
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
+
     DEFAULT_CSS = """
     CompareScreen > Vertical { padding: 0 1; }
     CompareScreen .title { text-style: bold; background: $panel; width: 100%; padding: 0 1; }
     CompareScreen #cmp-body { height: 1fr; }
-    CompareScreen #cmp-plot { width: 3fr; min-width: 40; }
-    CompareScreen #cmp-side { width: 2fr; min-width: 30; }
+    CompareScreen #cmp-plot { width: 1fr; min-width: 40; }
+    CompareScreen #cmp-side { width: auto; max-width: 70%; min-width: 30; }
+    CompareScreen #cmp-side DataTable { width: auto; }
     CompareScreen #cmp-diff { height: 1fr; }
     CompareScreen #cmp-figures { height: auto; max-height: 12; }
     CompareScreen .section { color: $primary; text-style: bold; }
+    CompareScreen.-narrow #cmp-body { layout: vertical; }
+    CompareScreen.-narrow #cmp-plot { width: 100%; height: 1fr; min-height: 6; }
+    CompareScreen.-narrow #cmp-side { width: 100%; max-width: 100%; height: auto; }
+    CompareScreen.-narrow #cmp-diff { height: auto; max-height: 7; }
+    CompareScreen.-narrow #cmp-figures { max-height: 7; }
     """
 
     def __init__(self, comparison: Comparison, out_dir: str | Path = ".") -> None:
@@ -76,24 +101,32 @@ class CompareScreen(Screen[None]):
 
     def on_mount(self) -> None:
         c = self.comparison
+        styles = [self._run_style(i) for i in range(len(c.names))]
         diff: DataTable[Text | str] = self.query_one("#cmp-diff", DataTable)
-        diff.add_columns("setting", *c.names)
+        diff.add_column("setting")
+        for i in range(len(c.names)):
+            diff.add_column(Text(str(i + 1), style=styles[i]), key=f"run-{i}")
         for key, values in c.diff:
             diff.add_row(key, *[_setting(v) for v in values])
         if not c.diff:
             diff.add_row("(none)", *["same" for _ in c.names])
         figures: DataTable[Text | str] = self.query_one("#cmp-figures", DataTable)
-        figures.add_columns("run", "best val", "at step", "val−train", "final val")
+        figures.add_columns("#", "run", "best val", "at step", "val−train", "final val")
         for i, f in enumerate(c.figures):
-            color = self.app.theme_variables.get(RUN_COLORS[i % len(RUN_COLORS)], "")
             figures.add_row(
-                Text(f.name, style=f"bold {color}" if color else "bold"),
+                Text(str(i + 1), style=styles[i]),
+                Text(_name(f.name), style=styles[i]),
                 _num(f.best_val_loss),
                 _num(f.best_step),
                 _num(f.val_train_gap, 3),
                 _num(f.final_val_loss),
             )
         self._draw()
+
+    def _run_style(self, index: int) -> str:
+        """The run's colour on the overlay plot, bold."""
+        color = self.app.theme_variables.get(RUN_COLORS[index % len(RUN_COLORS)], "")
+        return f"bold {color}" if color else "bold"
 
     def _draw(self) -> None:
         self.query_one(OverlayPlot).show(

@@ -1,7 +1,9 @@
 """Runs screen: the run history with its figures; open a run to see its loss curves, its
 checkpoints and its settings; chat with, export, continue, rename, tag, note, delete, compare.
 
-The screen reads run folders (plain files, no MLX) through `core.run_history`. It calls back
+The screen reads run folders (plain files, no MLX) through `core.run_history`, in a worker
+thread: a runs folder of many long runs takes seconds to read, and the screen shows "reading
+runs…" meanwhile instead of freezing the dashboard (MLX never runs here). It calls back
 into the app for chat (`use(path, label)`) and resume (`resume(run_path)`), and posts
 `LoadSettings` (the run's config into the Config pane) and `ExportAdapter` (the export screen
 with that checkpoint) for the app to act on.
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -28,6 +30,7 @@ from mlxtui.core.runs import BEST_FILE, STATE_DIR
 from mlxtui.tui.widgets.loss_plot import LossPlot
 
 ADAPTER_FILE = "adapters.safetensors"
+READING = "reading runs…"
 MARK = "● "
 # the figures first: the settings and the date come after them (a narrow terminal scrolls)
 COLUMNS = (
@@ -154,6 +157,15 @@ class RunsScreen(Screen[None]):
             self.config = config
             self.run_path = run_path
 
+    class RunsRead(Message):
+        """The worker's read of the runs folder (`generation` tells a stale read from the last)."""
+
+        def __init__(self, generation: int, runs: list[RunSummary], error: str | None) -> None:
+            super().__init__()
+            self.generation = generation
+            self.runs = runs
+            self.error = error
+
     class ExportAdapter(Message):
         """Open the export screen (fuse, GGUF) with this adapter file."""
 
@@ -174,10 +186,12 @@ class RunsScreen(Screen[None]):
         self.runs: list[RunSummary] = []
         self.marked: set[Path] = set()
         self._shown: Path | None = None
+        self._reads = 0  # reads asked for; only the last one's answer is shown
+        self.reading = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Runs in {self.runs_dir}", classes="title")
+            yield Label(f"Runs in {self.runs_dir}", id="runs-title", classes="title")
             table: DataTable[str] = DataTable(
                 id="runs-table", cursor_type="row", zebra_stripes=True
             )
@@ -208,13 +222,34 @@ class RunsScreen(Screen[None]):
     # ------------------------------------------------------------ the table
 
     def action_reload(self) -> None:
+        """Read the runs folder again, off the UI thread; the table is kept until it is read."""
+        self._reads += 1
+        self.reading = True
+        self.query_one("#runs-title", Label).update(f"Runs in {self.runs_dir} · {READING}")
+        if not self.runs:
+            self.query_one("#runs-detail", Static).update(f"{READING} ({self.runs_dir})")
+        self._read_runs(self._reads)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="read-runs")
+    def _read_runs(self, generation: int) -> None:
+        error: str | None = None
+        try:
+            runs = list_summaries(self.runs_dir)
+        except Exception as e:  # noqa: BLE001 - said on screen; the screen never stays "reading"
+            runs, error = [], f"cannot read {self.runs_dir}: {e}"
+        self.post_message(self.RunsRead(generation, runs, error))
+
+    @on(RunsRead)
+    def _runs_read(self, message: RunsRead) -> None:
+        if message.generation != self._reads:
+            return  # a newer read is under way: its answer comes next
+        self.reading = False
+        self.query_one("#runs-title", Label).update(f"Runs in {self.runs_dir}")
+        if message.error:
+            self.notify(message.error, severity="error")
         table = self.query_one("#runs-table", DataTable)
         keep = self.selected()
-        try:
-            self.runs = list_summaries(self.runs_dir)
-        except OSError as e:
-            self.runs = []
-            self.notify(f"cannot read {self.runs_dir}: {e}", severity="error")
+        self.runs = message.runs
         paths = {r.path for r in self.runs}
         self.marked &= paths
         table.clear()
