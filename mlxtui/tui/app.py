@@ -541,6 +541,7 @@ class MlxtuiApp(CockpitMixin, WorkbenchMixin, App[int]):
     def _train_finished(self, message: msg.TrainFinished) -> None:
         finished = message.event
         self.query_one(LossPane).clear_banner()
+        self.query_one(LossPane).train_finished()
         self.query_one(EstimateView).run_finished()
         self.training_finished()
         if self._quit_when_stopped:
