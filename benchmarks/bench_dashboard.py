@@ -10,10 +10,23 @@ Tokens/s is measured the same way in both, from the engine's step events (traine
 between step `--skip` and the last step over the time between them). Printed: each pair, the
 median ratio dashboard/headless (target >= 0.97), the peak RSS of each (ratio).
 
+The dashboard runs under `run_test` but is waited on with `asyncio.sleep`, never
+`pilot.pause`: each `pause` posts a callback to every widget on the screen (~400) and forces a
+frame, which cost the UI thread more than the dashboard itself (a real terminal has no pilot).
+
 Then, in one more dashboard process: key press to screen update while training at 80x24
 (compact: pressing 1 / 2 swaps the visible pane): the time from the key's press to the screen
 showing the other pane, p50 and p99 over `--presses` presses (target p99 < 100 ms); and
 `mlxtui --help` wall time (median of 5).
+
+    uv run python benchmarks/bench_dashboard.py --profile steps --steps 60   # where the UI's time goes
+    uv run python benchmarks/bench_dashboard.py --profile keys --presses 20
+
+`--profile` runs one dashboard process with cProfile on the UI thread only (the engine's
+thread is not profiled), from the first step to the end, and prints per step (or per key
+press): full-screen layout passes, restyled nodes (`Stylesheet.apply`), the callers that asked
+for each (`refresh(layout=True)`, `update_node_styles`), and the functions with the most
+cumulative time.
 """
 
 from __future__ import annotations
@@ -105,7 +118,7 @@ def dashboard_app(config: Any, clock: StepClock) -> Any:
 
 async def start_training(app: Any, pilot: Any) -> None:
     while app.model_info is None:
-        await pilot.pause(0.05)
+        await asyncio.sleep(0.05)
     await pilot.press("t")
 
 
@@ -117,7 +130,7 @@ def run_dashboard(config: Any, skip: int) -> dict[str, float]:
         async with app.run_test(size=(120, 40)) as pilot:
             await start_training(app, pilot)
             while app.status.state not in ("done", "failed", "stopped"):
-                await pilot.pause(0.1)
+                await asyncio.sleep(0.1)
 
     asyncio.run(drive())
     return {"tokens_per_second": clock.tokens_per_second(skip), "peak_rss": peak_rss()}
@@ -139,7 +152,7 @@ def run_keys(config: Any, presses: int) -> dict[str, Any]:
         async with app.run_test(size=(80, 24)) as pilot:
             await start_training(app, pilot)
             while len(clock.steps) < 3:
-                await pilot.pause(0.05)
+                await asyncio.sleep(0.05)
             for i in range(presses):
                 key, title = ("2", "2 Loss") if i % 2 == 0 else ("1", "1 Config")
                 start = time.perf_counter()
@@ -152,20 +165,152 @@ def run_keys(config: Any, presses: int) -> dict[str, Any]:
                 while not pane.region.height or f"═ {title} ═" not in screen_text(app):
                     await asyncio.sleep(0.001)
                 latencies.append(time.perf_counter() - start)
-                await pilot.pause(0.05)
+                await asyncio.sleep(0.05)
             if app.status.state not in ("done", "failed"):
                 app.engine.stop()
                 while app.status.state not in ("done", "failed", "stopped"):
-                    await pilot.pause(0.1)
+                    await asyncio.sleep(0.1)
             while app.status.busy_training:
-                await pilot.pause(0.1)
+                await asyncio.sleep(0.1)
 
     asyncio.run(drive())
     return {"latencies": latencies, "steps_during": len(clock.steps)}
 
 
+class UiCounters:
+    """Counts full layout passes and restyles, and who asked for them (the first caller outside
+    Textual), while `recording` is set."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.recording = False
+        self.counts: Counter[str] = Counter()
+        self.layout_callers: Counter[str] = Counter()
+        self.style_callers: Counter[str] = Counter()
+
+    @staticmethod
+    def caller(depth: int = 2) -> str:
+        frame = sys._getframe(depth)
+        while frame is not None and (
+            "/textual/" in frame.f_code.co_filename or "/asyncio/" in frame.f_code.co_filename
+        ):
+            frame = frame.f_back  # type: ignore[assignment]
+        if frame is None:
+            return "textual itself"
+        name = Path(frame.f_code.co_filename).name
+        return f"{name}:{frame.f_lineno} {frame.f_code.co_name}"
+
+    def install(self) -> None:
+        from textual.css.stylesheet import Stylesheet
+        from textual.dom import DOMNode
+        from textual.screen import Screen
+        from textual.widget import Widget
+
+        counters = self
+        apply, refresh_layout = Stylesheet.apply, Screen._refresh_layout
+        refresh, update_styles = Widget.refresh, DOMNode.update_node_styles
+
+        def counted_apply(self: Any, node: Any, **kwargs: Any) -> None:
+            if counters.recording:
+                counters.counts["restyled nodes (Stylesheet.apply)"] += 1
+            apply(self, node, **kwargs)
+
+        def counted_layout(self: Any, *args: Any, **kwargs: Any) -> None:
+            if counters.recording:
+                counters.counts["full layout passes (Screen._refresh_layout)"] += 1
+            refresh_layout(self, *args, **kwargs)
+
+        def counted_refresh(self: Any, *regions: Any, **kwargs: Any) -> Any:
+            if counters.recording and kwargs.get("layout"):
+                counters.layout_callers[f"{type(self).__name__} <- {counters.caller()}"] += 1
+            return refresh(self, *regions, **kwargs)
+
+        def counted_styles(self: Any, animate: bool = True) -> None:
+            if counters.recording:
+                counters.style_callers[f"{type(self).__name__} <- {counters.caller()}"] += 1
+            update_styles(self, animate=animate)
+
+        Stylesheet.apply = counted_apply  # type: ignore[method-assign]
+        Screen._refresh_layout = counted_layout  # type: ignore[method-assign]
+        Widget.refresh = counted_refresh  # type: ignore[method-assign]
+        DOMNode.update_node_styles = counted_styles  # type: ignore[method-assign]
+
+    def report(self, per: int, unit: str) -> None:
+        print(f"per {unit} (over {per} {unit}s):")
+        for name, n in self.counts.most_common():
+            print(f"  {name}: {n / per:.2f}")
+        for title, callers in (
+            ("refresh(layout=True) by caller", self.layout_callers),
+            ("update_node_styles by caller", self.style_callers),
+        ):
+            print(f"{title} (per {unit}):")
+            for name, n in callers.most_common(12):
+                print(f"  {n / per:6.2f}  {name}")
+
+
+def run_profile(
+    config: Any, what: str, presses: int, size: tuple[int, int], dump: str = ""
+) -> None:
+    """cProfile of the UI thread while training (`what` = steps) or pressing 1/2 (keys)."""
+    import cProfile
+    import pstats
+
+    from mlxtui.tui.app import PANES
+
+    counters = UiCounters()
+    counters.install()
+    profile = cProfile.Profile()
+    clock = StepClock()
+    done_presses = 0
+
+    async def drive() -> None:
+        nonlocal done_presses
+        app = dashboard_app(config, clock)
+        async with app.run_test(size=size) as pilot:
+            await start_training(app, pilot)
+            while len(clock.steps) < 3:
+                await asyncio.sleep(0.05)
+            counters.recording = True
+            profile.enable()  # this thread only: the UI's
+            if what == "keys":
+                for i in range(presses):
+                    key = "2" if i % 2 == 0 else "1"
+                    app.simulate_key(key)
+                    pane = app.query_one(f"#{PANES[int(key) - 1][0]}")
+                    while not pane.region.height:
+                        await asyncio.sleep(0.001)
+                    await asyncio.sleep(0.05)
+                    done_presses += 1
+                app.engine.stop()
+            while app.status.state not in ("done", "failed", "stopped"):
+                await asyncio.sleep(0.1)
+            profile.disable()
+            counters.recording = False
+
+    first = len(clock.steps)
+    asyncio.run(drive())
+    steps = max(len(clock.steps) - first, 1)
+    print(f"profile of the UI thread at {size[0]}x{size[1]}: {steps} steps", flush=True)
+    if what == "keys":
+        counters.report(max(done_presses, 1), "key press")
+    else:
+        counters.report(steps, "step")
+    stats = pstats.Stats(profile)
+    if dump:
+        stats.dump_stats(dump)  # for `python -m pstats`
+    stats.sort_stats("cumulative").print_stats(35)
+    stats.sort_stats("tottime").print_stats(20)
+
+
 def child(args: argparse.Namespace) -> int:
     config = bench_config(args.model_path, Path(args.runs), args.steps)
+    if args.profile:
+        width, height = (80, 24) if args.profile == "keys" else map(int, args.size.split("x"))
+        steps = 100_000 if args.profile == "keys" else args.steps
+        config = bench_config(args.model_path, Path(args.runs), steps)
+        run_profile(config, args.profile, args.presses, (width, height), args.profile_out)
+        return 0
     if args.mode == "headless":
         result: dict[str, Any] = run_headless(config, args.skip)
     elif args.mode == "dashboard":
@@ -214,12 +359,25 @@ def main() -> int:
     parser.add_argument("--presses", type=int, default=100)
     parser.add_argument("--keys-only", action="store_true", help="only the key-press figures")
     parser.add_argument("--child", choices=("headless", "dashboard", "keys"))
+    parser.add_argument("--profile", choices=("steps", "keys"), help="cProfile the UI thread")
+    parser.add_argument("--size", default="120x40", help="terminal size of --profile steps")
+    parser.add_argument("--profile-out", default="", help="also write the profile to this file")
     parser.add_argument("--model-path", default="")
     parser.add_argument("--runs", default="")
     args = parser.parse_args()
     if args.child:
         args.mode = args.child
         return child(args)
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = args.model
+            if model == "tiny":
+                from tiny_model import make_tiny_model
+
+                model = str(make_tiny_model(Path(tmp) / "model"))
+            args.mode, args.model_path, args.runs = "profile", model, tempfile.mkdtemp(dir=tmp)
+            print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+            return child(args)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model = args.model

@@ -138,6 +138,7 @@ class DatasetBrowser(Widget):
         self._pending_jump: int | None = None
         self._auto_jump = False
         self._rebuilding = False
+        self._count = "no dataset"  # the count line's text, as shown
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ds-bar"):
@@ -148,7 +149,7 @@ class DatasetBrowser(Widget):
                 id="ds-split",
                 compact=True,
             )
-            yield Label("no dataset", id="ds-count")
+            yield Label(self._count, id="ds-count")
         yield Input(id="ds-find", compact=True)
         with Horizontal(id="ds-body"):
             table: DataTable[str] = DataTable(id="ds-table", cursor_type="row", zebra_stripes=True)
@@ -372,7 +373,12 @@ class DatasetBrowser(Widget):
             self._show_selected()
 
     def _set_count(self, text: str) -> None:
-        self.query_one("#ds-count", Label).update(Text(text))
+        label = self.query_one("#ds-count", Label)
+        if text == self._count:
+            return  # polled twice a second: an unchanged count must cost nothing
+        self._count = text
+        # One row whatever the text (no wrapping; a long one ends in "…"): no layout pass.
+        label.update(Text(text, no_wrap=True, overflow="ellipsis"), layout=False)
 
     def _poll_index(self) -> None:
         index = self.index

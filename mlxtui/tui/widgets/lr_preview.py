@@ -8,6 +8,9 @@ norm in view. A NaN pause is shown above the plot, the diagnosis's advice below 
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -19,6 +22,10 @@ from mlxtui.core import events as ev
 from mlxtui.core.config import ConfigError, TrainConfig, get_field, schedule_preview
 from mlxtui.tui.palette import CURRENT_MARK, LR_CURVE, plot_color
 from mlxtui.tui.widgets.loss_plot import LossPlot, integer_ticks
+
+# A training's steps reach the lr line (and the schedule's mark) at most this often: each draw is
+# a frame of the UI thread, whose time the training's thread waits for (the GIL).
+STEP_DRAW_INTERVAL_S = 0.25
 
 
 def lr_label(value: float) -> str:
@@ -124,6 +131,8 @@ class LossPane(Vertical):
         self.current_iteration: int | None = None
         self.current_grad_norm: float | None = None
         self.advice: list[ev.Diagnosis] = []
+        self._step_timer: Any = None
+        self._step_drawn_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static("", id="loss-banner")
@@ -161,14 +170,23 @@ class LossPane(Vertical):
 
     def train_step(self, step: ev.TrainStep, grad_norm: float | None = None) -> None:
         """`grad_norm`: the last norm among the steps one UI wake-up brought, when `step` has none
-        (a step that only accumulated gradients keeps the last update's)."""
+        (a step that only accumulated gradients keeps the last update's).
+
+        Drawn at most `STEP_DRAW_INTERVAL_S` apart (the last step's figures always land)."""
         self.current_lr, self.current_iteration = step.learning_rate, step.iteration
         norm = step.grad_norm if step.grad_norm is not None else grad_norm
         if norm is not None:
             self.current_grad_norm = norm
-        self._draw_line()
-        if self.show_lr:
-            self.query_one(LrPreview).mark(step.iteration)
+        if self._step_timer is None:
+            wait = STEP_DRAW_INTERVAL_S - (time.monotonic() - self._step_drawn_at)
+            if wait <= 0:
+                self._draw_step()
+            else:
+                self._step_timer = self.set_timer(wait, self._draw_step)
+
+    def train_finished(self) -> None:
+        """The last step's figures at once."""
+        self._draw_step()
 
     def show_nan(self, paused: ev.TrainPaused) -> None:
         self._banner(paused.message or f"loss is not a number at step {paused.iteration}")
@@ -195,6 +213,15 @@ class LossPane(Vertical):
         if self.show_lr:
             self.query_one(LrPreview).mark(self.current_iteration)
         self._draw_line()
+
+    def _draw_step(self) -> None:
+        if self._step_timer is not None:
+            self._step_timer.stop()
+            self._step_timer = None
+        self._step_drawn_at = time.monotonic()
+        self._draw_line()
+        if self.show_lr:
+            self.query_one(LrPreview).mark(self.current_iteration)
 
     def _draw_line(self) -> None:
         if self.show_lr:

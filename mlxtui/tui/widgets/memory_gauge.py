@@ -21,6 +21,9 @@ from mlxtui.core import events as ev
 from mlxtui.core.memory import MemoryHistory, MemorySample
 from mlxtui.tui import messages
 
+# The figures' lines: always this many rows, none wraps (a line wider than the pane ends in "…"),
+# so a new sample redraws them in place instead of laying the whole screen out again.
+TEXT_LINES = 8  # MLX, cache, RSS, used, free, swap, swap growth, pressure
 HISTORY = 60  # samples kept for the sparklines (about a minute at one sample per second)
 SERIES = (
     ("active", "MLX", "mlx_active"),
@@ -92,11 +95,11 @@ class MemoryGauge(VerticalScroll):
     MemoryGauge #mem-banner.-yellow { display: block; background: $warning 35%; }
     MemoryGauge #mem-banner.-red { display: block; background: $error 45%; text-style: bold; }
     MemoryGauge #mem-device { height: auto; color: $text-muted; }
-    MemoryGauge #mem-text { height: auto; }
+    MemoryGauge #mem-text { height: 8; text-wrap: nowrap; text-overflow: ellipsis; }
     MemoryGauge .spark-row { height: 1; }
     MemoryGauge .spark-row Label { width: 5; color: $text-muted; }
     MemoryGauge .spark-row Sparkline { width: 1fr; }
-    """
+    """  # #mem-text's height is TEXT_LINES
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -199,10 +202,11 @@ class MemoryGauge(VerticalScroll):
         swap = format_bytes(get("swap_used"))
         if get("swap_total"):
             swap += f" of {format_bytes(get('swap_total'))}"
+        # The growth on a line of its own: with it, the swap line is wider than the pane.
         if growth is None:
-            swap += " —/m"
+            swap_growth = "—/min"
         else:
-            swap += f" {'+' if growth >= 0 else '-'}{format_bytes(abs(growth))}/m"
+            swap_growth = f"{'+' if growth >= 0 else '-'}{format_bytes(abs(growth))}/min"
         text = Content(
             "\n".join(
                 [
@@ -212,7 +216,8 @@ class MemoryGauge(VerticalScroll):
                     f"used  {format_bytes(get('system_used'))} of {format_bytes(get('system_total'))}",
                     f"free  {format_bytes(get('system_available'))}",
                     f"swap  {swap}",
-                    "",
+                    f"      {swap_growth}",
+                    "",  # the pressure line follows
                 ]
             )
         )
@@ -220,7 +225,8 @@ class MemoryGauge(VerticalScroll):
         source = pressure_source(sample)
         if source:
             text = text.append_text(f"  {source}", "dim")
-        self.query_one("#mem-text", Static).update(text)
+        # TEXT_LINES rows whatever the figures (CSS height, no wrapping): no layout pass
+        self.query_one("#mem-text", Static).update(text, layout=False)
         self.set_pressure(pressure)
         for key, _label, _field in SERIES:
             self.query_one(f"#spark-{key}", Sparkline).data = list(self._series[key])
