@@ -220,9 +220,9 @@ async def test_the_panes_show_a_launched_run_stop_ends_it_and_a_killed_rank_is_a
     async with app.run_test(size=(140, 44)) as pilot:
         for _ in range(2):  # a second run starts with the table afresh
             await pilot.press("t")
-            assert await _wait(pilot, lambda: app.launched is not None and app.launched.finished is None, 10)
-            assert await _wait(pilot, plotted, 20), app.status
-            assert await _wait(pilot, ranks_shown, 10)
+            assert await _wait(pilot, lambda: app.launched is not None and app.launched.finished is None, 30)
+            assert await _wait(pilot, plotted, 40), app.status
+            assert await _wait(pilot, ranks_shown, 30)
             (table,) = app.query(RankTable)
             rows = [line.split()[:5] for line in table.plain().splitlines()[1:]]
             assert rows == [["0", "1", "10", "500.0", "MB"], ["1", "1", "12", "250.0", "MB"]]
@@ -232,7 +232,7 @@ async def test_the_panes_show_a_launched_run_stop_ends_it_and_a_killed_rank_is_a
             assert app.status.state == "training"  # refused: a rank cannot pause alone
             await pilot.press("s")
             assert app.launched.stop_requested  # the stand-in answers at once: done may be shown already
-            assert await _wait(pilot, lambda: not app.launched.running, 20)
+            assert await _wait(pilot, lambda: not app.launched.running, 40)
             assert app.status.state == "done" and app.status.outcome == "stopped"
 
         # the ranks trained; the dashboard's own MLX thread was left free (chat, estimates)
@@ -240,7 +240,7 @@ async def test_the_panes_show_a_launched_run_stop_ends_it_and_a_killed_rank_is_a
 
         app.launch_command = _stand_in(tmp_path, "print('[WARN] Node with rank 1 exited with code -9', flush=True)\n")
         await pilot.press("t")
-        assert await _wait(pilot, lambda: isinstance(app.screen, ErrorModal), 20), app.status
+        assert await _wait(pilot, lambda: isinstance(app.screen, ErrorModal), 40), app.status
         assert app.screen.message.startswith("rank 1 was ended by SIGKILL")  # type: ignore[attr-defined]
         assert app.status.state == "error"
 

@@ -23,6 +23,7 @@ NAN_PAUSED = "training paused."
 NAN_CHOICES = "Continue rolls back to it; stop ends the run."
 LIMIT_CHOICES = "Paused: continue goes on past the limit; stop saves the adapter, and"
 STOP_PRESSED = "stop was pressed"
+RANKS_STOP = "s stops every rank after rank 0 has saved"
 
 # ... and as a headless run says them
 HEADLESS = {
@@ -34,6 +35,7 @@ HEADLESS = {
     LIMIT_CHOICES: "A headless run stops here (nobody can continue it past the limit) and "
     "saves the adapter, and",
     STOP_PRESSED: "the run was stopped",
+    RANKS_STOP: "Ctrl-C stops every rank after rank 0 has saved",
 }
 
 

@@ -43,6 +43,7 @@ from mlxtui.core.distributed import (
     validate_launch,
     world_size_of,
 )
+from mlxtui.core.pause_words import RANKS_STOP
 
 # Negative: never one of the engine's job ids (they count up from 1), so the app can route
 # both kinds of job's events by id.
@@ -53,8 +54,8 @@ _IDS = itertools.count(-1, -1)
 _NOT_FORWARDED = (ev.JobStarted, ev.JobFinished, ev.MemorySampled, ev.ModelLoaded)
 PAUSE_REFUSED = (
     "A run across ranks cannot pause: a paused rank holds the others inside a collective, and "
-    "the rank timeout would end them all. s stops every rank after rank 0 has saved; continue "
-    "the run later from the Runs screen (r), with the same number of ranks"
+    f"the rank timeout would end them all. {RANKS_STOP}; continue the run later from the Runs "
+    "screen (r), with the same number of ranks"
 )
 RANK_LINES_KEPT = 12  # the ranks' last output lines, shown when the launch fails
 
