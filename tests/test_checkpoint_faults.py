@@ -15,70 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_slice import demo_slice
+from run_folders import Recorder, run_config, train
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
 from mlxtui.core.engine import Engine, EngineError, Train
-from mlxtui.demo_data import demo_data_dir
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    for name, n in (("train", 16), ("valid", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("data"), train=16, valid=4)
 
 
 def config(model: Path, data: Path, runs: Path, **kw: Any) -> TrainConfig:
-    values: dict[str, Any] = dict(
-        model=str(model),
-        data=str(data),
-        runs_dir=str(runs),
-        num_layers=2,
-        batch_size=4,
-        iters=8,
-        learning_rate=1e-3,
-        steps_per_report=1,
-        steps_per_eval=10**6,
-        save_every=2,
-        val_batches=1,
-        max_seq_length=256,
-        sample_prompts=0,
-        memory_guard="off",
-    )
-    values.update(kw)
-    return TrainConfig().with_values(**values)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[ev.Event] = []
-        self.engine: Engine | None = None
-        self.on_pause: Any = None
-
-    def __call__(self, e: ev.Event) -> None:
-        self.events.append(e)
-        if isinstance(e, ev.TrainPaused) and self.on_pause is not None:
-            self.on_pause(self.engine, e)
-
-    def of(self, cls: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, cls)]
-
-    def logs(self, level: str | None = None) -> list[str]:
-        return [e.message for e in self.of(ev.Log) if level is None or e.level == level]
-
-
-def train(cfg: TrainConfig, rec: Recorder | None = None) -> tuple[Any, Recorder]:
-    rec = rec or Recorder()
-    engine = Engine(rec)
-    rec.engine = engine
-    engine.start()
-    try:
-        return engine.run_sync(Train(cfg), timeout=600), rec
-    finally:
-        engine.shutdown()
+    """run_folders' short run, 8 steps long: a report each step, a save every 2, no validation."""
+    return run_config(model, data, runs, **({"iters": 8, "steps_per_report": 1, "steps_per_eval": 10**6,
+                                              "save_every": 2, "val_batches": 1} | kw))
 
 
 def cli_train(model: Path, data: Path, runs: Path, *extra: str) -> subprocess.Popen[str]:

@@ -15,19 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.cli.main import main
 from mlxtui.core.runs import read_metrics, read_state
-from mlxtui.demo_data import demo_data_dir
 
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sweep_cli_data")
-    for name, n in (("train", 24), ("valid", 8), ("test", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("sweep_cli_data"), train=24, valid=8, test=4)
 
 
 def sweep_file(folder: Path, model: Path, data: Path, iters: int = 9) -> Path:
