@@ -30,14 +30,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def data_dir(tmp: Path) -> Path:
-    from mlxtui.demo_data import demo_data_dir
+    from demo_slice import demo_slice  # tests/demo_slice.py, shared with the suite
 
-    out = tmp / "data"
-    out.mkdir(exist_ok=True)
-    for name, n in (("train", 48), ("valid", 8), ("test", 8)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(tmp / "data", train=48, valid=8, test=8)
 
 
 def cmd(model: Path, data: Path, runs: Path, *extra: str) -> list[str]:

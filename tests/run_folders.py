@@ -1,6 +1,7 @@
-"""Real run folders for the run-history tests: the tiny model trained for a few steps.
+"""Real run folders and training on the tiny model, shared by the tests.
 
-Not a test module: the runs, compare and TUI tests build their folders with these helpers.
+Not a test module: the runs, compare and TUI tests build their folders with these helpers, and
+the training and checkpoint-fault tests take their config, event recorder and engine run here.
 """
 
 from __future__ import annotations
@@ -12,22 +13,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from demo_slice import demo_slice
+
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
-from mlxtui.demo_data import demo_data_dir
+from mlxtui.core.engine import Engine, Train
 
 
 def small_data(out: Path) -> Path:
     """24/8/8 examples of the demo dataset: enough to train a few steps, quick to tokenize."""
-    out.mkdir(parents=True, exist_ok=True)
-    src = demo_data_dir()
-    for name, n in (("train", 24), ("valid", 8), ("test", 8)):
-        lines = (src / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(out, train=24, valid=8, test=8)
 
 
 def run_config(model: Path, data: Path, runs: Path, **kw: Any) -> TrainConfig:
+    """A short LoRA run of the tiny model (2 layers, 6 steps); `kw` overrides any setting."""
     values: dict[str, Any] = dict(
         model=str(model),
         data=str(data),
@@ -46,6 +45,42 @@ def run_config(model: Path, data: Path, runs: Path, **kw: Any) -> TrainConfig:
     )
     values.update(kw)
     return TrainConfig().with_values(**values)
+
+
+class Recorder:
+    """Collects an engine's events. `on_step(engine, event)` acts at each step and
+    `on_pause(engine, event)` at each pause, both on the engine thread."""
+
+    def __init__(self, on_step: Any = None) -> None:
+        self.events: list[ev.Event] = []
+        self.on_step = on_step
+        self.on_pause: Any = None
+        self.engine: Engine | None = None
+
+    def __call__(self, e: ev.Event) -> None:
+        self.events.append(e)
+        if self.on_step is not None and isinstance(e, ev.TrainStep):
+            self.on_step(self.engine, e)
+        if self.on_pause is not None and isinstance(e, ev.TrainPaused):
+            self.on_pause(self.engine, e)
+
+    def of(self, cls: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, cls)]
+
+    def logs(self, level: str | None = None) -> list[str]:
+        return [e.message for e in self.of(ev.Log) if level is None or e.level == level]
+
+
+def train(cfg: TrainConfig, rec: Recorder | None = None) -> tuple[Any, Recorder]:
+    """Run `cfg` as a Train job on a fresh engine; returns its result and the recorder."""
+    rec = rec or Recorder()
+    engine = Engine(rec)
+    rec.engine = engine
+    engine.start()
+    try:
+        return engine.run_sync(Train(cfg), timeout=600), rec
+    finally:
+        engine.shutdown()
 
 
 def train_run(model: Path, data: Path, runs: Path, stop_at: int | None = None, **kw: Any) -> Path:

@@ -9,21 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
 from mlxtui.core.engine import Engine, Train
 from mlxtui.core.training.setup import NEVER_CLEAR, clear_cache_threshold
-from mlxtui.demo_data import demo_data_dir
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    for name, n in (("train", 16), ("valid", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("data"), train=16, valid=4)
 
 
 def cache_after_steps(model: Path, data: Path, runs: Path, threshold: int) -> list[int]:

@@ -15,70 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_slice import demo_slice
+from run_folders import Recorder, run_config, train
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
 from mlxtui.core.engine import Engine, EngineError, Train
-from mlxtui.demo_data import demo_data_dir
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    for name, n in (("train", 16), ("valid", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("data"), train=16, valid=4)
 
 
 def config(model: Path, data: Path, runs: Path, **kw: Any) -> TrainConfig:
-    values: dict[str, Any] = dict(
-        model=str(model),
-        data=str(data),
-        runs_dir=str(runs),
-        num_layers=2,
-        batch_size=4,
-        iters=8,
-        learning_rate=1e-3,
-        steps_per_report=1,
-        steps_per_eval=10**6,
-        save_every=2,
-        val_batches=1,
-        max_seq_length=256,
-        sample_prompts=0,
-        memory_guard="off",
-    )
-    values.update(kw)
-    return TrainConfig().with_values(**values)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[ev.Event] = []
-        self.engine: Engine | None = None
-        self.on_pause: Any = None
-
-    def __call__(self, e: ev.Event) -> None:
-        self.events.append(e)
-        if isinstance(e, ev.TrainPaused) and self.on_pause is not None:
-            self.on_pause(self.engine, e)
-
-    def of(self, cls: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, cls)]
-
-    def logs(self, level: str | None = None) -> list[str]:
-        return [e.message for e in self.of(ev.Log) if level is None or e.level == level]
-
-
-def train(cfg: TrainConfig, rec: Recorder | None = None) -> tuple[Any, Recorder]:
-    rec = rec or Recorder()
-    engine = Engine(rec)
-    rec.engine = engine
-    engine.start()
-    try:
-        return engine.run_sync(Train(cfg), timeout=600), rec
-    finally:
-        engine.shutdown()
+    """run_folders' short run, 8 steps long: a report each step, a save every 2, no validation."""
+    return run_config(model, data, runs, **({"iters": 8, "steps_per_report": 1, "steps_per_eval": 10**6,
+                                              "save_every": 2, "val_batches": 1} | kw))
 
 
 def cli_train(model: Path, data: Path, runs: Path, *extra: str) -> subprocess.Popen[str]:
@@ -403,12 +356,13 @@ def test_a_peak_past_memory_limit_pauses_with_the_numbers_and_stop_saves(tiny_mo
         engine.resume() if len(pauses) == 1 and e.iteration < 3 else engine.stop()
 
     rec.on_pause = on_pause
-    result, rec = train(config(tiny_model_dir, data, tmp_path / "runs", memory_limit="1MB"), rec)
+    # 4 steps: each step after the continue is past the limit again, and none pauses
+    result, rec = train(config(tiny_model_dir, data, tmp_path / "runs", memory_limit="1MB", iters=4), rec)
     assert [p.reason for p in pauses] == ["memory_limit"], "a continue accepts the limit: no second pause"
     msg = pauses[0].message
     assert msg.startswith("MLX's peak memory ") and "is past memory_limit 1MB (0.001 GB" in msg
     assert "treats the limit as a guideline" in msg
-    assert result.status == "completed" and result.final_iteration == 8
+    assert result.status == "completed" and result.final_iteration == 4
 
     # headless: nobody continues, so the run stops there and saves what it reached
     from mlxtui.pipeline import TrainPipeline
@@ -452,28 +406,35 @@ def test_an_allocation_failure_names_the_numbers_and_the_intact_checkpoint(
 # ------------------------------------------------------------------ SIGHUP, SIGTERM
 
 
-@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
-def test_headless_sighup_or_sigterm_saves_the_adapter_then_exits(tiny_model_dir, data, tmp_path, sig):
-    target = tmp_path / "ad"
-    proc = cli_train(tiny_model_dir, data, tmp_path / "runs", "--iters", "100000", "--save-every", "1000",
-                     "--adapter-path", str(target))
-    wait_for(proc, "step 3/")
-    if sig == signal.SIGHUP:
-        # SSH closed: the terminal is gone with the signal, so every later write fails
-        assert proc.stdout is not None and proc.stderr is not None
-        proc.stdout.close()
-        proc.stderr.close()
-    proc.send_signal(sig)
+def test_headless_sighup_and_sigterm_save_the_adapter_then_exit(tiny_model_dir, data, tmp_path):
+    """Each signal to a headless run of its own. The two runs go side by side: each waits mostly
+    on its own process, so together they take about one run's time on two cores."""
+    procs: dict[signal.Signals, tuple[Path, subprocess.Popen[str]]] = {}
     try:
-        rc = proc.wait(timeout=240)
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            where = tmp_path / sig.name
+            procs[sig] = where, cli_train(tiny_model_dir, data, where / "runs", "--iters", "100000",
+                                          "--save-every", "1000", "--adapter-path", str(where / "ad"))
+        for sig, (_, proc) in procs.items():
+            wait_for(proc, "step 3/")
+            if sig == signal.SIGHUP:
+                # SSH closed: the terminal is gone with the signal, so every later write fails
+                assert proc.stdout is not None and proc.stderr is not None
+                proc.stdout.close()
+                proc.stderr.close()
+            proc.send_signal(sig)
+        codes = {sig: proc.wait(timeout=240) for sig, (_, proc) in procs.items()}
     finally:
-        proc.kill()
-    run = next((tmp_path / "runs").iterdir())
-    state = json.loads((run / "state" / "state.json").read_text())
-    assert state["status"] == "stopped" and state["iteration"] >= 3
-    assert (target / "adapters.safetensors").read_bytes() == (run / "adapters" / "adapters.safetensors").read_bytes()
-    loads_in_mlxtui_and_mlx_lm(tiny_model_dir, target)
-    assert rc in (130, 1), rc  # stopped by a signal, never a crash
+        for _, proc in procs.values():
+            proc.kill()
+    for sig, (where, _) in procs.items():
+        run = next((where / "runs").iterdir())
+        state = json.loads((run / "state" / "state.json").read_text())
+        assert state["status"] == "stopped" and state["iteration"] >= 3, (sig.name, state)
+        saved = (run / "adapters" / "adapters.safetensors").read_bytes()
+        assert (where / "ad" / "adapters.safetensors").read_bytes() == saved, sig.name
+        loads_in_mlxtui_and_mlx_lm(tiny_model_dir, where / "ad")
+        assert codes[sig] in (130, 1), (sig.name, codes[sig])  # stopped by a signal, never a crash
 
 
 # ------------------------------------------------------------------ the dataset under a run

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.cli.main import build_parser, main
 from mlxtui.cli.progress import ProgressPrinter
@@ -65,13 +66,7 @@ def test_bad_config_exits_2_with_the_key_named(tmp_path, capsys):
 
 
 def test_headless_train_writes_a_run_and_prints_progress(tiny_model_dir, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    from mlxtui.demo_data import demo_data_dir
-
-    for name, n in (("train", 16), ("valid", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
-        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    data = _small_data(tmp_path)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.run(
         [sys.executable, "-m", "mlxtui", "train", "--model", str(tiny_model_dir), "--data", str(data),
@@ -109,14 +104,7 @@ def test_progress_bar_line_on_a_tty():
 
 
 def _small_data(tmp_path: Path, n_train: int = 16) -> Path:
-    from mlxtui.demo_data import demo_data_dir
-
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    for name, n in (("train", n_train), ("valid", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
-        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    return data
+    return demo_slice(tmp_path / "data", train=n_train, valid=4)
 
 
 def test_ctrl_c_saves_the_adapter_and_says_how_to_resume(tiny_model_dir, tmp_path):

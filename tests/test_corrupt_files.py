@@ -63,16 +63,22 @@ def _cli(argv: list[str], capsys: Any) -> str:
     return err
 
 
+def _said_by_engine_and_cli(
+    job: Any, argvs: list[list[str]], words: str, capsys: Any
+) -> tuple[EngineError, list[str]]:
+    """The engine refuses `job` and each command line exits non-zero, all saying `words`;
+    returns the engine's error and what each command line said."""
+    error = _engine_error(job)
+    assert words in str(error)
+    said = [_cli(argv, capsys) for argv in argvs]
+    assert all(words in err for err in said), said
+    return error, said
+
+
 @pytest.mark.parametrize("what,name,damage,words", MODEL_DAMAGE, ids=[d[0] for d in MODEL_DAMAGE])
 def test_a_damaged_model_is_named_with_the_fix(
-    what: str,
-    name: str,
-    damage: Callable[[Path], None],
-    words: str,
-    tiny_model_dir: Path,
-    tmp_path: Path,
-    capsys: Any,
-) -> None:
+    what, name, damage, words, tiny_model_dir, tmp_path, capsys
+):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     assert resolve_model(str(model)) == model  # whole, it loads
@@ -85,9 +91,12 @@ def test_a_damaged_model_is_named_with_the_fix(
     )
     assert any(fix in said for fix in ("download or convert", "copy"))
     # the engine's typed error, and the CLI's one line
-    assert words in str(_engine_error(LoadModel(spec=str(model))))
-    err = _cli(["generate", "--model", str(model), "--max-tokens", "1", "-p", "hi"], capsys)
-    assert words in err
+    _said_by_engine_and_cli(
+        LoadModel(spec=str(model)),
+        [["generate", "--model", str(model), "--max-tokens", "1", "-p", "hi"]],
+        words,
+        capsys,
+    )
 
 
 def test_pickle_weights_are_refused_not_loaded(
@@ -120,71 +129,44 @@ def _adapter(folder: Path, model: Path) -> Path:
 
 
 ADAPTER_DAMAGE: list[tuple[str, Callable[[Path], None], str]] = [
-    (
-        "truncated weights",
-        lambda d: _truncate(d / "adapters.safetensors"),
-        "adapters.safetensors: truncated",
-    ),
-    (
-        "garbage weights",
-        lambda d: _garbage(d / "adapters.safetensors"),
-        "adapters.safetensors: not a safetensors",
-    ),
+    ("truncated weights", lambda d: _truncate(d / "adapters.safetensors"), "adapters.safetensors: truncated"),
+    ("garbage weights", lambda d: _garbage(d / "adapters.safetensors"), "adapters.safetensors: not a safetensors"),
     ("no weights", lambda d: (d / "adapters.safetensors").unlink(), "no adapters.safetensors"),
-    (
-        "bad config JSON",
-        lambda d: _bad_json(d / "adapter_config.json"),
-        "adapter_config.json:2: invalid JSON",
-    ),
+    ("bad config JSON", lambda d: _bad_json(d / "adapter_config.json"), "adapter_config.json:2: invalid JSON"),
     ("no config", lambda d: (d / "adapter_config.json").unlink(), "no adapter_config.json"),
-    (
-        "config without lora_parameters",
-        lambda d: (d / "adapter_config.json").write_text(
-            '{"fine_tune_type": "lora", "num_layers": 2}'
-        ),
-        "lora_parameters needs rank and scale",
-    ),
-    (
-        "config without num_layers",
-        lambda d: (d / "adapter_config.json").write_text(
-            '{"lora_parameters": {"rank": 4, "scale": 20}}'
-        ),
-        "num_layers is missing",
-    ),
-    (
-        "pickle weights",
-        lambda d: (d / "adapters.safetensors").rename(d / "adapters.bin"),
-        "adapters.bin: adapter weights as a PyTorch pickle",
-    ),
-]
+    ("config without lora_parameters",
+     lambda d: (d / "adapter_config.json").write_text('{"fine_tune_type": "lora", "num_layers": 2}'),
+     "lora_parameters needs rank and scale"),
+    ("config without num_layers",
+     lambda d: (d / "adapter_config.json").write_text('{"lora_parameters": {"rank": 4, "scale": 20}}'),
+     "num_layers is missing"),
+    ("pickle weights", lambda d: (d / "adapters.safetensors").rename(d / "adapters.bin"),
+     "adapters.bin: adapter weights as a PyTorch pickle"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("what,damage,words", ADAPTER_DAMAGE, ids=[d[0] for d in ADAPTER_DAMAGE])
 def test_a_damaged_adapter_is_named_with_the_fix(
-    what: str,
-    damage: Callable[[Path], None],
-    words: str,
-    tiny_model_dir: Path,
-    tmp_path: Path,
-    capsys: Any,
-) -> None:
+    what, damage, words, tiny_model_dir, tmp_path, capsys
+):
     adapter = _adapter(tmp_path / "adapters", tiny_model_dir)
     check_adapter(adapter)  # whole, it passes
     damage(adapter)
     with pytest.raises(ModelError) as info:
         check_adapter(adapter)
     assert words in str(info.value)
-    assert words in str(
-        _engine_error(LoadModel(spec=str(tiny_model_dir), adapter_path=str(adapter)))
-    )
-    err = _cli(
-        ["generate", "--model", str(tiny_model_dir), "--adapter-path", str(adapter), "-p", "hi"],
+    fused = adapter.parent / "fused"
+    model_and_adapter = ["--model", str(tiny_model_dir), "--adapter-path", str(adapter)]
+    _said_by_engine_and_cli(
+        LoadModel(spec=str(tiny_model_dir), adapter_path=str(adapter)),
+        [
+            ["generate", *model_and_adapter, "-p", "hi"],
+            ["fuse", *model_and_adapter, "--save-path", str(fused)],
+        ],
+        words,
         capsys,
     )
-    assert words in err
-    fused = adapter.parent / "fused"
-    argv = ["fuse", "--model", str(tiny_model_dir), "--adapter-path", str(adapter), "--save-path", str(fused)]
-    assert words in _cli(argv, capsys) and not fused.exists()
+    assert not fused.exists()
 
 
 def test_a_pickle_resume_adapter_file_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -198,33 +180,16 @@ def test_a_pickle_resume_adapter_file_is_refused(tiny_model_dir: Path, tmp_path:
 
 
 STATE_DAMAGE: list[tuple[str, Callable[[Path], None], str]] = [
-    (
-        "truncated state.json",
-        lambda s: s.joinpath("state.json").write_text('{"iteration": 4, "rng'),
-        "state.json:1",
-    ),
-    (
-        "no optimizer file",
-        lambda s: s.joinpath("optimizer.safetensors").unlink(),
-        "optimizer.safetensors is missing",
-    ),
-    (
-        "truncated optimizer file",
-        lambda s: _truncate(s / "optimizer.safetensors"),
-        "optimizer.safetensors: truncated",
-    ),
-]
+    ("truncated state.json", lambda s: s.joinpath("state.json").write_text('{"iteration": 4, "rng'), "state.json:1"),
+    ("no optimizer file", lambda s: s.joinpath("optimizer.safetensors").unlink(), "optimizer.safetensors is missing"),
+    ("truncated optimizer file", lambda s: _truncate(s / "optimizer.safetensors"), "optimizer.safetensors: truncated"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("what,damage,words", STATE_DAMAGE, ids=[d[0] for d in STATE_DAMAGE])
 def test_a_damaged_run_state_is_named_with_a_way_on(
-    what: str,
-    damage: Callable[[Path], None],
-    words: str,
-    tiny_model_dir: Path,
-    tmp_path: Path,
-    capsys: Any,
-) -> None:
+    what, damage, words, tiny_model_dir, tmp_path, capsys
+):
     import mlx.core as mx
 
     run = tmp_path / "runs" / "r1"
@@ -238,11 +203,11 @@ def test_a_damaged_run_state_is_named_with_a_way_on(
     )
     (run / "config.yaml").write_text(cfg.with_values(resume_run=None).to_yaml())
     damage(state)
-    error = _engine_error(Train(cfg))
-    assert words in str(error)
+    error, (err,) = _said_by_engine_and_cli(
+        Train(cfg), [["train", "--resume", str(run)]], words, capsys
+    )
     assert "--resume-adapter-file" in error.hint and "adapters.safetensors" in error.hint
-    err = _cli(["train", "--resume", str(run)], capsys)
-    assert words in err and "--resume-adapter-file" in err
+    assert "--resume-adapter-file" in err
     # the run is still listed by `mlxtui runs`
     assert main(["runs", "--runs-dir", str(tmp_path / "runs")]) == 0
     assert "r1" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
@@ -19,16 +20,11 @@ from mlxtui.core.engine import (
     Generate,
     Train,
 )
-from mlxtui.demo_data import demo_data_dir
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    for name, n in (("train", 16), ("valid", 4), ("test", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("data"), train=16, valid=4, test=4)
 
 
 def test_jobs_after_training(tiny_model_dir, data, tmp_path):

@@ -10,15 +10,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from demo_slice import demo_slice
+from fake_memory import GB, MB, fake_sample
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
 from mlxtui.core.engine import Engine, Estimate, Train
 from mlxtui.core.memory import MemorySample
-from mlxtui.demo_data import demo_data_dir
-
-GB = 1 << 30
-MB = 1 << 20
 
 
 class SwapRampProbe:
@@ -57,21 +55,12 @@ class SwapRampProbe:
             else:
                 self.t += 30.0  # recovery samples far apart: the ramp leaves the window
                 pressure = "green"
-            return MemorySample(
-                timestamp=self.t, mlx_active=GB, mlx_cache=0, mlx_peak=GB, process_rss=2 * GB,
-                system_total=16 * GB, system_used=12 * GB, system_available=4 * GB,
-                swap_total=8 * GB, swap_used=self.swap, pressure=pressure,  # type: ignore[arg-type]
-                pressure_source="test probe", pressure_value=None,
-            )
+            return fake_sample(self.t, self.swap, pressure)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    for name, n in (("train", 24), ("valid", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("data"), train=24, valid=4)
 
 
 def run(model: Path, data: Path, tmp: Path, probe: SwapRampProbe, policy: str) -> tuple[object, list[ev.Event]]:
@@ -169,11 +158,7 @@ def test_memory_samples_keep_coming_while_a_slow_job_holds_the_engine_thread():
 
 
 def test_a_guard_pause_acts_between_validation_batches(tiny_model_dir, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for name, n in (("train", 24), ("valid", 30)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
-        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    data = demo_slice(tmp_path / "data", train=24, valid=30)
     probe = SwapRampProbe(ramp=6)
     events: list[ev.Event] = []
     box: dict[str, Engine] = {}

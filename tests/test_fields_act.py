@@ -14,6 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import ConfigError, TrainConfig, from_dict
@@ -92,13 +93,8 @@ def test_the_table_covers_every_field():
 def test_one_run_shows_its_settings_acting(tiny_model_dir, tmp_path):
     """The "run:" rows: one tiny run with each of them away from its default."""
     from mlxtui import TrainPipeline
-    from mlxtui.demo_data import demo_data_dir
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for name in ("train", "valid", "test"):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:8]
-        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    data = _small_data(tmp_path)
     cfg = TrainConfig(
         model=str(tiny_model_dir), data=str(data), iters=6, batch_size=2, max_seq_length=48, num_layers=2,
         learning_rate=3e-4, warmup=3, steps_per_report=3, steps_per_eval=2, save_every=4, test=True,
@@ -134,14 +130,7 @@ def test_one_run_shows_its_settings_acting(tiny_model_dir, tmp_path):
 
 
 def _small_data(root: Path, n: int = 8) -> Path:
-    from mlxtui.demo_data import demo_data_dir
-
-    data = root / "data"
-    data.mkdir()
-    for name in ("train", "valid", "test"):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
-        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    return data
+    return demo_slice(root / "data", train=n, valid=n, test=n)
 
 
 def _run_seeing(cfg: TrainConfig, on_step=None) -> list[ev.Event]:

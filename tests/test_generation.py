@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import pytest
+from demo_slice import demo_slice
 from mlx.utils import tree_flatten
 from mlx_lm import load as mlx_load
 
@@ -338,13 +339,8 @@ def test_every_checkpoint_of_a_trained_run_loads_in_place(
     from mlxtui.core.config import TrainConfig
     from mlxtui.core.engine import Engine, Train
     from mlxtui.core.runs import adapter_choices
-    from mlxtui.demo_data import demo_data_dir
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for name, n in (("train", 16), ("valid", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = demo_slice(tmp_path / "data", train=16, valid=4)
     cfg = TrainConfig().with_values(
         model=str(tiny_model_dir), data=str(data), runs_dir=str(tmp_path / "runs"), fine_tune_type=fine_tune_type,
         num_layers=2, batch_size=4, iters=6, learning_rate=5e-3, steps_per_report=3, steps_per_eval=3,

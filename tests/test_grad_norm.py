@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from run_folders import train
+from test_training import base_config, small_data  # noqa: F401  (small_data: the module fixture)
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import ConfigError, TrainConfig, validate_field
-from tests.test_training import Recorder, base_config, small_data, train  # noqa: F401
 
 
 def hand_grad_norm_of_step_1(cfg: TrainConfig) -> tuple[float, float, dict[str, Any]]:

@@ -2,42 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
+from fake_memory import MB, ScriptedProbe
 
 from mlxtui.core.guard import MemoryGuard
-from mlxtui.core.memory import MemoryHistory, MemorySample
-
-MB = 1024 * 1024
-GB = 1024 * MB
-
-
-class ScriptedProbe:
-    """Plays back (swap_used, pressure) pairs, one sample per 2 s."""
-
-    def __init__(self, script: list[tuple[int, str]]) -> None:
-        self._it: Iterator[tuple[int, str]] = iter(script)
-        self.t = 0.0
-
-    def sample(self) -> MemorySample:
-        swap, pressure = next(self._it)
-        self.t += 2.0
-        return MemorySample(
-            timestamp=self.t,
-            mlx_active=GB,
-            mlx_cache=0,
-            mlx_peak=GB,
-            process_rss=2 * GB,
-            system_total=16 * GB,
-            system_used=12 * GB,
-            system_available=4 * GB,
-            swap_total=8 * GB,
-            swap_used=swap,
-            pressure=pressure,  # type: ignore[arg-type]
-            pressure_source="script",
-            pressure_value=None,
-        )
+from mlxtui.core.memory import MemoryHistory
 
 
 def drive(guard: MemoryGuard, script: list[tuple[int, str]]) -> list[str]:

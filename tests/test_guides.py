@@ -254,10 +254,16 @@ def test_guide_000_train_py_readme(model_sets, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_guide_000_bare_train_py(tmp_path, monkeypatch, capsys, demo_model_dir):
-    """`python train.py` (no flags): the quick start on the demo model; SHORTENED to 2 iterations."""
+    """`python train.py` (no flags): the quick start on the demo model and data; SHORTENED to
+    1 iteration, 1 validation batch and no sample answers. The quick start's 4 validation batches
+    at step 0 and at the end, and its 2 sample answers, are most of a minute of the 135M model on
+    two CPU cores; one batch runs the same validation code, and sample answers are tested on the
+    tiny model (test_fields_act, test_training_phases)."""
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "--iters", str(SHORT_ITERS)]) == 0
-    assert f"done: {SHORT_ITERS}/{SHORT_ITERS} steps" in capsys.readouterr().out
+    assert main(["train", "--iters", str(SHORT_ITERS), "--val-batches", "1", "--sample-prompts", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"done: {SHORT_ITERS}/{SHORT_ITERS} steps" in out
+    assert "SmolLM2-135M-Instruct" in out and "step 0: val loss" in out  # the demo model, validated
 
 
 def test_guide_001_mlx_lm_guide(models, tmp_path, monkeypatch, capsys):

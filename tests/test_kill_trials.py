@@ -1,6 +1,7 @@
-"""kill -9 during training, in the suite: two of tests/kill_trials.py's trials (one killed inside
-a checkpoint write, one after a random step). The full 24-trial run is recorded in
-tests/RELIABILITY.md."""
+"""kill -9 during training, in the suite: one of tests/kill_trials.py's trials, killed inside a
+checkpoint write (the 16th of the run's atomic writes, in its second save), then checked and
+resumed. The full 24-trial run (kills inside writes, after random steps and after launch) is run
+by hand and recorded in tests/RELIABILITY.md."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 from kill_trials import ITERS, trials
 
 
-def test_kill_9_inside_a_write_and_after_a_step_loses_nothing_and_resumes_exactly(tmp_path: Path):
-    results = trials(2, seed=3, root=tmp_path, modes=["write", "step"])
-    for t in results:
-        assert t.ok, t.line()
-    assert any(t.resumed_to == ITERS for t in results), [t.line() for t in results]
+def test_kill_9_inside_a_write_loses_nothing_and_resumes_exactly(tmp_path: Path):
+    # seed 3 draws the 16th write: past the first checkpoint, so the trial resumes (a kill before
+    # the first save leaves nothing to resume, and the resume is half of what this checks)
+    (t,) = trials(1, seed=3, root=tmp_path, modes=["write"])
+    assert t.ok, t.line()
+    assert t.state_iteration is not None and 0 < t.state_iteration < ITERS, t.line()
+    assert t.resumed_to == ITERS, t.line()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import mlx.core as mx
 import pytest
+from fake_memory import fake_sample
 
 from mlxtui.core.memory import (
     MemoryHistory,
-    MemorySample,
     SystemMemoryProbe,
     classify_available,
     classify_psi,
@@ -23,24 +23,6 @@ from mlxtui.core.memory import (
 )
 
 GB = 1024**3
-
-
-def make_sample(t: float, swap_used: int = 0, pressure: str = "green") -> MemorySample:
-    return MemorySample(
-        timestamp=t,
-        mlx_active=0,
-        mlx_cache=0,
-        mlx_peak=0,
-        process_rss=0,
-        system_total=16 * GB,
-        system_used=8 * GB,
-        system_available=8 * GB,
-        swap_total=4 * GB,
-        swap_used=swap_used,
-        pressure=pressure,  # type: ignore[arg-type]
-        pressure_source="test",
-        pressure_value=None,
-    )
 
 
 def test_real_sample_sees_mlx_allocation():
@@ -107,7 +89,7 @@ def test_available_fallback_thresholds(tmp_path):
 def test_history_series_and_maxlen():
     h = MemoryHistory(maxlen=3)
     for i in range(5):
-        h.append(make_sample(float(i), swap_used=i))
+        h.append(fake_sample(float(i), swap_used=i))
     assert len(h) == 3
     assert h.series("swap_used") == [2, 3, 4]
     assert h.latest is not None and h.latest.timestamp == 4.0
@@ -118,26 +100,26 @@ def test_history_series_and_maxlen():
 def test_swap_growth_per_minute():
     h = MemoryHistory()
     assert h.swap_growth_per_minute() is None  # no samples, no trend
-    h.append(make_sample(999.5, swap_used=0))
-    h.append(make_sample(999.9, swap_used=10**9))
+    h.append(fake_sample(999.5, swap_used=0))
+    h.append(fake_sample(999.9, swap_used=10**9))
     assert h.swap_growth_per_minute() is None  # 0.4 s is too short a span to call a trend
     h = MemoryHistory()
     # 10 MB per second for 30 s -> 600 MB/min
     for t in range(31):
-        h.append(make_sample(1000.0 + t, swap_used=t * 10_000_000))
+        h.append(fake_sample(1000.0 + t, swap_used=t * 10_000_000))
     assert h.swap_growth_per_minute() == pytest.approx(600_000_000, rel=1e-6)
     # flat swap afterwards: the last 60 s window slope falls
     for t in range(31, 200):
-        h.append(make_sample(1000.0 + t, swap_used=300_000_000))
+        h.append(fake_sample(1000.0 + t, swap_used=300_000_000))
     assert h.swap_growth_per_minute() == 0.0
 
 
 def test_old_samples_leave_the_window():
     h = MemoryHistory()
-    h.append(make_sample(0.0, swap_used=0))
-    h.append(make_sample(100.0, swap_used=GB))
+    h.append(fake_sample(0.0, swap_used=0))
+    h.append(fake_sample(100.0, swap_used=GB))
     assert h.swap_growth_per_minute() is None  # the old sample is out of the 60 s window
-    h.append(make_sample(101.0, swap_used=GB))
+    h.append(fake_sample(101.0, swap_used=GB))
     assert h.swap_growth_per_minute() == 0.0
 
 
@@ -159,7 +141,7 @@ def test_history_is_safe_across_threads():
     for t in readers:
         t.start()
     for i in range(20_000):
-        h.append(make_sample(float(i), swap_used=i))
+        h.append(fake_sample(float(i), swap_used=i))
     stop.set()
     for t in readers:
         t.join()
@@ -185,7 +167,7 @@ def test_format_bytes():
 
 
 def test_sample_is_frozen():
-    s = make_sample(0.0)
+    s = fake_sample(0.0)
     with pytest.raises(AttributeError):
         s.swap_used = 1  # type: ignore[misc]
     assert replace(s, swap_used=1).swap_used == 1

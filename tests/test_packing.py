@@ -9,6 +9,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
@@ -18,7 +19,6 @@ from mlxtui.core.training.chunked_loss import token_losses
 from mlxtui.core.training.errors import TrainingError
 from mlxtui.core.training.loss import packed_train_loss
 from mlxtui.core.training.packing import block_causal_mask, block_mask, collate_packed, pack_rows
-from mlxtui.demo_data import demo_data_dir
 
 
 def test_rows_hold_every_example_once_within_their_length():
@@ -110,11 +110,7 @@ def test_a_packed_plan_is_one_shape_and_a_function_of_seed_and_step():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    for name, n in (("train", 48), ("valid", 8)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("data"), train=48, valid=8)
 
 
 def _train(cfg: TrainConfig, stop_at: int | None = None) -> Any:

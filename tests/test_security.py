@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.core import models
 
@@ -68,18 +69,13 @@ def _run_watched(argv: list[str], env: dict[str, str], cwd: Path) -> dict[str, A
 
 @pytest.fixture(scope="module")
 def session(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from mlxtui.demo_data import demo_data_dir
 
     root = tmp_path_factory.mktemp("sec")
     home, cwd, cache = root / "home", root / "work", root / "mlxtui-cache"
     xdg = {name: home / sub for name, sub in (("XDG_CACHE_HOME", ".cache"), ("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"), ("XDG_STATE_HOME", ".local/state"))}  # fmt: skip
     for d in (home, cwd, cache, *xdg.values()):
         d.mkdir(parents=True, exist_ok=True)
-    data = cwd / "data"
-    data.mkdir()
-    for name, n in (("train", 16), ("valid", 4), ("test", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text().splitlines()[:n]
-        (data / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    demo_slice(cwd / "data", train=16, valid=4, test=4)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "HF_", "MLXTUI_"))}
     env.update({k: str(v) for k, v in xdg.items()})
     # TMPDIR stays the system's: MLX keeps its CPU kernel cache there (tmp/mlx/<version>/cpu/*.cpp,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.core import events as ev
 from mlxtui.core.engine import Engine
@@ -23,16 +24,11 @@ from mlxtui.core.sweep import (
     write_state,
 )
 from mlxtui.core.sweep_runner import SweepRunner
-from mlxtui.demo_data import demo_data_dir
 
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sweep_data")
-    for name, n in (("train", 24), ("valid", 8), ("test", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("sweep_data"), train=24, valid=8, test=4)
 
 
 def write(path: Path, text: str) -> Path:

@@ -15,22 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.cli.main import main
 from mlxtui.core.runs import read_metrics, read_state
-from mlxtui.demo_data import demo_data_dir
 
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sweep_cli_data")
-    for name, n in (("train", 24), ("valid", 8), ("test", 4)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("sweep_cli_data"), train=24, valid=8, test=4)
 
 
-def sweep_file(folder: Path, model: Path, data: Path, iters: int = 9) -> Path:
+def sweep_file(folder: Path, model: Path, data: Path, iters: int = 6) -> Path:
     path = folder / "trio.yaml"
     path.write_text(
         f"""
@@ -72,7 +68,7 @@ def test_a_sweep_killed_mid_run_continues_with_that_run_resumed_exactly(tiny_mod
         seen.append(line)
         second_run = second_run or "run 2/3: trio-lr3e-3" in line
         # step 5's report comes after step 3's checkpoint and resume state were written
-        if second_run and line.startswith("step 5/9:"):
+        if second_run and line.startswith("step 5/6:"):
             proc.send_signal(signal.SIGKILL)
             break
         assert time.monotonic() < deadline, "".join(seen[-20:])
@@ -99,8 +95,8 @@ def test_a_sweep_killed_mid_run_continues_with_that_run_resumed_exactly(tiny_mod
     # exactly: the resumed run's losses are those of the same run never interrupted
     resumed = {m["iteration"]: m["train_loss"] for m in read_metrics(killed) if m.get("event") == "train"}
     straight = _straight_losses(killed, tmp_path / "straight")
-    assert sorted(resumed) == list(range(1, 10))
-    for it in range(4, 10):
+    assert sorted(resumed) == list(range(1, 7))
+    for it in range(4, 7):
         assert resumed[it] == pytest.approx(straight[it], abs=1e-5), it
 
     # the summary: best validation loss first, every run done, best.yaml ready for `mlxtui train --config`

@@ -9,32 +9,12 @@ from collections.abc import Callable
 
 import mlx.core as mx
 import pytest
+from fake_memory import MB, fake_sample
 
 from mlxtui.core import events as ev
 from mlxtui.core.guard import MemoryGuard
 from mlxtui.core.memory import MemorySample
 from mlxtui.core.telemetry import THREAD_NAME, Telemetry
-
-MB = 1024 * 1024
-GB = 1024 * MB
-
-
-def make_sample(t: float, swap_used: int = 0, pressure: str = "green") -> MemorySample:
-    return MemorySample(
-        timestamp=t,
-        mlx_active=GB,
-        mlx_cache=0,
-        mlx_peak=GB,
-        process_rss=2 * GB,
-        system_total=16 * GB,
-        system_used=12 * GB,
-        system_available=4 * GB,
-        swap_total=8 * GB,
-        swap_used=swap_used,
-        pressure=pressure,  # type: ignore[arg-type]
-        pressure_source="script",
-        pressure_value=None,
-    )
 
 
 class SwapProbe:
@@ -49,7 +29,7 @@ class SwapProbe:
     def sample(self) -> MemorySample:
         self.t += 2.0
         self.swap += self.step
-        return make_sample(self.t, self.swap, self.pressure)
+        return fake_sample(self.t, self.swap, self.pressure)
 
 
 class Recorder:
@@ -330,7 +310,7 @@ def test_sample_now_from_many_threads_keeps_events_in_sample_order():
             n = self.n
             time.sleep(0)  # invite a thread switch between read and write
             self.n = n + 1
-            return make_sample(float(n + 1))
+            return fake_sample(float(n + 1))
 
     rec = Recorder()
     telemetry = Telemetry(rec, probe=CountingProbe(), interval=0.001)

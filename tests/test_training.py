@@ -11,73 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_slice import demo_slice
+from run_folders import Recorder, run_config, train
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import ConfigError, TrainConfig, load_config
-from mlxtui.core.engine import Engine, EngineError, Train
-from mlxtui.demo_data import demo_data_dir
+from mlxtui.core.engine import Engine, EngineError
 
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """48/8/8 examples of the demo dataset: enough to train, quick to tokenize."""
-    out = tmp_path_factory.mktemp("small_data")
-    src = demo_data_dir()
-    for name, n in (("train", 48), ("valid", 8), ("test", 8)):
-        lines = (src / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("small_data"), train=48, valid=8, test=8)
 
 
 def base_config(model: Path, data: Path, runs: Path, **kw: Any) -> TrainConfig:
-    values: dict[str, Any] = dict(
-        model=str(model),
-        data=str(data),
-        runs_dir=str(runs),
-        num_layers=2,
-        batch_size=4,
-        iters=12,
-        learning_rate=1e-3,
-        steps_per_report=4,
-        steps_per_eval=6,
-        save_every=6,
-        val_batches=2,
-        max_seq_length=256,
-        sample_prompts=0,
-        memory_guard="off",
-    )
-    values.update(kw)
-    return TrainConfig().with_values(**values)
-
-
-class Recorder:
-    """Collects events; `on_step` lets a test act at a given step (from the engine thread)."""
-
-    def __init__(self, on_step: Any = None) -> None:
-        self.events: list[ev.Event] = []
-        self.on_step = on_step
-        self.engine: Engine | None = None
-
-    def __call__(self, e: ev.Event) -> None:
-        self.events.append(e)
-        if self.on_step is not None and isinstance(e, ev.TrainStep):
-            self.on_step(self.engine, e)
-        if isinstance(e, ev.TrainPaused) and hasattr(self, "on_pause"):
-            self.on_pause(self.engine, e)
-
-    def of(self, cls: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, cls)]
-
-
-def train(cfg: TrainConfig, rec: Recorder | None = None) -> tuple[Any, Recorder]:
-    rec = rec or Recorder()
-    engine = Engine(rec)
-    rec.engine = engine
-    engine.start()
-    try:
-        return engine.run_sync(Train(cfg), timeout=600), rec
-    finally:
-        engine.shutdown()
+    """run_folders' short run, 12 steps long: reports every 4, validation and saves every 6."""
+    return run_config(model, data, runs, **({"iters": 12, "steps_per_report": 4, "steps_per_eval": 6,
+                                              "save_every": 6} | kw))
 
 
 def losses(rec: Recorder) -> dict[int, float]:
@@ -139,7 +90,7 @@ def test_pause_and_continue_keep_the_run_exact(tiny_model_dir, small_data, tmp_p
             engine.pause()
 
     rec = Recorder(pause_at_3)
-    rec.on_pause = lambda engine, e: threading.Timer(0.3, engine.resume).start()  # type: ignore[attr-defined]
+    rec.on_pause = lambda engine, e: threading.Timer(0.3, engine.resume).start()
     paused, rec = train(base_config(tiny_model_dir, small_data, tmp_path / "b", iters=8), rec)
     assert [e.iteration for e in rec.of(ev.TrainPaused)] == [3]
     assert rec.of(ev.TrainPaused)[0].reason == "user"
@@ -233,7 +184,7 @@ def test_nan_loss_pauses_and_never_overwrites_a_good_checkpoint(tiny_model_dir, 
         if e.reason == "nan":
             engine.stop()
 
-    rec.on_pause = on_pause  # type: ignore[attr-defined]
+    rec.on_pause = on_pause
     # phase 1 trains sanely and saves at step 4; phase 2's absurd rate blows the loss up
     cfg = base_config(tiny_model_dir, small_data, tmp_path, iters=30, save_every=4, lr_phases="4:1e-3,26:1e12", optimizer="sgd")
     result, rec = train(cfg, rec)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
 from mlxtui.core.engine import Engine, Evaluate, Train
-from mlxtui.demo_data import demo_data_dir
 
 NOISE = (ev.MemorySampled, ev.JobProgress, ev.Log, ev.PhaseProgress, ev.PhaseStarted, ev.PhaseFinished)
 
@@ -25,12 +25,7 @@ NOISE = (ev.MemorySampled, ev.JobProgress, ev.Log, ev.PhaseProgress, ev.PhaseSta
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """48 training examples; all 30 validation examples (8 batches of 4: a slow-ish validation)."""
-    out = tmp_path_factory.mktemp("phase_data")
-    src = demo_data_dir()
-    for name, n in (("train", 48), ("valid", 30), ("test", 8)):
-        lines = (src / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return demo_slice(tmp_path_factory.mktemp("phase_data"), train=48, valid=30, test=8)
 
 
 def config(model: Path, data: Path, runs: Path, **kw: Any) -> TrainConfig:
