@@ -218,6 +218,8 @@ async def test_the_panes_show_a_launched_run_stop_ends_it_and_a_killed_rank_is_a
         return len(tables) == 1 and tables[0].report is not None and set(tables[0].beats) == {0, 1}
 
     async with app.run_test(size=(140, 44)) as pilot:
+        # the dashboard's own model first: its load, folded after the ranks' start, would show idle
+        assert await _wait(pilot, lambda: app.status.model == "fake-model", 30)
         for _ in range(2):  # a second run starts with the table afresh
             await pilot.press("t")
             assert await _wait(pilot, lambda: app.launched is not None and app.launched.finished is None, 30)
@@ -232,8 +234,9 @@ async def test_the_panes_show_a_launched_run_stop_ends_it_and_a_killed_rank_is_a
             assert app.status.state == "training"  # refused: a rank cannot pause alone
             await pilot.press("s")
             assert app.launched.stop_requested  # the stand-in answers at once: done may be shown already
-            assert await _wait(pilot, lambda: not app.launched.running, 40)
-            assert app.status.state == "done" and app.status.outcome == "stopped"
+            # the ranks' end and rank 0's last event line reach the app on two threads: wait for both
+            assert await _wait(pilot, lambda: not app.launched.running and app.status.state == "done", 40), app.status
+            assert app.status.outcome == "stopped"
 
         # the ranks trained; the dashboard's own MLX thread was left free (chat, estimates)
         assert not [job for job in box["engine"].jobs if job.kind == "train"]
@@ -242,7 +245,7 @@ async def test_the_panes_show_a_launched_run_stop_ends_it_and_a_killed_rank_is_a
         await pilot.press("t")
         assert await _wait(pilot, lambda: isinstance(app.screen, ErrorModal), 40), app.status
         assert app.screen.message.startswith("rank 1 was ended by SIGKILL")  # type: ignore[attr-defined]
-        assert app.status.state == "error"
+        assert await _wait(pilot, lambda: app.status.state == "error", 20), app.status
 
 
 def _run_refused(tmp_path: Path, config: TrainConfig) -> tuple[Any, list[ev.Event]]:
