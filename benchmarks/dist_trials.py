@@ -27,6 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from rank_procs import rank_pid  # noqa: E402  (tests/rank_procs.py, shared with the suite)
 
 
 def data_dir(tmp: Path) -> Path:
@@ -51,20 +52,6 @@ def train_losses(run_dir: Path) -> dict[int, float]:
         if r.get("event") == "train":
             out[int(r["iteration"])] = float(r["train_loss"])
     return out
-
-
-def rank_pid(runs: Path, rank: int) -> int | None:
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(runs).encode() in cmdline and f"MLX_RANK={rank}".encode() in environ:
-            return int(proc.name)
-    return None
 
 
 def wait_for(path_glob: tuple[Path, str], proc: subprocess.Popen[str], timeout: float = 600) -> Path:

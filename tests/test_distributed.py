@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_slice import demo_slice
+from rank_procs import rank_pid
 
 from mlxtui.core.config import ConfigError, TrainConfig
 from mlxtui.core.distributed import (
@@ -302,17 +304,6 @@ def test_nproc_without_a_launch_is_refused_not_ignored(tiny_model_dir: Path, tmp
 # ------------------------------------------------------------------ real ranks (ring, CPU)
 
 
-def _data(tmp: Path) -> Path:
-    from mlxtui.demo_data import demo_data_dir
-
-    out = tmp / "data"
-    out.mkdir()
-    for name, n in (("train", 48), ("valid", 8), ("test", 8)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
-
-
 def _train_cmd(model: Path, data: Path, runs: Path, *extra: str) -> list[str]:
     # max_seq_length 32 truncates every example to 32 tokens: each rank's rows then hold as
     # many tokens as the others', and mlx-lm's mean of the ranks' mean losses (and the average
@@ -332,7 +323,7 @@ def _records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_two_ranks_match_one_process_with_the_same_effective_batch(tiny_model_dir: Path, tmp_path: Path) -> None:
-    data = _data(tmp_path)
+    data = demo_slice(tmp_path / "data", train=48, valid=8, test=8)
     steps = ["--iters", "6", "--steps-per-eval", "3", "--save-every", "3"]
     two = subprocess.run(
         _train_cmd(tiny_model_dir, data, tmp_path / "two", *steps, "--batch-size", "2", "--nproc", "2", "--backend", "ring"),
@@ -372,25 +363,10 @@ def test_two_ranks_match_one_process_with_the_same_effective_batch(tiny_model_di
     assert state["world_size"] == 2 and state["iteration"] == 6
 
 
-def _rank_pid(runs: Path, rank: int) -> int | None:
-    """The pid of the training process of `rank` whose command names `runs` (Linux /proc)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(runs).encode() in cmdline and f"MLX_RANK={rank}".encode() in environ and b"mlxtui" in cmdline:
-            return int(proc.name)
-    return None
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank's process through /proc")
 def test_a_killed_rank_stops_the_others_and_the_last_checkpoint_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
-    data = _data(tmp_path)
+    data = demo_slice(tmp_path / "data", train=48, valid=8, test=8)
     runs = tmp_path / "runs"
     cmd = _train_cmd(
         tiny_model_dir, data, runs, "--iters", "400", "--steps-per-eval", "1000", "--save-every", "2",
@@ -405,7 +381,7 @@ def test_a_killed_rank_stops_the_others_and_the_last_checkpoint_loads(tiny_model
             found = sorted(runs.glob("*/adapters/0000004_adapters.safetensors"))
             checkpoint = found[0] if found else None
         assert checkpoint is not None, "no checkpoint at step 4 within 300 s"
-        pid = _rank_pid(runs, 1)
+        pid = rank_pid(runs, 1)
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         out, err = launcher.communicate(timeout=120)
@@ -415,7 +391,7 @@ def test_a_killed_rank_stops_the_others_and_the_last_checkpoint_loads(tiny_model
     assert launcher.returncode == 1, out[-2000:] + err[-2000:]
     assert "mlxtui train: rank 1 was ended by SIGKILL" in err, err[-3000:]
     assert "The last checkpoint rank 0 saved is kept" in err
-    assert _rank_pid(runs, 0) is None, "rank 0 was left running"
+    assert rank_pid(runs, 0) is None, "rank 0 was left running"
     run_dir = checkpoint.parent.parent
     state = json.loads((run_dir / "state" / "state.json").read_text())
     assert state["iteration"] >= 4 and state["iteration"] % 2 == 0 and state["world_size"] == 2
@@ -480,7 +456,7 @@ def test_an_epoch_across_ranks_is_mlx_lms_pass_with_each_rank_its_share(tiny_mod
 
     from mlxtui.core.training import load_datasets
 
-    data = _data(tmp_path)  # 48 training examples
+    data = demo_slice(tmp_path / "data", train=48, valid=8, test=8)  # 48 training examples
     run = subprocess.run(
         _train_cmd(tiny_model_dir, data, tmp_path / "runs", "--epochs", "1", "--steps-per-eval", "1000",
                    "--batch-size", "2", "--nproc", "2", "--backend", "ring"),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_slice import demo_slice
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig, load_config
@@ -262,20 +263,9 @@ def _run_refused(tmp_path: Path, config: TrainConfig) -> tuple[Any, list[ev.Even
 # ------------------------------------------------------------------ real ranks from the dashboard
 
 
-def _data(tmp: Path) -> Path:
-    from mlxtui.demo_data import demo_data_dir
-
-    out = tmp / "data"
-    out.mkdir()
-    for name, n in (("train", 48), ("valid", 8), ("test", 8)):
-        lines = (demo_data_dir() / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
-
-
 def _config(model: Path, tmp: Path) -> TrainConfig:
     return TrainConfig.quick_start(
-        model=str(model), data=str(_data(tmp)), runs_dir=str(tmp / "runs"), adapter_path=str(tmp / "adapters"),
+        model=str(model), data=str(demo_slice(tmp / "data", train=48, valid=8, test=8)), runs_dir=str(tmp / "runs"), adapter_path=str(tmp / "adapters"),
         nproc=2, backend="ring", num_layers=2, batch_size=2, iters=400, learning_rate=1e-3,
         steps_per_report=1, steps_per_eval=1000, save_every=2, val_batches=2, max_seq_length=32,
         sample_prompts=0, grad_checkpoint=False, memory_guard="off", rank_timeout=60.0,
