@@ -46,11 +46,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+# The dashboards started here remember their session like any other (session_memory): in a
+# folder of this run's own, never over the user's remembered settings.
+os.environ.setdefault("MLXTUI_CONFIG_DIR", tempfile.mkdtemp(prefix="mlxtui-bench-config-"))
 
 import mlxtui  # noqa: E402, F401  (OpenBLAS before MLX)
 
 
-def bench_config(model: str, runs: Path, steps: int) -> Any:
+def bench_config(model: str, runs: Path, steps: int, dequantize: str = "no") -> Any:
     from mlxtui.core.config import TrainConfig
 
     return TrainConfig.quick_start(
@@ -63,7 +66,7 @@ def bench_config(model: str, runs: Path, steps: int) -> Any:
         steps_per_eval=100_000,
         save_every=100_000,
         sample_prompts=0,
-        dequantize="no",
+        dequantize=dequantize,
         runs_dir=str(runs),
     )
 
@@ -124,16 +127,28 @@ async def start_training(app: Any, pilot: Any) -> None:
 
 def run_dashboard(config: Any, skip: int) -> dict[str, float]:
     clock = StepClock()
+    ui_cpu: list[float] = []
 
     async def drive() -> None:
         app = dashboard_app(config, clock)
         async with app.run_test(size=(120, 40)) as pilot:
             await start_training(app, pilot)
+            while not any(i >= skip for i, _t, _n in clock.steps):
+                await asyncio.sleep(0.01)
+            # this coroutine runs on the UI thread (run_test drives the app in this event loop)
+            ui_cpu.append(time.thread_time())
             while app.status.state not in ("done", "failed", "stopped"):
                 await asyncio.sleep(0.1)
+            ui_cpu.append(time.thread_time())
 
     asyncio.run(drive())
-    return {"tokens_per_second": clock.tokens_per_second(skip), "peak_rss": peak_rss()}
+    window = [t for i, t, _n in clock.steps if i >= skip]
+    return {
+        "tokens_per_second": clock.tokens_per_second(skip),
+        "peak_rss": peak_rss(),
+        # CPU the UI thread spent per second of training (it holds the GIL the engine needs)
+        "ui_cpu_share": (ui_cpu[1] - ui_cpu[0]) / max(window[-1] - window[0], 1e-9),
+    }
 
 
 def screen_text(app: Any) -> str:
@@ -142,10 +157,20 @@ def screen_text(app: Any) -> str:
 
 def run_keys(config: Any, presses: int) -> dict[str, Any]:
     """Key press to screen update while training, in seconds."""
+    import gc
+
     from mlxtui.tui.app import PANES
 
     clock = StepClock()
     latencies: list[float] = []
+    pauses: list[tuple[int, float]] = []  # (generation, seconds) of each garbage collection
+    started: list[float] = [0.0]
+
+    def gc_clock(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
 
     async def drive() -> None:
         app = dashboard_app(config, clock)
@@ -153,6 +178,7 @@ def run_keys(config: Any, presses: int) -> dict[str, Any]:
             await start_training(app, pilot)
             while len(clock.steps) < 3:
                 await asyncio.sleep(0.05)
+            gc.callbacks.append(gc_clock)
             for i in range(presses):
                 key, title = ("2", "2 Loss") if i % 2 == 0 else ("1", "1 Config")
                 start = time.perf_counter()
@@ -166,6 +192,7 @@ def run_keys(config: Any, presses: int) -> dict[str, Any]:
                     await asyncio.sleep(0.001)
                 latencies.append(time.perf_counter() - start)
                 await asyncio.sleep(0.05)
+            gc.callbacks.remove(gc_clock)
             if app.status.state not in ("done", "failed"):
                 app.engine.stop()
                 while app.status.state not in ("done", "failed", "stopped"):
@@ -174,7 +201,11 @@ def run_keys(config: Any, presses: int) -> dict[str, Any]:
                 await asyncio.sleep(0.1)
 
     asyncio.run(drive())
-    return {"latencies": latencies, "steps_during": len(clock.steps)}
+    return {
+        "latencies": latencies,
+        "steps_during": len(clock.steps),
+        "gc_pauses": [(g, s) for g, s in pauses if g > 0],  # generation 0's are short and many
+    }
 
 
 class UiCounters:
@@ -188,6 +219,9 @@ class UiCounters:
         self.counts: Counter[str] = Counter()
         self.layout_callers: Counter[str] = Counter()
         self.style_callers: Counter[str] = Counter()
+        self.renders: Counter[str] = Counter()  # widgets drawn into frames, by class
+        self.render_cpu: Counter[str] = Counter()  # and the CPU seconds that took (profiled)
+        self.render_max: Counter[str] = Counter()  # the dearest single draw (a cache rebuilt)
 
     @staticmethod
     def caller(depth: int = 2) -> str:
@@ -210,6 +244,20 @@ class UiCounters:
         counters = self
         apply, refresh_layout = Stylesheet.apply, Screen._refresh_layout
         refresh, update_styles = Widget.refresh, DOMNode.update_node_styles
+        render_lines = Widget.render_lines
+
+        def counted_render(self: Any, crop: Any) -> Any:
+            if not counters.recording:
+                return render_lines(self, crop)
+            start = time.thread_time()
+            try:
+                return render_lines(self, crop)
+            finally:
+                name = type(self).__name__
+                took = time.thread_time() - start
+                counters.renders[name] += 1
+                counters.render_cpu[name] += took
+                counters.render_max[name] = max(counters.render_max[name], took)
 
         def counted_apply(self: Any, node: Any, **kwargs: Any) -> None:
             if counters.recording:
@@ -235,6 +283,7 @@ class UiCounters:
         Screen._refresh_layout = counted_layout  # type: ignore[method-assign]
         Widget.refresh = counted_refresh  # type: ignore[method-assign]
         DOMNode.update_node_styles = counted_styles  # type: ignore[method-assign]
+        Widget.render_lines = counted_render  # type: ignore[method-assign]
 
     def report(self, per: int, unit: str) -> None:
         print(f"per {unit} (over {per} {unit}s):")
@@ -243,10 +292,18 @@ class UiCounters:
         for title, callers in (
             ("refresh(layout=True) by caller", self.layout_callers),
             ("update_node_styles by caller", self.style_callers),
+            ("widgets drawn into frames, by class", self.renders),
         ):
             print(f"{title} (per {unit}):")
             for name, n in callers.most_common(12):
-                print(f"  {n / per:6.2f}  {name}")
+                cpu = self.render_cpu.get(name) if callers is self.renders else None
+                took = (
+                    f"  ({1000 * cpu / per:.2f} ms CPU, profiled; dearest draw "
+                    f"{1000 * self.render_max[name]:.2f} ms)"
+                    if cpu is not None
+                    else ""
+                )
+                print(f"  {n / per:6.2f}  {name}{took}")
 
 
 def run_profile(
@@ -260,7 +317,8 @@ def run_profile(
 
     counters = UiCounters()
     counters.install()
-    profile = cProfile.Profile()
+    # CPU time of this thread: waiting for the GIL (the training thread holds it) is not counted
+    profile = cProfile.Profile(time.thread_time)
     clock = StepClock()
     done_presses = 0
 
@@ -304,11 +362,13 @@ def run_profile(
 
 
 def child(args: argparse.Namespace) -> int:
-    config = bench_config(args.model_path, Path(args.runs), args.steps)
+    # the demo model is 4-bit: trained as a user's CPU run trains it (a dequantized copy)
+    dequantize = "auto" if args.dequantize else "no"
+    config = bench_config(args.model_path, Path(args.runs), args.steps, dequantize)
     if args.profile:
         width, height = (80, 24) if args.profile == "keys" else map(int, args.size.split("x"))
         steps = 100_000 if args.profile == "keys" else args.steps
-        config = bench_config(args.model_path, Path(args.runs), steps)
+        config = bench_config(args.model_path, Path(args.runs), steps, dequantize)
         run_profile(config, args.profile, args.presses, (width, height), args.profile_out)
         return 0
     if args.mode == "headless":
@@ -316,7 +376,8 @@ def child(args: argparse.Namespace) -> int:
     elif args.mode == "dashboard":
         result = run_dashboard(config, args.skip)
     else:
-        result = run_keys(bench_config(args.model_path, Path(args.runs), 100_000), args.presses)
+        keys_config = bench_config(args.model_path, Path(args.runs), 100_000, dequantize)
+        result = run_keys(keys_config, args.presses)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
@@ -326,6 +387,7 @@ def in_child(mode: str, model: str, root: Path, args: argparse.Namespace) -> dic
     command = [
         sys.executable, __file__, "--child", mode, "--model-path", model, "--runs", runs,
         "--steps", str(args.steps), "--skip", str(args.skip), "--presses", str(args.presses),
+        *(["--dequantize"] if args.dequantize else []),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=root)
     for line in done.stdout.splitlines():
@@ -350,6 +412,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def resolve_model(args: argparse.Namespace, root: Path) -> str:
+    """The model's folder: the tiny random model (built here), the demo model (converted once,
+    then cached: mlxtui.core.models.demo_model_dir) or a path as given."""
+    if args.model == "tiny":
+        from tiny_model import make_tiny_model
+
+        return str(make_tiny_model(root / "model"))
+    if args.model == "demo":
+        from mlxtui.core.models import demo_model_dir
+
+        args.dequantize = True
+        return str(demo_model_dir())
+    return str(args.model)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="tiny (built here), demo, or a path")
@@ -363,6 +440,7 @@ def main() -> int:
     parser.add_argument("--size", default="120x40", help="terminal size of --profile steps")
     parser.add_argument("--profile-out", default="", help="also write the profile to this file")
     parser.add_argument("--model-path", default="")
+    parser.add_argument("--dequantize", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--runs", default="")
     args = parser.parse_args()
     if args.child:
@@ -370,51 +448,52 @@ def main() -> int:
         return child(args)
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
-            model = args.model
-            if model == "tiny":
-                from tiny_model import make_tiny_model
-
-                model = str(make_tiny_model(Path(tmp) / "model"))
+            model = resolve_model(args, Path(tmp))
             args.mode, args.model_path, args.runs = "profile", model, tempfile.mkdtemp(dir=tmp)
             print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
             return child(args)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model = args.model
-        if model == "tiny":
-            from tiny_model import make_tiny_model
-
-            model = str(make_tiny_model(root / "model"))
+        model = resolve_model(args, root)
         print(
             f"model {args.model}, {args.steps} steps, tokens/s over steps {args.skip}-{args.steps}"
         )
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-        ratios, rss_ratios = [], []
+        ratios, rss_ratios, ui_shares = [], [], []
         for pair in range(1, 0 if args.keys_only else args.pairs + 1):
             # alternate which goes first, so a drift in the machine's load hits both alike
             order = ("headless", "dashboard") if pair % 2 else ("dashboard", "headless")
             got = {mode: in_child(mode, model, root, args) for mode in order}
             h, d = got["headless"], got["dashboard"]
             ratio = d["tokens_per_second"] / h["tokens_per_second"]
+            ui_shares.append(d["ui_cpu_share"])
             rss_ratio = d["peak_rss"] / h["peak_rss"]
             ratios.append(ratio)
             rss_ratios.append(rss_ratio)
             print(
                 f"pair {pair} ({order[0]} first): headless {h['tokens_per_second']:.0f} tok/s, "
                 f"dashboard {d['tokens_per_second']:.0f} tok/s, ratio {ratio:.3f}; peak RSS "
-                f"{h['peak_rss'] / 2**20:.0f} vs {d['peak_rss'] / 2**20:.0f} MiB ({rss_ratio:.2f}x)",
+                f"{h['peak_rss'] / 2**20:.0f} vs {d['peak_rss'] / 2**20:.0f} MiB ({rss_ratio:.2f}x); "
+                f"UI thread CPU {100 * d['ui_cpu_share']:.1f}% of the training's wall time",
                 flush=True,
             )
         if ratios:
             median = statistics.median(ratios)
             print(f"median tokens/s ratio dashboard/headless: {median:.3f} (target >= 0.97)")
             print(f"median peak RSS ratio dashboard/headless: {statistics.median(rss_ratios):.2f}")
+            print(f"median UI thread CPU share while training: {100 * statistics.median(ui_shares):.1f}%")
         keys = in_child("keys", model, root, args)
         lat = [1000 * x for x in keys["latencies"]]
         print(
             f"key press to screen while training ({len(lat)} presses, {keys['steps_during']} steps "
             f"meanwhile): p50 {percentile(lat, 0.5):.1f} ms, p99 {percentile(lat, 0.99):.1f} ms, "
             f"max {max(lat):.1f} ms (target p99 < 100 ms)"
+        )
+        print("  each press in order (ms): " + " ".join(f"{x:.0f}" for x in lat))
+        gcs = keys["gc_pauses"]
+        print(
+            f"  garbage collections of generations 1-2 meanwhile (any thread): {len(gcs)}, "
+            + " ".join(f"gen{g} {1000 * s:.0f} ms" for g, s in gcs if g == 2 or s > 0.01)
         )
         print(f"`mlxtui --help`: median {help_time():.3f} s of 5")
         try:

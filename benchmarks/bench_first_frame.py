@@ -23,10 +23,18 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+# The dashboards started here remember their session like any other (session_memory): in a
+# folder of this run's own, never over the user's remembered settings.
+os.environ.setdefault("MLXTUI_CONFIG_DIR", tempfile.mkdtemp(prefix="mlxtui-bench-config-"))
+
 MARKER = "Config"  # the first pane's border title: "1 Config"
+# tmux on a server of this benchmark's own (`tmux -L`, killed at the end): no other session's
+# windows or settings in the way.
+TMUX = ["tmux", "-L", f"mlxtui-first-frame-{os.getpid()}"]
 
 
 def default_command() -> str:
@@ -38,7 +46,7 @@ def default_command() -> str:
 
 def screen(session: str) -> str:
     done = subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
+        [*TMUX, "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
     )
     return done.stdout
 
@@ -66,7 +74,7 @@ def cpu_seconds(root: int) -> float | None:
 
 def pane_pid(session: str) -> int | None:
     done = subprocess.run(
-        ["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
+        [*TMUX, "list-panes", "-t", session, "-F", "#{pane_pid}"],
         capture_output=True,
         text=True,
         check=False,
@@ -80,7 +88,7 @@ def one_run(
     session = f"mlxtui-first-frame-{os.getpid()}-{index}"
     start = time.perf_counter()
     subprocess.run(
-        ["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), command],
+        [*TMUX, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), command],
         check=True,
     )
     try:
@@ -94,7 +102,7 @@ def one_run(
         print("  " + screen(session).strip().replace("\n", "\n  "))
         return None
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, check=False)
+        subprocess.run([*TMUX, "kill-session", "-t", session], capture_output=True, check=False)
         time.sleep(0.5)  # let the killed dashboard exit before the next run starts
 
 
@@ -121,6 +129,7 @@ def main() -> int:
             if cpu is not None:
                 cpus.append(cpu)
             print(f"  run {i}: {took:.3f} s{cpu_note}")
+    subprocess.run([*TMUX, "kill-server"], capture_output=True, check=False)
     if not times:
         print("no run drew the dashboard")
         return 1

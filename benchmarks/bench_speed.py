@@ -103,15 +103,24 @@ def demo_data(out: Path, n_train: int) -> None:
 
 
 def _window_summary(rows: list[dict[str, float]], skip: int) -> dict[str, float]:
-    """rows: per report window {it, tokens, seconds, loss, peak_gb}; steps after `skip` only."""
-    use = [r for r in rows if r["it"] - REPORT_EVERY >= skip]
+    """rows: {it, tokens, seconds, loss, peak_gb, n} for the n steps (default 1) ending at step
+    `it`; the figures of the steps after `skip`.
+
+    The trainers' rows are single steps: per report window, a run whose last window is short
+    (iters not a multiple of the report interval) weighed its last step as a whole window in
+    mlxtui's figures and as one step in mlx-lm's. "loss" is the mean of the last rows' losses.
+    """
+    use = [r for r in rows if r["it"] - r.get("n", 1) >= skip]
     tokens = sum(r["tokens"] for r in use)
     seconds = sum(r["seconds"] for r in use)
+    steps = sum(r.get("n", 1) for r in use)
+    last = [r["loss"] for r in rows[-max(1, REPORT_EVERY // int(rows[-1].get("n", 1))):]] if rows else []
     return {
         "tokens_per_s": tokens / seconds if seconds else 0.0,
-        "step_s": seconds / (len(use) * REPORT_EVERY) if use else 0.0,
-        "tokens_per_step": tokens / (len(use) * REPORT_EVERY) if use else 0.0,
-        "loss": rows[-1]["loss"] if rows else float("nan"),
+        "step_s": seconds / steps if steps else 0.0,
+        "tokens_per_step": tokens / steps if steps else 0.0,
+        "steps": steps,
+        "loss": sum(last) / len(last) if last else float("nan"),
         "peak_gb": max((r["peak_gb"] for r in rows), default=0.0),
     }
 
@@ -126,15 +135,21 @@ def worker_mlxtui(a: argparse.Namespace) -> dict[str, float]:
 
         # mlx-lm's LoRALinear as linear_to_lora_layers made it (core/training/fast_lora.py off)
         fast_lora.speed_up_lora = lambda model: 0
+    if a.qmm:
+        from mlxtui.core.training import dequant_matmul
+
+        # the quantized base multiplied by MLX's quantized kernel (dequant_matmul.py off)
+        dequant_matmul.wanted = lambda: False
 
     rows: list[dict[str, float]] = []
 
     def on_event(e: Any) -> None:
-        if isinstance(e, ev.TrainReport) and e.iterations_per_second > 0:
-            secs = REPORT_EVERY / e.iterations_per_second
+        # every step's own figures (mlxtui's trainer reports each step to its callback)
+        if isinstance(e, ev.TrainStep) and e.iterations_per_second > 0:
+            secs = 1.0 / e.iterations_per_second
             rows.append(
                 {"it": e.iteration, "tokens": e.tokens_per_second * secs, "seconds": secs,
-                 "loss": e.train_loss, "peak_gb": e.peak_memory}
+                 "loss": e.loss, "peak_gb": e.peak_memory}
             )
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +171,9 @@ class _Collect:
         self.rows: list[dict[str, float]] = []
 
     def on_train_loss_report(self, info: dict[str, Any]) -> None:
-        secs = REPORT_EVERY / info["iterations_per_second"]
+        # steps_per_report is 1 (as inside mlxtui): the figures of one step; the trainer's
+        # report runs after its step timer stops, so reporting every step costs it nothing
+        secs = 1.0 / info["iterations_per_second"]
         self.rows.append({"it": info["iteration"], "tokens": info["tokens_per_second"] * secs,
                           "seconds": secs, "loss": info["train_loss"], "peak_gb": info["peak_memory"]})
 
@@ -185,7 +202,7 @@ def worker_mlx_lm(a: argparse.Namespace) -> dict[str, float]:
             "--model", a.model, "--train", "--data", a.data,
             "--iters", str(a.iters), "--batch-size", str(a.batch_size), "--num-layers", str(a.layers),
             "--max-seq-length", str(a.max_seq_length), "--learning-rate", "1e-5",
-            "--steps-per-report", str(REPORT_EVERY), "--steps-per-eval", str(10**6),
+            "--steps-per-report", "1", "--steps-per-eval", str(10**6),
             "--val-batches", "1", "--save-every", str(10**6), "--adapter-path", tmp,
         ] + (["--grad-checkpoint"] if a.grad_checkpoint else [])
         args = vars(lora.build_parser().parse_args(argv))
@@ -252,7 +269,7 @@ def worker_peft(a: argparse.Namespace) -> dict[str, float]:
             torch.cuda.synchronize()
             now = time.perf_counter()
             rows.append({"it": it, "tokens": tokens, "seconds": now - tic, "loss": float(loss),
-                         "peak_gb": torch.cuda.max_memory_allocated() / 1e9})
+                         "peak_gb": torch.cuda.max_memory_allocated() / 1e9, "n": REPORT_EVERY})
             tokens, tic = 0.0, time.perf_counter()
     return _window_summary(rows, a.skip)
 
@@ -350,6 +367,8 @@ def run_worker(kind: str, a: argparse.Namespace, **over: Any) -> dict[str, float
         args.append("--pack")
     if over.get("plain_lora"):
         args.append("--plain-lora")
+    if over.get("qmm"):
+        args.append("--qmm")
     out = subprocess.run(args, capture_output=True, text=True)
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
     if out.returncode or not line:
@@ -378,6 +397,7 @@ def main() -> None:
     ap.add_argument("--grad-checkpoint", action="store_true")
     ap.add_argument("--pack", action="store_true")
     ap.add_argument("--plain-lora", action="store_true", help="worker: mlx-lm's LoRA layers, not fast_lora's")
+    ap.add_argument("--qmm", action="store_true", help="worker: quantized kernels, not dequant_matmul's float ones")
     ap.add_argument("--count-graph", action="store_true",
                     help="print the primitives of one step's graph, mlx-lm's LoRA vs fast_lora's, and exit")
     ap.add_argument("--graph-dtype", default=None, help="with --count-graph: cast the base (e.g. bfloat16)")
@@ -419,6 +439,7 @@ def main() -> None:
             ("mlxtui", "mlxtui", {}),
             ("mlxtui --pack", "mlxtui", {"pack": True, "batch_size": a.pack_batch_size or a.batch_size}),
             ("mlxtui --plain-lora", "mlxtui", {"plain_lora": True}),
+            ("mlxtui --qmm", "mlxtui", {"qmm": True}),
             ("mlxtui --pack --plain-lora", "mlxtui",
              {"pack": True, "plain_lora": True, "batch_size": a.pack_batch_size or a.batch_size}),
         ]

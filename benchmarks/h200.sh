@@ -56,4 +56,20 @@ stage4b)
   unset CUDA_VISIBLE_DEVICES
   timeout 200 $B/bench_distributed.py --preset llama-3.2-1b --layers 16 --backend nccl --iters 30 --warmup 8 --budget 170
   ;;
+stage5a)
+  # session of 2026-11-30 (second): one H200. Warm-up, then the 3B 4-bit quick-start shape
+  timeout 170 $B/bench_train.py --preset smollm2-135m --iters 8 --layers 4
+  V="--grad-checkpoint --iters 50 --skip 15"
+  timeout $((515 - SECONDS)) $B/bench_speed.py --preset llama-3.2-3b --bits 4 --layers 1 --rounds 2 $V --variants mlx_lm.lora,mlxtui,mlxtui--pack
+  ;;
+stage5b)
+  # 3B bf16: fast LoRA against mlx-lm's LoRA layers inside mlxtui, paired; packing with 8 rows of 2048
+  V="--grad-checkpoint --iters 50 --skip 15"
+  timeout 575 $B/bench_speed.py --preset llama-3.2-3b --layers 16 --rounds 2 $V --pack-batch-size 8 --variants mlx_lm.lora,mlxtui,mlxtui--plain-lora,mlxtui--pack
+  ;;
+stage5c)
+  # the chunked loss's peak on the GPU with the run-ahead limited, and with smaller chunks
+  timeout 120 $B/bench_chunked_loss.py --hidden 2048 --layers 2 --rounds 1 --compile --steps 2 --memory-limit-gb 4
+  timeout 120 $B/bench_chunked_loss.py --hidden 2048 --layers 2 --rounds 1 --compile --steps 2 --chunk-tokens 64
+  ;;
 esac

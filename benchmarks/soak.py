@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# The dashboards started here remember their session like any other (session_memory): in a
+# folder of this run's own, never over the user's remembered settings.
+os.environ.setdefault("MLXTUI_CONFIG_DIR", tempfile.mkdtemp(prefix="mlxtui-bench-config-"))
 
 import mlxtui  # noqa: E402, F401  (OpenBLAS before MLX, as the CLI does)
 

@@ -236,6 +236,138 @@ def test_the_watcher_names_the_rank_that_failed_although_mlx_launch_exits_0(tmp_
     assert "before training started" in outcome.message  # no rank had named a run folder
 
 
+def test_ranks_still_there_after_one_failed_are_ended(tmp_path: Path) -> None:
+    """mlx.launch reports rank 1 dead and waits on rank 0, which took its SIGTERM as a stop
+    that needs the lost peer (or waits inside a collective): the watcher ends the launch
+    `after_failure_s` later although heartbeats came (rank_timeout alone would wait on)."""
+    stuck = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+    body = (
+        "import subprocess, sys, time\n"
+        f"rank = subprocess.Popen([sys.executable, '-c', {stuck!r}])\n"
+        "print('rank pid', rank.pid, flush=True)\n"
+        f"print({heartbeat_line(0, step=6, run_dir='runs/r', event='TrainStep')!r}, flush=True)\n"
+        f"print({_node(1, -9)!r}, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    lines: list[str] = []
+    started = time.monotonic()
+    launch = Launch(_script(tmp_path, body), rank_timeout=300, on_line=lines.append, grace_s=2, after_failure_s=1.5)
+    outcome = launch.wait()
+    assert time.monotonic() - started < 30
+    assert not outcome.timed_out and outcome.ended_after_failure == 1.5
+    assert _gone(int(lines[0].split()[-1])), "the waiting rank outlived the launch"
+    assert outcome.message.startswith("rank 1 was ended by SIGKILL; the other ranks had not ended 1.5 s later")
+    assert "mlxtui train --resume runs/r" in outcome.message
+
+    # a rank that failed and the others ending at once, as they do: nothing is ended early
+    body = f"import time\nprint({_node(1, -9)!r}, flush=True)\ntime.sleep(1)\nprint({_node(0, -15)!r}, flush=True)\n"
+    outcome = Launch(_script(tmp_path, body), rank_timeout=0, on_line=lambda _: None, after_failure_s=5).wait()
+    assert outcome.ended_after_failure == 0 and "mlx.launch stopped the other ranks" in outcome.message
+
+
+# mlx.launch's own words as it prints them (a warning in colour), then the status it ends with
+def _node(rank: int, code: int | None) -> str:
+    how = "was killed" if code is None else f"exited with code {code}"
+    return f"\x1b[33m[WARN] Node with rank {rank} {how} \x1b[0m"
+
+
+@pytest.mark.parametrize(
+    ("ends", "stops", "status", "said"),
+    [
+        ({}, 0, 0, ""),
+        ({}, 1, 130, ""),  # stopped by Ctrl-C, saved: as one process
+        ({1: 1, 0: -15}, 0, 1, "rank 1 exited with code 1; rank 0 was ended by SIGTERM"),
+        ({0: 3, 1: -15}, 0, 3, "rank 0 stopped the run because its loss became NaN or infinite (exit status 3"),
+        ({0: 4, 1: None}, 0, 4, "rank 0 stopped the run because its peak memory passed --memory-limit (exit status 4"),
+        ({0: 3, 1: 3}, 0, 3, "rank 0 stopped the run because its loss became NaN"),
+        # rank 0's 3 after a rank that crashed is not the run's own stop: the crash is said
+        ({1: -9, 0: 3}, 0, 1, "rank 1 was ended by SIGKILL"),
+        ({0: 1}, 0, 1, "rank 0 exited with code 1"),
+        ({0: -15, 1: -15}, 2, 130, "every rank was ended by the second Ctrl-C: rank 0 was ended by SIGTERM"),
+    ],
+    ids=["trained", "stopped", "a-rank-failed", "nan", "memory-limit", "nan-on-both", "crash-then-nan",
+         "rank-0-failed", "second-ctrl-c"],
+)
+def test_the_launching_command_exits_with_how_the_ranks_ended(
+    tmp_path: Path, ends: dict[int, int | None], stops: int, status: int, said: str
+) -> None:
+    from mlxtui.cli.launch import exit_status
+
+    body = "".join(f"print({_node(rank, code)!r}, flush=True)\n" for rank, code in ends.items())
+    outcome = Launch(_script(tmp_path, body or "pass\n"), rank_timeout=0, on_line=lambda _: None).wait()
+    assert outcome.exit_codes == ends
+    got, words = exit_status(outcome, stops)
+    assert got == status and words.startswith(said), words
+    if status == 3:
+        assert "rank 0 exited with code 3" in words  # which rank, with its code
+
+
+def test_mlxtui_train_across_ranks_exits_3_when_rank_0_s_loss_is_nan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command itself, with a stand-in for mlx.launch: what it prints and its status."""
+    from mlxtui.cli.main import main
+    from mlxtui.core import distributed
+
+    beat = heartbeat_line(0, event="TrainStep", step=6, run_dir="runs/r")
+    body = (
+        f"print({beat!r}, flush=True)\n"
+        "print('mlxtui train: the loss became nan at step 6, so the run stopped (exit status 3)', flush=True)\n"
+        f"print({_node(0, 3)!r}, flush=True)\nprint({_node(1, -15)!r}, flush=True)\n"
+    )
+    monkeypatch.setattr(distributed, "launch_command", lambda *a, **k: _script(tmp_path, body))
+    assert main(["train", "--nproc", "2", "--backend", "ring"]) == 3
+    out, err = capsys.readouterr()
+    assert "the loss became nan at step 6" in out  # rank 0's own words, shown as they came
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("mlxtui train: rank 0 stopped the run because its loss became NaN or infinite")
+    assert "rank 0 exited with code 3; rank 1 was ended by SIGTERM" in last
+    assert "mlxtui train --resume runs/r" in last
+
+    body = f"print({_node(1, 2)!r}, flush=True)\n"
+    monkeypatch.setattr(distributed, "launch_command", lambda *a, **k: _script(tmp_path, body))
+    assert main(["train", "--nproc", "2", "--backend", "ring"]) == 1
+    assert "mlxtui train: rank 1 exited with code 2" in capsys.readouterr().err
+
+
+def test_ctrl_c_on_the_launching_side_stops_every_rank_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stand-in's "ranks" end cleanly when the stop line reaches them, as rank 0 does after
+    saving; the command then exits 130, as one interrupted process does."""
+    import threading
+
+    from mlxtui.cli.main import main
+    from mlxtui.core import distributed
+
+    body = (
+        "import sys\n"
+        "print('ranks started', flush=True)\n"
+        "print('got', sys.stdin.readline().strip(), flush=True)\n"
+    )
+    monkeypatch.setattr(distributed, "launch_command", lambda *a, **k: _script(tmp_path, body))
+    before = signal.getsignal(signal.SIGINT)
+    done = threading.Event()
+
+    def press_ctrl_c() -> None:  # once the command has taken the signal, while it watches
+        while not done.is_set() and signal.getsignal(signal.SIGINT) == before:
+            time.sleep(0.05)
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    try:
+        assert main(["train", "--nproc", "2", "--backend", "ring"]) == 130
+    finally:
+        done.set()
+        presser.join(5)
+    out, err = capsys.readouterr()
+    assert "got stop" in out
+    assert "Ctrl-C: every rank stops at the next step" in err
+    assert signal.getsignal(signal.SIGINT) == before
+
+
 def test_stop_reaches_the_ranks_through_the_launchers_input(tmp_path: Path) -> None:
     body = "import sys\nline = sys.stdin.readline()\nprint('got', line.strip(), flush=True)\n"
     lines: list[str] = []
@@ -321,46 +453,56 @@ def _records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, lines) if r.get("event") == kind]
 
 
-@pytest.mark.slow
-def test_two_ranks_match_one_process_with_the_same_effective_batch(tiny_model_dir: Path, tmp_path: Path) -> None:
-    data = demo_slice(tmp_path / "data", train=48, valid=8, test=8)
-    steps = ["--iters", "6", "--steps-per-eval", "3", "--save-every", "3"]
+@pytest.fixture(scope="module")
+def epoch_runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One epoch of 48 examples trained twice: on 2 ranks of batch 2 (a real ring launch) and in
+    one process of batch 4; 12 steps each, validated and saved every 3. The two slow tests below
+    read these runs (one launch for both: a launch starts three interpreters)."""
+    root = tmp_path_factory.mktemp("epoch_runs")
+    data = demo_slice(root / "data", train=48, valid=8, test=8)  # 48 training examples
+    steps = ["--epochs", "1", "--steps-per-eval", "3", "--save-every", "3"]
     two = subprocess.run(
-        _train_cmd(tiny_model_dir, data, tmp_path / "two", *steps, "--batch-size", "2", "--nproc", "2", "--backend", "ring"),
+        _train_cmd(tiny_model_dir, data, root / "two", *steps, "--batch-size", "2", "--nproc", "2", "--backend", "ring"),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     one = subprocess.run(
-        _train_cmd(tiny_model_dir, data, tmp_path / "one", *steps, "--batch-size", "4"),
+        _train_cmd(tiny_model_dir, data, root / "one", *steps, "--batch-size", "4"),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
+    return {"data": data, "root": root, "two": two, "one": one}
+
+
+@pytest.mark.slow
+def test_two_ranks_match_one_process_with_the_same_effective_batch(epoch_runs: dict[str, Any]) -> None:
+    two, one, root = epoch_runs["two"], epoch_runs["one"], epoch_runs["root"]
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     assert one.returncode == 0, one.stderr[-3000:]
     # both ranks reported: rank 0 gathers each rank's tokens/s and memory
-    assert "step 6 ranks: rank 0 " in two.stdout and "; rank 1 " in two.stdout
+    assert "step 12 ranks: rank 0 " in two.stdout and "; rank 1 " in two.stdout
     # only rank 0 wrote: one run folder, one line per step in its metrics
-    (run_dir,) = (tmp_path / "two").iterdir()
-    (one_dir,) = (tmp_path / "one").iterdir()
+    (run_dir,) = (root / "two").iterdir()
+    (one_dir,) = (root / "one").iterdir()
     train2, train1 = _records(run_dir, "train"), _records(one_dir, "train")
-    assert [r["iteration"] for r in train2] == [1, 2, 3, 4, 5, 6]
+    assert [r["iteration"] for r in train2] == list(range(1, 13))
     assert sorted(p.name for p in (run_dir / "adapters").iterdir()) == sorted(
         p.name for p in (one_dir / "adapters").iterdir()
     )
     # The same batches and the same mathematics; what differs is the order of float32 sums
     # (each rank sums its half, then the ring adds the halves): a relative error of about
-    # 1e-7 per sum, measured here at most ~5e-6 on losses near 6 after 6 steps. 1e-4 allows
+    # 1e-7 per sum, measured here at most ~5e-6 on losses near 6 after 12 steps. 1e-4 allows
     # for that drift, and is 100x smaller than a one-example change of the batch (~1e-2).
     for a, b in zip(train2, train1, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
         assert a["trained_tokens"] == b["trained_tokens"]
     val2, val1 = _records(run_dir, "val"), _records(one_dir, "val")
-    assert [r["iteration"] for r in val2] == [r["iteration"] for r in val1] == [0, 3, 6]
+    assert [r["iteration"] for r in val2] == [r["iteration"] for r in val1] == [0, 3, 6, 9, 12]
     for a, b in zip(val2, val1, strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
     ranks = _records(run_dir, "ranks")
-    assert [r["iteration"] for r in ranks] == [1, 2, 3, 4, 5, 6]
+    assert [r["iteration"] for r in ranks] == list(range(1, 13))
     assert all(len(r["tokens_per_second"]) == 2 and min(r["peak_memory"]) > 0 for r in ranks)
     state = json.loads((run_dir / "state" / "state.json").read_text())
-    assert state["world_size"] == 2 and state["iteration"] == 6
+    assert state["world_size"] == 2 and state["iteration"] == 12
 
 
 @pytest.mark.slow
@@ -399,6 +541,28 @@ def test_a_killed_rank_stops_the_others_and_the_last_checkpoint_loads(tiny_model
 
     model, _ = load(str(tiny_model_dir), adapter_path=str(run_dir / "adapters"))
     assert model is not None
+
+
+@pytest.mark.slow
+def test_a_nan_loss_across_ranks_exits_3_as_one_process_does(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """4 sane SGD steps, then a rate of 1e12 (as tests/test_cli_train_exit.py does in one process)."""
+    data = demo_slice(tmp_path / "data", train=48, valid=8, test=8)
+    runs = tmp_path / "runs"
+    cmd = _train_cmd(
+        tiny_model_dir, data, runs, "--iters", "12", "--save-every", "4", "--optimizer", "sgd",
+        "--lr-phases", "4:1e-3,8:1e12", "--steps-per-eval", "1000", "--batch-size", "2",
+        "--nproc", "2", "--backend", "ring", "--rank-timeout", "120",
+    )  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    said = proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.returncode == 3, said
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlxtui train: rank 0 stopped the run because its loss became NaN or infinite"), said
+    assert "rank 0 exited with code 3" in last
+    (run_dir,) = runs.iterdir()
+    assert f"mlxtui train --resume {run_dir}" in last
+    state = json.loads((run_dir / "state" / "state.json").read_text())
+    assert state["iteration"] == 4 and state["world_size"] == 2  # the last good checkpoint
 
 
 # ------------------------------------------------------------------ the Config pane
@@ -447,7 +611,9 @@ class _Group:
 
 
 @pytest.mark.slow
-def test_an_epoch_across_ranks_is_mlx_lms_pass_with_each_rank_its_share(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_an_epoch_across_ranks_is_mlx_lms_pass_with_each_rank_its_share(
+    tiny_model_dir: Path, epoch_runs: dict[str, Any]
+) -> None:
     """--epochs 1 on 2 ranks of batch 2: the steps of one pass of mlx-lm's iterate_batches with
     the global batch 4 (mlx-lm's batch_size is the global one; each rank takes every 2nd example
     of a batch), and the ranks together train on every example once."""
@@ -456,14 +622,9 @@ def test_an_epoch_across_ranks_is_mlx_lms_pass_with_each_rank_its_share(tiny_mod
 
     from mlxtui.core.training import load_datasets
 
-    data = demo_slice(tmp_path / "data", train=48, valid=8, test=8)  # 48 training examples
-    run = subprocess.run(
-        _train_cmd(tiny_model_dir, data, tmp_path / "runs", "--epochs", "1", "--steps-per-eval", "1000",
-                   "--batch-size", "2", "--nproc", "2", "--backend", "ring"),
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    run, data = epoch_runs["two"], epoch_runs["data"]  # 48 training examples
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = (epoch_runs["root"] / "two").iterdir()
 
     _, tokenizer = load(str(tiny_model_dir))
     train_set, _, _ = load_datasets(TrainConfig(data=str(data), max_seq_length=32), data, tokenizer)

@@ -16,9 +16,11 @@ from mlxtui.core.engine import (
     EngineError,
     Evaluate,
     ExportGGUF,
+    FreeModel,
     Fuse,
     Generate,
     Train,
+    UseAdapter,
 )
 
 
@@ -103,3 +105,50 @@ def test_esc_cancels_a_reply_queued_behind_training(tiny_model_dir, data, tmp_pa
     stopped = [e for e in events if isinstance(e, ev.GenerationDone) and e.request_id == id(gen)]
     assert stopped and stopped[0].stopped and stopped[0].text == ""
     assert done["generation_tokens"] > 0  # a later question is answered normally
+
+
+def test_a_freed_model_comes_back_with_its_adapter_for_chat_and_evaluation(tiny_model_dir, data, tmp_path):
+    """FreeModel (the dashboard's copy while ranks train elsewhere): the slot lets go, and the
+    next chat or evaluation loads the same base and the run's adapter again."""
+    events: list[ev.Event] = []
+    engine = Engine(events.append)
+    engine.start()
+    try:
+        assert engine.run_sync(FreeModel()) is False  # nothing loaded yet: nothing said
+        cfg = TrainConfig().with_values(
+            model=str(tiny_model_dir), data=str(data), runs_dir=str(tmp_path / "runs"), num_layers=2,
+            iters=2, save_every=2, steps_per_eval=2, val_batches=1, learning_rate=5e-2, memory_guard="off",
+        )  # fmt: skip
+        run = engine.run_sync(Train(cfg))
+        msgs = [{"role": "user", "content": "What does E3 mean?"}]
+        before = engine.run_sync(Generate(msgs, temperature=0.0, max_tokens=6))
+
+        assert engine.run_sync(FreeModel()) is True
+        assert engine.slot.model is None and engine.slot.tokenizer is None
+        assert any(isinstance(e, ev.Log) and "freed" in e.message for e in events)
+        loads = sum(isinstance(e, ev.ModelLoaded) for e in events)
+
+        after = engine.run_sync(Generate(msgs, temperature=0.0, max_tokens=6))
+        assert sum(isinstance(e, ev.ModelLoaded) for e in events) == loads + 1
+        loaded = [e for e in events if isinstance(e, ev.ModelLoaded)][-1]
+        assert loaded.adapter == str(run.adapter_path)
+        assert after["text"] == before["text"]  # the same weights: the same greedy answer
+
+        engine.run_sync(FreeModel())
+        result = engine.run_sync(Evaluate(data=str(data), n=1, max_tokens=4))
+        assert set(result["losses"]) == {"base", "adapter"}
+
+        # a run across ranks saved an adapter while the slot was freed: it is only recorded,
+        # and the next answer (here an A/B) loads the model with it
+        engine.run_sync(FreeModel())
+        engine.slot.adapter_path = None
+        with pytest.raises(EngineError, match="no adapter weights"):
+            engine.run_sync(UseAdapter(str(tmp_path / "nowhere")))
+        assert engine.run_sync(UseAdapter(str(run.adapter_path))) == str(run.adapter_path)
+        assert engine.slot.model is None and engine.slot.adapter_path == str(run.adapter_path)
+        ab = engine.run_sync(Compare(msgs, temperature=0.0, max_tokens=6))
+        assert ab["B"]["text"] == before["text"]  # B: the adapter's greedy answer, as before
+        # with the model loaded, the adapter is loaded in place
+        assert engine.run_sync(UseAdapter(str(run.adapter_path))) == str(run.adapter_path)
+    finally:
+        engine.shutdown()

@@ -255,12 +255,14 @@ def test_guide_000_train_py_readme(model_sets, tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_guide_000_bare_train_py(tmp_path, monkeypatch, capsys, demo_model_dir):
     """`python train.py` (no flags): the quick start on the demo model and data; SHORTENED to
-    1 iteration, 1 validation batch and no sample answers. The quick start's 4 validation batches
-    at step 0 and at the end, and its 2 sample answers, are most of a minute of the 135M model on
-    two CPU cores; one batch runs the same validation code, and sample answers are tested on the
-    tiny model (test_fields_act, test_training_phases)."""
+    1 iteration, 1 validation batch, batches of 2 and no sample answers. The quick start's 4
+    validation batches at step 0 and at the end, and its 2 sample answers, are most of a minute
+    of the 135M model on two CPU cores; one batch runs the same validation code, a batch of 2 the
+    same step as one of 4 at half the cost, and sample answers are tested on the tiny model
+    (test_fields_act, test_training_phases)."""
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "--iters", str(SHORT_ITERS), "--val-batches", "1", "--sample-prompts", "0"]) == 0
+    argv = ["train", "--iters", str(SHORT_ITERS), "--val-batches", "1", "--batch-size", "2", "--sample-prompts", "0"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"done: {SHORT_ITERS}/{SHORT_ITERS} steps" in out
     assert "SmolLM2-135M-Instruct" in out and "step 0: val loss" in out  # the demo model, validated

@@ -103,9 +103,57 @@ def test_a_packed_plan_is_one_shape_and_a_function_of_seed_and_step():
         assert plan.batch_indices(step) == again.batch_indices(step)
         shapes.add(tuple(a.shape for a in plan.make_batch(plan.batch_indices(step))))
     assert shapes == {((2, 256),) * 4}
-    # an epoch holds every example once
-    seen = sorted(j for s in range(len(plan)) for r in plan.batch_indices(s) for j in plan.rows[r])
-    assert seen == list(range(200))
+    # an epoch holds every row at most once, and all but fewer than one step's worth of them
+    for epoch in range(2):
+        rows = [r for s in range(len(plan)) for r in plan.batch_indices(epoch * len(plan) + s)]
+        assert len(set(rows)) == len(rows) == len(plan) * 2 > len(plan.rows) - 2
+
+
+def test_every_packed_step_is_whole_and_the_rows_left_over_change_with_the_epoch():
+    """The epoch's last step never trains a row beside empty ones (it used to: 1 row + 3 empty)."""
+    rng = np.random.default_rng(5)
+    data = [([int(x) for x in rng.integers(1, 500, int(n))], 0) for n in rng.integers(50, 180, 200)]
+    plan = BatchPlan(data, 5, 256, seed=0, quantum=32, pack=True, cpu_rows=False)
+    assert len(plan.rows) % 5 != 0  # a remainder exists to be left over
+    assert len(plan) == len(plan.rows) // 5
+    left_over = []
+    for epoch in range(3):
+        steps = [plan.batch_indices(epoch * len(plan) + s) for s in range(len(plan))]
+        assert all(len(rows) == 5 for rows in steps)
+        for s in (0, len(plan) - 1):
+            weights = plan.make_batch(steps[s])[2]
+            assert all(np.array(weights[r]).sum() > 0 for r in range(5))
+        left_over.append(set(range(len(plan.rows))) - {r for rows in steps for r in rows})
+    assert left_over[0] != left_over[1] or left_over[1] != left_over[2]
+
+
+def test_on_the_cpu_rows_are_as_long_as_pays_for_the_lengths():
+    """Short examples: rows just above the longest (attention over a row costs the CPU its
+    length squared); a few long examples among short ones: longer rows that fill better."""
+    from mlxtui.core.training.packing import choose_row_tokens
+
+    rng = np.random.default_rng(6)
+    # like the demo set: most examples 75-110 tokens, a few up to 172
+    short = [int(n) for n in rng.integers(75, 110, 190)] + [int(n) for n in rng.integers(140, 173, 10)]
+    assert choose_row_tokens(short, 512, 32, None) == 512  # the GPU: max_seq_length's row
+    assert choose_row_tokens(short, 512, 32, 1000) == 192
+    # each alone in a row of 128 would fill it ~90% at best; two to a row of 256 is denser
+    same = [int(n) for n in rng.integers(100, 130, 200)]
+    row = choose_row_tokens(same, 512, 32, 1000)
+    assert row > 128 and len(pack_rows(same, row)) * row < 1.15 * sum(same)
+    data = [([1] * n, 0) for n in short]  # the plan takes the same rows on the CPU
+    plan = BatchPlan(data, 4, 512, seed=0, quantum=32, pack=True, cpu_rows=True)
+    assert plan.row_tokens == 192 and plan.make_batch(plan.batch_indices(0))[0].shape == (4, 192)
+
+
+def test_fewer_rows_than_a_step_train_beside_empty_rows_in_one_process():
+    data = [([1, 2, 3, 4, 5], 0), ([6, 7, 8], 0), ([9, 10, 11, 12], 0), ([4, 5], 0)]
+    plan = BatchPlan(data, 4, 64, seed=0, quantum=32, pack=True, cpu_rows=False)
+    assert len(plan.rows) == 1 and len(plan) == 1
+    inputs, _, weights, _ = plan.make_batch(plan.batch_indices(0))
+    assert inputs.shape == (4, 64) and np.array(weights[0]).sum() == 4 + 2 + 3 + 1
+    with pytest.raises(TrainingError, match="rows"):
+        BatchPlan(data, 2, 64, seed=0, quantum=32, pack=True, world_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +161,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo_slice(tmp_path_factory.mktemp("data"), train=48, valid=8)
 
 
-def _train(cfg: TrainConfig, stop_at: int | None = None) -> Any:
+def _train(cfg: TrainConfig, stop_at: int | None = None, seen: list[ev.Event] | None = None) -> Any:
     def on_event(e: ev.Event) -> None:
+        if seen is not None:
+            seen.append(e)
         if stop_at is not None and isinstance(e, ev.TrainStep) and e.iteration == stop_at:
             engine.stop()
 
@@ -154,6 +204,10 @@ def test_packed_epochs_count_packed_steps(tiny_model_dir, data, tmp_path):
         batch_size=2, epochs=1, steps_per_eval=100, save_every=100, val_batches=1,
         max_seq_length=256, sample_prompts=0, memory_guard="off", pack=True,
     )
-    result = _train(cfg)
+    seen: list[ev.Event] = []
+    result = _train(cfg, seen=seen)
     # 48 examples of the demo set fit in far fewer than 24 steps of 2 rows of 256 tokens
     assert result.status == "completed" and result.final_iteration < 24
+    # the row length is said (on the CPU it may be shorter than max_seq_length)
+    said = [e.message for e in seen if isinstance(e, ev.Log) and e.message.startswith("pack: ")]
+    assert len(said) == 1 and " rows of " in said[0] and "2 rows a step" in said[0]

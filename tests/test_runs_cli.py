@@ -133,6 +133,30 @@ def test_rename_tag_note_then_list_shows_them(runs_dir, capsys, tmp_path):
     assert code == 1 and "--remove" in err
 
 
+def test_rename_tag_and_note_each_say_what_they_did_and_name_a_missing_run(runs_dir, capsys, tmp_path):
+    import shutil
+
+    local = tmp_path / "runs"
+    shutil.copytree(runs_dir, local)
+    (folder,) = [p.name for p in local.iterdir() if p.name.endswith("-base")]
+    said = {
+        ("rename", "base", " first try "): f"{folder} is now named 'first try'\n",
+        ("tag", "first try", "a", "b"): f"{folder} tags: a, b\n",
+        ("tag", "first try", "--remove", "a", "--remove", "b"): f"{folder} tags: none\n",
+        ("note", "first try", "kept"): f"{folder} note set\n",
+        ("note", "first try", ""): f"{folder} note cleared\n",
+    }
+    for argv, line in said.items():
+        assert cli(capsys, "runs", *argv, "--runs-dir", str(local)) == (0, line, ""), argv
+    for argv in (("rename", "nope", "x"), ("tag", "nope", "x"), ("note", "nope", "x")):
+        code, out, err = cli(capsys, "runs", *argv, "--runs-dir", str(local))
+        assert (code, out) == (1, "") and err.startswith(f"mlxtui runs {argv[0]}: error: nope: no such run"), err
+    # a bad value changes nothing and says which
+    code, _, err = cli(capsys, "runs", "tag", "first try", "no spaces?", "--runs-dir", str(local))
+    assert code == 1 and "tag 'no spaces?'" in err
+    assert summarize(local / folder).tags == ()
+
+
 def test_rm_asks_first_and_never_touches_what_is_not_a_run(runs_dir, capsys, tmp_path, monkeypatch):
     import shutil
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Callable
@@ -66,6 +67,20 @@ def test_refused_values_are_dropped_with_the_reason():
     assert "whole number" in rejected["num_layers"] and "not a field" in rejected["no_such_field"]
 
 
+def test_a_remembered_folder_that_is_gone_is_not_put_back(tmp_path):
+    """A model or data folder removed since the last session (a temporary copy): the default
+    stands, with the reason; a hub id or a folder that is still there is kept."""
+    kept = tmp_path / "data"
+    kept.mkdir()
+    config, rejected = sm.apply_form(
+        TrainConfig.quick_start(), {"model": str(tmp_path / "gone" / "model"), "data": str(kept)}
+    )
+    assert config.model == TrainConfig.quick_start().model and config.data == str(kept)
+    assert rejected == {"model": f"{tmp_path / 'gone' / 'model'} no longer exists"}
+    config, rejected = sm.apply_form(TrainConfig.quick_start(), {"model": "mlx-community/SmolLM2"})
+    assert config.model == "mlx-community/SmolLM2" and not rejected
+
+
 # ---------------------------------------------------------------- in the dashboard
 
 
@@ -99,15 +114,36 @@ async def edit_and_quit(pilot: Any, app: MlxtuiApp) -> None:
     await pilot.press("q")
 
 
-async def test_the_next_session_opens_with_the_last_ones_settings():
-    app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await edit_and_quit(pilot, app)
-    saved = json.loads(sm.session_path().read_text())
+@pytest.fixture(scope="module")
+def last_session(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The session.json a dashboard writes when a person edits and quits, made once (in a config
+    folder of its own) for the tests that open the next session after it."""
+
+    async def first_session() -> None:
+        app = make_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await edit_and_quit(pilot, app)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(sm.ENV_DIR, str(tmp_path_factory.mktemp("first_session")))
+        asyncio.run(first_session())
+        return sm.session_path().read_text()
+
+
+def remember(last_session: str) -> None:
+    """This test's (empty) config folder gets the first session's file."""
+    path = sm.session_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(last_session)
+
+
+async def test_the_next_session_opens_with_the_last_ones_settings(last_session):
+    saved = json.loads(last_session)
     assert saved["form"]["learning_rate"] == "0.0003" and saved["form"]["iters"] == "123"
     assert saved["chat"]["temp"] == "0.3" and saved["chat"]["weights"] == "base"
     assert (saved["theme"], saved["dataset_split"]) == ("textual-light", "valid")
 
+    remember(last_session)
     again = make_app()
     async with again.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
@@ -121,10 +157,8 @@ async def test_the_next_session_opens_with_the_last_ones_settings():
         assert again.query_one(DatasetBrowser).split == "valid"
 
 
-async def test_flags_win_over_the_remembered_form():
-    first = make_app()
-    async with first.run_test(size=(120, 40)) as pilot:
-        await edit_and_quit(pilot, first)
+async def test_flags_win_over_the_remembered_form(last_session):
+    remember(last_session)
     given = TrainConfig.quick_start(iters=7)
     app = make_app(given, theme="textual-dark")
     async with app.run_test(size=(120, 40)) as pilot:
@@ -146,10 +180,8 @@ async def test_a_remembered_value_now_refused_is_said_and_the_rest_kept():
     assert any("num_layers" in n and "not used" in n for n in notes)
 
 
-async def test_ctrl_r_goes_back_to_the_quick_start_settings():
-    first = make_app()
-    async with first.run_test(size=(120, 40)) as pilot:
-        await edit_and_quit(pilot, first)
+async def test_ctrl_r_goes_back_to_the_quick_start_settings(last_session):
+    remember(last_session)
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()

@@ -103,21 +103,24 @@ def test_pause_and_continue_keep_the_run_exact(tiny_model_dir, small_data, tmp_p
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
 def test_exact_resume_matches_a_straight_run(tiny_model_dir, small_data, tmp_path, dropout):
     lora = {"rank": 4, "scale": 10.0, "dropout": dropout}
-    straight, _ = train(base_config(tiny_model_dir, small_data, tmp_path / "s", iters=20, lora_parameters=lora))
+    # 14 steps, stopped at 5 (no periodic save there: the stop's own save is what resumes); the
+    # resumed part crosses a save and validation (steps 6, 12) and an epoch's end (48 examples:
+    # 12 batches of 4), where the order is drawn again
+    straight, _ = train(base_config(tiny_model_dir, small_data, tmp_path / "s", iters=14, lora_parameters=lora))
 
-    def stop_at_10(engine: Engine, e: ev.TrainStep) -> None:
-        if e.iteration == 10:
+    def stop_at_5(engine: Engine, e: ev.TrainStep) -> None:
+        if e.iteration == 5:
             engine.stop()
 
-    first, _ = train(base_config(tiny_model_dir, small_data, tmp_path / "r", iters=20, lora_parameters=lora), Recorder(stop_at_10))
-    assert first.final_iteration == 10
+    first, _ = train(base_config(tiny_model_dir, small_data, tmp_path / "r", iters=14, lora_parameters=lora), Recorder(stop_at_5))
+    assert first.final_iteration == 5
     state = json.loads((Path(first.run_dir) / "state" / "state.json").read_text())
-    assert state["iteration"] == 10
+    assert state["iteration"] == 5
     second, rec = train(
-        base_config(tiny_model_dir, small_data, tmp_path / "r", iters=20, lora_parameters=lora, resume_run=str(first.run_dir))
+        base_config(tiny_model_dir, small_data, tmp_path / "r", iters=14, lora_parameters=lora, resume_run=str(first.run_dir))
     )
-    assert rec.of(ev.TrainStarted)[0].start_iter == 10
-    assert second.status == "completed" and second.final_iteration == 20
+    assert rec.of(ev.TrainStarted)[0].start_iter == 5
+    assert second.status == "completed" and second.final_iteration == 14
     resumed = dict(first.train_losses) | dict(second.train_losses)
     for it, loss in straight.train_losses:
         assert abs(resumed[it] - loss) < 1e-5, (it, resumed[it], loss)

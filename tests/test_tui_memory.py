@@ -230,3 +230,26 @@ async def test_the_loss_pane_shows_the_grad_norm_and_the_advice_once_notified() 
         assert any(n.title == "Training advice: spike" for n in app._notifications)
         from_engine_thread(app, ev.TrainStarted("/tmp/run2", 40, 0, 10, 100, "lora"))
         assert await wait_for(pilot, lambda: not pane.advice_text())
+
+
+async def test_sparklines_off_the_screen_wait_to_be_seen_and_then_show_every_sample() -> None:
+    """A refresh of an off-screen widget makes Textual arrange the whole screen again (the full
+    compositor map): the Memory pane's lower sparklines are below its fold until it scrolls."""
+    from textual.widgets import Sparkline
+
+    app, _ = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        gauge = app.query_one(MemoryGauge)
+        assert await wait_for(pilot, lambda: gauge.latest is not None)
+        for n in (1, 2, 3):
+            from_engine_thread(app, ev.MemorySampled(sample(n), None))
+        assert await wait_for(pilot, lambda: len(app.query_one("#spark-active", Sparkline).data or []) >= 3)
+        seen = [key for key in ("active", "rss", "used", "swap") if app.screen.can_view_partial(app.query_one(f"#spark-{key}"))]
+        assert "active" in seen and "swap" not in seen, seen
+        assert not app.query_one("#spark-swap", Sparkline).data  # never drawn off the screen
+
+        gauge.scroll_end(animate=False)  # the gauge scrolls inside its pane: down
+        assert await wait_for(pilot, lambda: app.screen.can_view_partial(app.query_one("#spark-swap")))
+        from_engine_thread(app, ev.MemorySampled(sample(4), None))
+        swap = app.query_one("#spark-swap", Sparkline)
+        assert await wait_for(pilot, lambda: len(swap.data or []) == len(gauge._series["swap"]) >= 4)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from test_tui_fakes import FakeEngine, sample
 from test_tui_memory import from_engine_thread, wait_for
+from textual.geometry import Region
 from textual.widget import Widget
 
 from mlxtui.core import events as ev
@@ -130,11 +131,59 @@ async def test_a_pane_key_restyles_the_panes_not_the_form(
         assert after_two < 40 and restyles() - after_two < 40, (after_two, restyles())
         # and the highlight, the focus border and (at 80x24) the visible pane still follow
         assert config.has_class("-active") and not loss.has_class("-active")
-        assert config.styles.border_title_color != loss.styles.border_title_color
+        assert title_style(config).bold and not title_style(loss).bold
         assert config.has_focus and config.styles.border_top[0] == "double"
         assert loss.styles.border_top[0] == "round"
         if app.compact:
-            assert config.display and not loss.display
+            assert on_screen(app, config) and not on_screen(app, loss)
             await pilot.press("2")
             await pilot.pause()
-            assert loss.display and not config.display and loss.styles.border_top[0] == "double"
+            assert on_screen(app, loss) and not on_screen(app, config)
+            assert loss.styles.border_top[0] == "double" and title_style(loss).bold
+
+
+def title_style(pane: Pane) -> Any:
+    """The style the pane's border title is drawn in."""
+    strip = pane.render_lines(Region(0, 0, pane.size.width, 1))[0]
+    return next(seg.style for seg in strip if seg.text.strip() and seg.text.strip() in pane.title)
+
+
+def on_screen(app: MlxtuiApp, widget: Widget) -> bool:
+    return app.screen.region.overlaps(widget.region)
+
+
+async def test_a_pane_key_lays_nothing_out_again_at_80x24(
+    layouts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The panes stand side by side in the compact layout: a key scrolls the row, the Config
+    form's widgets get no Show, Hide or Resize (display: none gave each one of each per key)."""
+    from textual import events
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        posted: list[str] = []
+        post = Widget.post_message
+
+        def spy(self: Widget, message: Any) -> bool:
+            if isinstance(message, events.Show | events.Hide | events.Resize):
+                posted.append(type(message).__name__)
+            return post(self, message)
+
+        monkeypatch.setattr(Widget, "post_message", spy)
+        for key in "21212":
+            await pilot.press(key)
+            await pilot.pause()
+        assert posted == []
+        assert on_screen(app, app.query_one("#pane-loss", Pane))
+
+
+async def test_tab_keeps_to_the_pane_on_screen_at_80x24() -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        config = app.query_one("#pane-config", Pane)
+        for _ in range(60):  # more than the form's fields: Tab wraps around inside the pane
+            await pilot.press("tab")
+            focused = app.focused
+            assert focused is not None and (focused is config or config in focused.ancestors)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from test_tui_runs import make_app, wait_for
-from test_tui_runs_snapshots import START, write_run
+from test_tui_runs_snapshots import write_two_runs
 from textual.widgets import DataTable, Label, Static
 
 from mlxtui.core import run_history
@@ -20,10 +20,7 @@ from mlxtui.tui.screens.runs import READING, RunsScreen
 
 @pytest.fixture
 def two_runs(tmp_path: Path) -> Path:
-    root = tmp_path / "runs"
-    write_run(root, "20260101-120000-base", 2e-4, 8, 1.5, START, "completed")
-    write_run(root, "20260101-130000-hot", 1e-3, 8, 1.8, START + 3600, "stopped")
-    return root
+    return write_two_runs(tmp_path / "runs")
 
 
 def _text(screen: RunsScreen, selector: str, kind: Any) -> str:

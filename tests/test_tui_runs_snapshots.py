@@ -70,6 +70,13 @@ def write_run(
     (run / "state" / "state.json").write_text(json.dumps(state))
 
 
+def write_two_runs(root: Path) -> Path:
+    """A completed base run and a stopped hot one under `root` (the runs screen tests' pair)."""
+    write_run(root, "20260101-120000-base", 2e-4, 8, 1.5, START, "completed")
+    write_run(root, "20260101-130000-hot", 1e-3, 8, 1.8, START + 3600, "stopped")
+    return root
+
+
 @pytest.fixture
 def runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
     """Three runs in ./runs (the test's scratch folder); dates shown in UTC."""
@@ -87,8 +94,33 @@ def make_app() -> MlxtuiApp:
 
 
 async def open_runs(pilot: Any) -> None:
+    from textual.widgets import DataTable
+
+    from mlxtui.tui.screens.runs import RunsScreen
+
     await pilot.press("r")
-    await pilot.pause(0.6)  # the loss plot redraws at most 4 times a second
+    # the folders are read in a thread: wait for the rows (up to 20 s on a loaded machine)
+    for _ in range(400):
+        screen = pilot.app.screen
+        if (
+            isinstance(screen, RunsScreen)
+            and screen.query_one("#runs-table", DataTable).row_count > 0
+        ):
+            break
+        await pilot.pause(0.05)
+    # then the loss plot, which draws in its own time slots, later on a loaded machine (a draw
+    # takes at most PLOT_CPU_SHARE of the time): wait until it has drawn the run's points
+    from mlxtui.tui.widgets.loss_plot import LossPlot
+
+    for _ in range(400):
+        plot = pilot.app.screen.query_one(LossPlot)
+        table = pilot.app.screen.query_one("#runs-table", DataTable)
+        # the table measures its new rows' columns when its queue is idle (once seen late)
+        measured = next(iter(table.columns.values())).content_width > len("run")
+        if plot.train_points and not plot._dirty and measured:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)
 
 
 def test_runs_screen_120x40(snap_compare: Any, runs_here: None) -> None:

@@ -41,6 +41,7 @@ def rank_argv(args: argparse.Namespace) -> list[str]:
 def launch_ranks(args: argparse.Namespace, config: Any, out: TextIO) -> int:
     """Start every rank through mlx.launch and watch them; 0 only when every rank succeeded."""
     from mlxtui.cli.errors import config_error_text
+    from mlxtui.cli.signals import StopSignals
     from mlxtui.core.config import ConfigError
     from mlxtui.core.distributed import Launch, launch_command, validate_launch
 
@@ -63,33 +64,60 @@ def launch_ranks(args: argparse.Namespace, config: Any, out: TextIO) -> int:
         print(line, file=out, flush=True)
 
     launch = Launch(cmd, rank_timeout=config.rank_timeout, on_line=show)
-    presses = {"n": 0, "at": 0.0}
 
-    def on_signal(signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        if presses["n"] and now - presses["at"] < 1.0:
-            return  # `uv run` forwards the terminal's SIGINT too: one press can arrive twice
-        presses["n"] += 1
-        presses["at"] = now
-        if presses["n"] > 1:
-            print("\nsecond Ctrl-C: ending every rank now (the last checkpoint is kept)", file=sys.stderr)
-            threading.Thread(target=launch.kill, daemon=True).start()
-            return
+    def stop_every_rank(signum: int) -> None:
         print("\nCtrl-C: every rank stops at the next step; rank 0 saves the adapter (Ctrl-C again to end them now)",
               file=sys.stderr)
         launch.request_stop()
 
-    handled = [signal.SIGINT, signal.SIGTERM]
-    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
-    try:
+    def end_every_rank(signum: int) -> None:
+        print("\nsecond Ctrl-C: ending every rank now (the last checkpoint is kept)", file=sys.stderr)
+        threading.Thread(target=launch.kill, daemon=True).start()
+
+    with StopSignals(stop_every_rank, end_every_rank, hangup=False) as presses:
         outcome = launch.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if not outcome.ok:
-        print(f"mlxtui train: {outcome.message}", file=sys.stderr)
-        return 1
-    return 130 if presses["n"] else 0
+    status, said = exit_status(outcome, presses.count)
+    if said:
+        print(f"mlxtui train: {said}", file=sys.stderr)
+    return status
+
+
+def exit_status(outcome: Any, stops: int) -> tuple[int, str]:
+    """The launching command's exit status for how the ranks ended (a LaunchOutcome), after
+    `stops` Ctrl-C/SIGTERM, and what it says about it ("" when nothing).
+
+    The statuses are a single process's (`mlxtui train --help`): a NaN loss or a peak past
+    --memory-limit that rank 0 reports keeps its own status (3, 4), so a script tells them
+    from a crash; any other rank that failed (the message names it and its code) is 1.
+    """
+    from mlxtui.cli.train import (
+        EXIT_DIVERGED,
+        EXIT_FAILED,
+        EXIT_INTERRUPTED,
+        EXIT_MEMORY_LIMIT,
+        EXIT_TRAINED,
+    )
+
+    if outcome.ok:
+        return (EXIT_INTERRUPTED if stops else EXIT_TRAINED), ""
+    rank0 = outcome.exit_codes.get(0)
+    # the others ended as rank 0 did, or mlx.launch ended them after it (SIGTERM, "killed"):
+    # a rank that crashed first is the cause, and rank 0's status would hide it
+    others = {code for rank, code in outcome.exit_codes.items() if rank != 0}
+    own_stop = others <= {rank0, -signal.SIGTERM, None}
+    if not outcome.timed_out and own_stop and rank0 in (EXIT_DIVERGED, EXIT_MEMORY_LIMIT):
+        why = (
+            "its loss became NaN or infinite"
+            if rank0 == EXIT_DIVERGED
+            else "its peak memory passed --memory-limit"
+        )
+        return rank0, (
+            f"rank 0 stopped the run because {why} (exit status {rank0}; rank 0's lines above say "
+            f"what to change). {outcome.message}"
+        )
+    if stops > 1:
+        return EXIT_INTERRUPTED, f"every rank was ended by the second Ctrl-C: {outcome.message}"
+    return EXIT_FAILED, outcome.message
 
 
 # ---------------------------------------------------------------- the rank side

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FORMATS = ("md", "csv", "json")
 # list columns: (header, key of RunSummary.to_row)
@@ -271,33 +274,38 @@ def _rm(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _rename(args: argparse.Namespace, out: TextIO) -> int:
-    from mlxtui.core.run_history import rename_run, resolve_run
+def _edit(args: argparse.Namespace, out: TextIO) -> int:
+    """rename, tag and note: change what the run's meta file says of it, then say it back."""
+    from mlxtui.core.run_history import resolve_run
 
     path = resolve_run(args.run, args.runs_dir)
-    rename_run(path, args.name)
-    out.write(f"{path.name} is now named {args.name.strip()!r}\n")
+    out.write(f"{path.name} {_EDITS[args.runs_command](path, args)}\n")
     return 0
 
 
-def _tag(args: argparse.Namespace, out: TextIO) -> int:
-    from mlxtui.core.run_history import RunError, resolve_run, set_tags
+def _renamed(path: Path, args: argparse.Namespace) -> str:
+    from mlxtui.core.run_history import rename_run
 
-    path = resolve_run(args.run, args.runs_dir)
+    rename_run(path, args.name)
+    return f"is now named {args.name.strip()!r}"
+
+
+def _tagged(path: Path, args: argparse.Namespace) -> str:
+    from mlxtui.core.run_history import RunError, set_tags
+
     if not args.tags and not args.remove:
         raise RunError("tag: give tags to add, or --remove TAG")
-    tags = set_tags(path, add=args.tags, remove=args.remove)
-    out.write(f"{path.name} tags: {', '.join(tags) or 'none'}\n")
-    return 0
+    return f"tags: {', '.join(set_tags(path, add=args.tags, remove=args.remove)) or 'none'}"
 
 
-def _note(args: argparse.Namespace, out: TextIO) -> int:
-    from mlxtui.core.run_history import resolve_run, set_note
+def _noted(path: Path, args: argparse.Namespace) -> str:
+    from mlxtui.core.run_history import set_note
 
-    path = resolve_run(args.run, args.runs_dir)
     set_note(path, args.note)
-    out.write(f"{path.name} note {'set' if args.note else 'cleared'}\n")
-    return 0
+    return f"note {'set' if args.note else 'cleared'}"
+
+
+_EDITS = {"rename": _renamed, "tag": _tagged, "note": _noted}
 
 
 _COMMANDS = {
@@ -305,7 +313,7 @@ _COMMANDS = {
     "show": _show,
     "compare": _compare,
     "rm": _rm,
-    "rename": _rename,
-    "tag": _tag,
-    "note": _note,
+    "rename": _edit,
+    "tag": _edit,
+    "note": _edit,
 }

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import time
 from typing import Any, TextIO
 
 from mlxtui.cli.progress import ProgressPrinter
@@ -120,37 +118,30 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         runner.close()
         _summary(sweep.sweep_dir, runner.state, out)
         return 0
-    interrupted = {"n": 0, "at": 0.0}
+    from mlxtui.cli.signals import StopSignals
 
-    def on_signal(signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        if interrupted["n"] and now - interrupted["at"] < 1.0:
-            return  # `uv run` forwards the terminal's SIGINT too: one press can arrive twice
-        interrupted["n"] += 1
-        interrupted["at"] = now
-        if interrupted["n"] > 1:
-            print("\nsecond Ctrl-C: exiting now (the run resumes from its last checkpoint)", file=sys.stderr)
-            os._exit(130)
+    def stop_the_sweep(signum: int) -> None:
         print(f"\nstopping the sweep: the run saves after its step; continue with: mlxtui sweep {args.file}",
               file=sys.stderr)
         runner.stop()
 
-    handled = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
-    engine.start()
-    try:
-        if not args.no_estimate:
-            flagged = runner.preflight()
-            _say_flagged(flagged, args.skip_unfit, out)
-            if args.skip_unfit:
-                runner.skip_flagged()
-        state = runner.run()
-    finally:
-        engine.shutdown()
-        runner.close()
-        printer.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def end_now(signum: int) -> None:
+        print("\nsecond Ctrl-C: exiting now (the run resumes from its last checkpoint)", file=sys.stderr)
+        os._exit(130)
+
+    with StopSignals(stop_the_sweep, end_now):
+        engine.start()
+        try:
+            if not args.no_estimate:
+                flagged = runner.preflight()
+                _say_flagged(flagged, args.skip_unfit, out)
+                if args.skip_unfit:
+                    runner.skip_flagged()
+            state = runner.run()
+        finally:
+            engine.shutdown()
+            runner.close()
+            printer.close()
     _summary(sweep.sweep_dir, state, out)
     if runner.stopping:
         print(f"stopped; continue with: mlxtui sweep {args.file}", file=out)

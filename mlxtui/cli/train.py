@@ -11,7 +11,6 @@ import math
 import os
 import signal
 import sys
-import time
 from typing import Any, TextIO
 
 from mlxtui.cli.errors import COMMAND_LINE, config_error_text
@@ -36,7 +35,8 @@ EXIT_STATUSES = (
     f"or set --max-grad-norm, then --resume); {EXIT_MEMORY_LIMIT} the peak memory passed "
     "--memory-limit, so the run stopped and saved (--resume with a smaller --batch-size or "
     f"--max-seq-length); {EXIT_INTERRUPTED} stopped by Ctrl-C, SIGTERM or SIGHUP (the adapter "
-    "is saved; --resume continues)"
+    "is saved; --resume continues). With --nproc or --hosts: rank 0's status, or "
+    f"{EXIT_FAILED} when another rank failed (the message names it and its code)"
 )
 
 __all__ = ["ProgressPrinter", "add_parser", "add_train_arguments", "config_from_args", "run"]
@@ -241,46 +241,38 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         from mlxtui.cli.launch import listen_for_stop
 
         listen_for_stop(pipeline.stop)
-    interrupted = {"n": 0, "at": 0.0}
+    from mlxtui.cli.signals import StopSignals, signal_name
 
-    def on_signal(signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        # `uv run` forwards the terminal's SIGINT to us as well: one press can arrive twice
-        if interrupted["n"] and now - interrupted["at"] < 1.0:
-            return
-        interrupted["n"] += 1
-        interrupted["at"] = now
-        if interrupted["n"] > 1:
-            print("\nsecond Ctrl-C: exiting without waiting (the last checkpoint is kept)", file=sys.stderr)
-            os._exit(130)
+    def stop_and_save(signum: int) -> None:
         if signum == getattr(signal, "SIGHUP", None):
             _detach_from_terminal()
         # stop first: with the terminal gone (SSH closed) the print below can fail
         pipeline.stop()
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         try:
             print(
-                f"\n{name}: stopping after step {printer.iteration} and saving the adapter (Ctrl-C again to quit now)",
+                f"\n{signal_name(signum)}: stopping after step {printer.iteration} and saving the "
+                "adapter (Ctrl-C again to quit now)",
                 file=sys.stderr,
             )
         except OSError:
             pass
 
-    handled = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
-    try:
-        result = pipeline.execute()
-    except (EngineError, ConfigError) as e:
-        print(f"mlxtui train: {config_error_text(e) if isinstance(e, ConfigError) else e}", file=sys.stderr)
-        hint = getattr(e, "hint", "")
-        if hint:
-            print(f"  hint: {hint}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        printer.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if interrupted["n"]:
+    def end_now(signum: int) -> None:
+        print("\nsecond Ctrl-C: exiting without waiting (the last checkpoint is kept)", file=sys.stderr)
+        os._exit(EXIT_INTERRUPTED)
+
+    with StopSignals(stop_and_save, end_now) as stops:
+        try:
+            result = pipeline.execute()
+        except (EngineError, ConfigError) as e:
+            print(f"mlxtui train: {config_error_text(e) if isinstance(e, ConfigError) else e}", file=sys.stderr)
+            hint = getattr(e, "hint", "")
+            if hint:
+                print(f"  hint: {hint}", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            printer.close()
+    if stops.interrupted:
         print(f"saved: {result.adapter_path}; resume with: mlxtui train --resume {result.run_dir}", file=out)
         return EXIT_INTERRUPTED
     if diverged and result.status != "completed":

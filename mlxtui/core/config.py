@@ -564,7 +564,7 @@ SETTINGS: tuple[FieldSpec, ...] = (
     _S("lora_parameters", "", "mapping", "mlx-lm's LoRA parameters: {rank, scale, dropout, keys}", not_in_form="edited as LoRA rank, scale, dropout and keys", no_flag=_NOT_A_FLAG),
     _S("grad_checkpoint", "Grad checkpointing", "bool", "recompute activations: less memory, ~30% slower", flags=("--grad-checkpoint",)),
     _S("grad_accumulation_steps", "Grad accumulation", "int", "steps per optimizer update", minimum=1, flags=("--grad-accumulation-steps",)),
-    _S("pack", "Pack examples", "bool", "place whole examples into rows of max_seq_length tokens (no padding, one shape); each step is batch_size such rows", flags=("--pack",)),
+    _S("pack", "Pack examples", "bool", "place whole examples into rows of max_seq_length tokens (no padding, one shape; on the CPU rows as short as pays for the data, see benchmarks/README.md); each step is batch_size such rows", flags=("--pack",)),
     _S("mask_prompt", "Mask prompt", "bool", "train only on the completion / last assistant turn", flags=("--mask-prompt",)),
     _S("prompt_feature", "Prompt key", "optional_str", "completions data: the prompt's key (default prompt)", flags=("--prompt-feature",)),
     _S("completion_feature", "Completion key", "optional_str", "completions data: the completion's key (default completion)", flags=("--completion-feature",)),

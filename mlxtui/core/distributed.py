@@ -310,7 +310,11 @@ class LaunchOutcome:
 
     returncode: int
     failed_ranks: dict[int, str] = field(default_factory=dict)  # rank -> "exit code 1", "killed"
+    # rank -> its exit status as mlx.launch reported it (None: mlx.launch killed it), failed ranks only
+    exit_codes: dict[int, int | None] = field(default_factory=dict)
     timed_out: bool = False
+    # seconds the ranks were given after one failed before the watcher ended them (0: not needed)
+    ended_after_failure: float = 0.0
     last_heartbeat: dict[int, dict[str, Any]] = field(default_factory=dict)
     message: str = ""
 
@@ -339,6 +343,10 @@ STOP_LINE = "stop"  # written to mlx.launch's stdin, which it copies to every ra
 # Before the first step a rank may be silent for long (loading a large model, tokenizing):
 # until a rank has reported a step the allowed silence is at least this.
 STARTUP_TIMEOUT_S = 600.0
+# After mlx.launch has reported a rank that failed, the others get this long to end (rank 0
+# may be writing its last checkpoint); one still waiting inside a collective for the dead
+# peer, or acting on mlx.launch's SIGTERM as a stop that needs that peer, is then ended.
+AFTER_FAILURE_S = 30.0
 _STEP_EVENTS = ("TrainStep", "TrainReport", "RankReport")
 
 
@@ -349,7 +357,8 @@ class Launch:
     over SSH too; a signal would reach only this machine), and each rank stops at the next
     step boundary after rank 0 has saved. Ranks that send no heartbeat for `rank_timeout`
     seconds (0 = never; at least `startup_timeout` before the first step) are taken to hang:
-    the launch's process group gets SIGTERM, then SIGKILL after `grace_s`.
+    the launch's process group gets SIGTERM, then SIGKILL after `grace_s`. So is a launch
+    whose ranks are still there `after_failure_s` seconds after mlx.launch reported one failed.
     """
 
     def __init__(
@@ -363,11 +372,14 @@ class Launch:
         env: dict[str, str] | None = None,
         grace_s: float = 10.0,
         startup_timeout: float = STARTUP_TIMEOUT_S,
+        after_failure_s: float = AFTER_FAILURE_S,
     ) -> None:
         self.rank_timeout = rank_timeout
         self.startup_timeout = startup_timeout
         self.stepping = False  # a rank has reported a training step
         self.grace_s = grace_s
+        self.after_failure_s = after_failure_s
+        self._failed_at: float | None = None  # when mlx.launch first reported a failed rank
         self.on_line = on_line
         self.on_heartbeat = on_heartbeat
         self.on_event = on_event  # rank 0's engine events (EVENTS_ENV), rebuilt
@@ -410,7 +422,11 @@ class Launch:
             failed = _NODE_FAILED.search(line)
             if failed:
                 with self._lock:
-                    self.outcome.failed_ranks[int(failed.group(1))] = _describe(failed.group(2))
+                    rank, code = int(failed.group(1)), failed.group(2)
+                    self.outcome.failed_ranks[rank] = _describe(code)
+                    self.outcome.exit_codes[rank] = None if code is None else int(code)
+                    if self._failed_at is None:
+                        self._failed_at = time.monotonic()
             self.on_line(line)
 
     def request_stop(self) -> None:
@@ -433,6 +449,12 @@ class Launch:
                 limit = self.rank_timeout if self.stepping else max(self.rank_timeout, self.startup_timeout)
             if self.rank_timeout > 0 and silent > limit:
                 self.outcome.timed_out = True
+                self.kill()
+                break
+            with self._lock:
+                lingering = self._failed_at is not None and time.monotonic() - self._failed_at > self.after_failure_s
+            if lingering:
+                self.outcome.ended_after_failure = self.after_failure_s
                 self.kill()
                 break
         self.proc.wait()
@@ -493,6 +515,11 @@ def _outcome_message(outcome: LaunchOutcome, rank_timeout: float) -> str:
 
         ranks = sorted(outcome.failed_ranks, key=weight)
         said = "; ".join(f"rank {r} {outcome.failed_ranks[r]}" for r in ranks)
+        if outcome.ended_after_failure:
+            return (
+                f"{said}; the other ranks had not ended {outcome.ended_after_failure:g} s later "
+                f"(waiting for the lost rank) and were ended. {kept}"
+            )
         return f"{said}; mlx.launch stopped the other ranks. {kept}"
     if outcome.returncode != 0:
         return f"mlx.launch exited with code {outcome.returncode}"

@@ -32,11 +32,13 @@ from mlxtui.core.jobs import (
     Estimate,
     Evaluate,
     ExportGGUF,
+    FreeModel,
     Fuse,
     Generate,
     Job,
     LoadModel,
     Train,
+    UseAdapter,
 )
 from mlxtui.core.jobs.context import EngineError, JobContext, ModelSlot
 from mlxtui.core.metrics import MetricsWriter
@@ -63,6 +65,8 @@ def _runner(kind: str) -> Callable[[JobContext], Any]:
 
     runners: dict[str, Callable[[JobContext], Any]] = {
         "load": load.run,
+        "free": load.free,
+        "use_adapter": load.use_adapter,
         "train": train.run,
         "generate": generate.run,
         "compare": generate.run_compare,
@@ -85,7 +89,9 @@ class Engine:
         memory_probe: Any = None,
         memory_interval: float = 1.0,
     ) -> None:
-        self._fan_out = _FanOut([on_event, MetricsWriter()])
+        # the run's metrics.jsonl is written first: a subscriber that reacts to an event (a
+        # "paused" shown, a run listed) finds the file already saying so
+        self._fan_out = _FanOut([MetricsWriter(), on_event])
         self._queue: queue.Queue[tuple[int, Job] | object] = queue.Queue()
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
@@ -483,9 +489,11 @@ __all__ = [
     "Estimate",
     "Evaluate",
     "ExportGGUF",
+    "FreeModel",
     "Fuse",
     "Generate",
     "Job",
     "LoadModel",
     "Train",
+    "UseAdapter",
 ]

@@ -49,6 +49,10 @@ QUANTIZED_ACTIVATION_FACTOR = 1.03
 # On the CPU back-end a float16 model with quantized weights keeps its logits temporaries in
 # float32 (measured on the demo model: 2x the bf16 figure); Metal/CUDA were not measured.
 CPU_FP16_QUANTIZED_LOGITS_FACTOR = 1.0
+# CUDA QLoRA (dequant_matmul.py): float copies of the head and of a layer's weights alive at
+# once, plus every trained layer's when nothing recomputes them; calibrated on one H200 run
+# (3B 4-bit, 1 layer, checkpointing: peak 11.5 GB against 9.0 GB with the quantized kernel).
+FLOAT_COPY_FACTOR = 2.5
 # The suggestion "4-bit base" assumes mlx_lm.convert -q defaults.
 SUGGEST_BITS = 4
 SUGGEST_GROUP_SIZE = 64
@@ -82,6 +86,8 @@ class ModelProfile:
     embedding_elems: int  # vocab x hidden, for the "4-bit base" re-estimate
     quant_bits: int | None  # bits of the quantized linears, None when not quantized
     device: str = "cpu"  # MLX default device type when profiled: "cpu" or "gpu"
+    # training multiplies a quantized base as float (CUDA: core/training/dequant_matmul.py)
+    float_matmuls: bool = False
 
     @property
     def total_parameters(self) -> int:
@@ -222,7 +228,14 @@ def profile_model(model: Any) -> ModelProfile:
         embedding_elems=vocab * hidden,
         quant_bits=max(bits) if bits else None,
         device=_device_type(),
+        float_matmuls=_float_matmuls(),
     )
+
+
+def _float_matmuls() -> bool:
+    from mlxtui.core.training.dequant_matmul import wanted
+
+    return wanted()
 
 
 def _device_type() -> str:
@@ -411,6 +424,14 @@ def estimate_peak(
     logits = act_bytes * tokens * COEF_VOCAB * profile.vocab_size * logits_factor
     overhead = act_bytes * tokens * COEF_OUTER_HIDDEN * h * act_factor
 
+    float_copies = 0
+    if quantized and profile.float_matmuls:
+        layer_elems = [sum(li.in_dims * li.out_dims for li in ls) for ls in profile.layer_linears]
+        copies = profile.embedding_elems + max(layer_elems, default=0)
+        if not inputs.grad_checkpoint:
+            copies += sum(layer_elems[i] for i in trained)
+        float_copies = int(FLOAT_COPY_FACTOR * copies * profile.dtype_bytes)
+
     breakdown = {
         "weights": int(weights),
         "trainable params": int(adapters),
@@ -420,6 +441,8 @@ def estimate_peak(
         "logits": int(logits),
         "overhead": int(overhead),
     }
+    if float_copies:
+        breakdown["float copies of the 4-bit base"] = float_copies
     total = sum(breakdown.values())
     resident = weights if resident_bytes is None else resident_bytes
     v = None if available_bytes is None else verdict(total - resident, available_bytes)

@@ -133,6 +133,8 @@ def apply_form(config: TrainConfig, values: dict[str, str]) -> tuple[TrainConfig
         try:
             value, error = validate_field(name, raw)
             if error is None:
+                error = _gone(name, raw)
+            if error is None:
                 candidate = set_field(config, name, value)
         except Exception as e:  # noqa: BLE001 - a bad remembered value must never stop the dashboard
             value, error = None, str(e)
@@ -141,6 +143,21 @@ def apply_form(config: TrainConfig, values: dict[str, str]) -> tuple[TrainConfig
             continue
         config = candidate
     return config, rejected
+
+
+# Fields whose value may be a folder on this machine: a folder removed since the last session
+# (a temporary copy, a model deleted to free space) is not put back in the form, where loading
+# it would greet the user with an error; the field's default (the demo) stands.
+PATH_FIELDS = ("model", "data")
+
+
+def _gone(name: str, raw: str) -> str | None:
+    text = str(raw).strip()
+    if name not in PATH_FIELDS or not text.startswith(("/", "~", "./", "../")):
+        return None  # empty (the demo), a hub id (owner/name), or not a path field
+    if Path(text).expanduser().exists():
+        return None
+    return f"{text} no longer exists"
 
 
 class SessionKeeper:

@@ -17,6 +17,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
+from textual.content import Content
 from textual.events import Resize
 from textual.message import Message
 from textual.widget import Widget
@@ -29,6 +30,7 @@ from mlxtui.tui.cockpit import COCKPIT_BINDINGS, COCKPIT_HELP, CockpitMixin
 from mlxtui.tui.data_folder import data_folder
 from mlxtui.tui.errors import failure_text
 from mlxtui.tui.hangup import HangupHandlers
+from mlxtui.tui.heap import freeze_long_lived, thaw
 from mlxtui.tui.launching import LaunchMixin
 from mlxtui.tui.messages import EventBridge
 from mlxtui.tui.restyle import restyle_alone, set_own_class
@@ -135,12 +137,32 @@ class Pane(Vertical):
 
     def __init__(self, child: Widget, *, id: str, title: str, focus: str | None = None) -> None:
         super().__init__(child, id=id, classes="pane")
+        self.title = title
         self.border_title = title
         self.focus_selector = focus
+
+    def light(self, active: bool) -> None:
+        """The active pane: its border in the theme's primary colour (`.pane.-active`) and its
+        title in bold primary. The title is styled in its own text, not by a rule: Textual
+        repaints every descendant of a node whose colour or text-style rules change (~290 in
+        the Config pane), the border title's colour included."""
+        set_own_class(self, active, "-active")
+        self.border_title = Content.styled(self.title, "bold $primary") if active else self.title
 
     def watch_has_focus(self, _has_focus: bool) -> None:
         # `.pane:focus` styles the pane alone: not its descendants (~290 in the Config pane)
         restyle_alone(self)
+
+    def _in_view(self) -> bool:
+        # In the compact layout the other panes stand beside the shown one, off screen (app.tcss):
+        # they stay out of the focus chain, so Tab keeps to the pane on screen.
+        return not getattr(self.app, "compact", False) or self.has_class("-active")
+
+    def allow_focus(self) -> bool:
+        return self._in_view() and super().allow_focus()
+
+    def allow_focus_children(self) -> bool:
+        return self._in_view() and super().allow_focus_children()
 
     def focus_inside(self) -> None:
         """Focus the pane's main widget (chat input, dataset list) or the pane itself.
@@ -153,6 +175,16 @@ class Pane(Vertical):
                 target.focus()
                 return
         self.focus()
+
+
+class PaneRow(Container):
+    """#panes. In the compact layout its panes stand in a row scrolled to the active one
+    (app.tcss); when its size changes (the terminal's did) the scroll follows the new widths."""
+
+    def on_resize(self, _event: Resize) -> None:
+        show = getattr(self.app, "_show_active_pane", None)
+        if show is not None:
+            show()
 
 
 class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
@@ -234,7 +266,7 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="tabbar")
-        with Container(id="panes"):
+        with PaneRow(id="panes"):
             children: dict[str, Widget] = {
                 "pane-config": ConfigForm(self.form_fields, self.config, id="config-form"),
                 "pane-loss": LossPane(LossWithSamples(id="loss-box"), id="loss-pane"),
@@ -316,6 +348,7 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
         self.show_status(replace(self.status, state="stopping", message=STOPPING_MESSAGE))
 
     def _after_first_frame(self) -> None:
+        freeze_long_lived()  # the widgets and imports: out of the collector's full passes
         self.query_one(DatasetBrowser).set_data_dir(data_folder(self.config))
         if self.engine is None:
             return
@@ -332,6 +365,7 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
 
     def on_unmount(self) -> None:
         self._hangup.restore()
+        thaw()
         self.launched_shutdown(QUIT_WAIT)
         if self.engine is None:
             return
@@ -355,6 +389,20 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
         self.compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
         self.screen.set_class(self.compact, "-compact")
         self._draw_tabbar()
+        # now, and again once laid out at the new size (PaneRow.on_resize)
+        self._show_active_pane(width)
+
+    def _show_active_pane(self, width: int | None = None) -> None:
+        """Compact layout: scroll the row of panes (each as wide as the screen) to the active one.
+
+        The panes that are not shown stay laid out beside it (app.tcss): showing one costs a
+        repaint, where `display: none` cost a layout of the pane and a Hide, Show and Resize
+        message to each of its widgets (~290 in the Config pane) on every key."""
+        panes = self.query_one("#panes")
+        if width is None:
+            width = panes.size.width
+        x = self.active_pane * width if self.compact else 0
+        panes.scroll_to(x=x, animate=False, force=True, immediate=True)
 
     def _draw_tabbar(self) -> None:
         from rich.text import Text
@@ -369,11 +417,12 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
     def _select_pane(self, index: int, focus: bool = True) -> None:
         self.active_pane = index
         for i, (pane_id, _title) in enumerate(PANES):
-            set_own_class(self.query_one(f"#{pane_id}", Pane), i == index, "-active")
+            self.query_one(f"#{pane_id}", Pane).light(i == index)
         self._draw_tabbar()
+        self._show_active_pane()
         if focus:
-            # After the refresh, so a pane just made visible can take focus.
-            self.call_after_refresh(self.query_one(f"#{PANES[index][0]}", Pane).focus_inside)
+            # at once: every pane stays laid out, shown or not, so it can take focus now
+            self.query_one(f"#{PANES[index][0]}", Pane).focus_inside()
 
     def on_descendant_focus(self, event: Any) -> None:
         # Track the pane the focus went to, so its border (and tab) light up.
@@ -557,6 +606,7 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
         self.query_one(LossPane).clear_banner()
         self.query_one(LossPane).train_finished()
         self.query_one(EstimateView).run_finished()
+        self.launched_finished(finished)
         self.training_finished()
         if self._quit_when_stopped:
             self.exit(0)
@@ -578,6 +628,7 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
     @on(msg.ModelLoaded)
     def _model_loaded(self, message: msg.ModelLoaded) -> None:
         self.model_info = message.event
+        freeze_long_lived()  # mlx-lm's imports and the model's modules, loaded by now
         self._refresh_suggestions()
         self._update_tokenizer()
         self.query_one(ConfigForm).model_loaded()
@@ -952,6 +1003,8 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
         self.set_interval(SESSION_TICK_S, self._keep_session)
 
     def _keep_session(self) -> None:
+        if not self.screen_stack:
+            return  # quitting: the screens are gone before the last timers stop
         if self.screen is not self.screen_stack[0]:
             return  # a tool screen or a question is up: the main screen's widgets wait for it
         try:

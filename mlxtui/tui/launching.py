@@ -12,10 +12,12 @@ RankReport messages here (`@on` handlers in a plain mixin would be ignored by Te
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from mlxtui.core import events as ev
 from mlxtui.core.config import TrainConfig
+from mlxtui.core.runs import ADAPTER_FILE
 from mlxtui.tui.rank_table import RankTable
 from mlxtui.tui.status import STOPPING_MESSAGE, Status
 
@@ -30,6 +32,7 @@ class LaunchMixin:
     query_one: Any
     notify: Any
     show_status: Any
+    submit_job: Any
     set_interval: Any
     _saw_steps: bool
 
@@ -39,6 +42,7 @@ class LaunchMixin:
 
     def launch_train(self, config: TrainConfig, message: str = "launching the ranks…") -> bool:
         """Start `config` across ranks if it asks for them; False (nothing done) otherwise."""
+        from mlxtui.core.jobs import FreeModel
         from mlxtui.core.jobs.launched import LaunchedTrain, wants_launch
 
         if not wants_launch(config):
@@ -53,10 +57,24 @@ class LaunchMixin:
         self.launched = run
         self._saw_steps = False
         run.start()
+        # the ranks load their own copies: the dashboard's would only take memory meanwhile
+        # (on the Mac that runs rank 0 too); a chat or an evaluation loads it again
+        self.submit_job(FreeModel())
         self.show_status(Status(state="training", model=self.status.model, message=message))
         if self._rank_timer is None:
             self._rank_timer = self.set_interval(1.0, self._refresh_rank_beats)
         return True
+
+    def launched_finished(self, finished: ev.TrainFinished) -> None:
+        """Rank 0 saved `finished.adapter_path`: chat and evaluation answer with it (when it is
+        on this machine; a host file's rank 0 may have saved it elsewhere)."""
+        from mlxtui.core.jobs import UseAdapter
+
+        run = self.launched
+        if run is None or run.finished is not finished or not finished.adapter_path:
+            return  # an in-process run: its train job left its adapter in the engine
+        if (Path(finished.adapter_path) / ADAPTER_FILE).is_file():
+            self.submit_job(UseAdapter(finished.adapter_path))
 
     def launched_running(self) -> bool:
         return self.launched is not None and bool(self.launched.running)

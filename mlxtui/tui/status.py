@@ -74,15 +74,24 @@ def apply_event(status: Status, event: ev.Event) -> Status:
     return fold(status, event) if fold is not None else status
 
 
+# A load of the dashboard's own model never takes the state from a training. Its events can
+# come after the training's start: `t` pressed while the model loads launches a run across
+# ranks at once (the ranks load their own), and the engine's JobStarted of that load may be
+# folded after rank 0's TrainStarted; "loading" then, and the load's end then, read "idle"
+# while the ranks train. An in-process training waits for that load on the engine's queue.
+
+
 @folds(ev.JobStarted)
 def _job_started(status: Status, event: ev.JobStarted) -> Status:
-    if event.kind in LOAD_KINDS:
+    if event.kind in LOAD_KINDS and not status.busy_training:
         return replace(status, state="loading", message=event.description)
     return status
 
 
 @folds(ev.ModelLoaded)
 def _model_loaded(status: Status, event: ev.ModelLoaded) -> Status:
+    if status.busy_training:
+        return replace(status, model=event.name)  # the training's own words stay
     state = "idle" if status.state == "loading" else status.state
     return replace(status, state=state, model=event.name, message="")
 
@@ -182,8 +191,10 @@ def _job_failed(status: Status, event: ev.JobFailed) -> Status:
     phases = tuple(p for p in status.phases if p.job_id != event.job_id)
     if event.kind == "estimate":
         return replace(status, phases=phases)  # the Config pane shows it, under its field
-    # A failed chat reply must not make a running training look failed.
-    fatal = any(word in event.kind.lower() for word in ("train", "load"))
+    # A failed chat reply, or a failed load of the dashboard's own model (its modal says so),
+    # must not make a running training look failed.
+    kind = event.kind.lower()
+    fatal = "train" in kind or ("load" in kind and not status.busy_training)
     state = "error" if fatal else status.state
     return replace(status, state=state, message=failure_text(event)[0], phases=phases)
 

@@ -40,6 +40,23 @@ class LoadModel(Job):
 
 
 @dataclass
+class FreeModel(Job):
+    """Let go of the slot's model (the dashboard's copy while ranks of its own run train it
+    in other processes); the next job that needs it loads the same model and adapter again."""
+
+    kind: str = field(init=False, default="free")
+
+
+@dataclass
+class UseAdapter(Job):
+    """Chat, compare and evaluate with this adapter (a folder or .safetensors file) from now on:
+    loaded in place, or with the model when a freed slot loads it again."""
+
+    path: str = ""
+    kind: str = field(init=False, default="use_adapter")
+
+
+@dataclass
 class Train(Job):
     config: TrainConfig = field(default_factory=TrainConfig.quick_start)
     kind: str = field(init=False, default="train")
@@ -165,9 +182,11 @@ __all__ = [
     "Estimate",
     "Evaluate",
     "ExportGGUF",
+    "FreeModel",
     "Fuse",
     "Generate",
     "Job",
     "LoadModel",
     "Train",
+    "UseAdapter",
 ]

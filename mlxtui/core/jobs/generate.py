@@ -29,6 +29,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
 def run_compare(ctx: JobContext) -> dict[str, Any]:
     from mlxtui.core import generation
 
+    if ctx.slot.adapter_path:
+        ensure_model(ctx)  # freed while ranks trained: the model and its adapter come back
     if ctx.slot.model is None or not generation.has_adapter(ctx.slot.model):
         raise EngineError(
             "there is no adapter to compare with",

@@ -70,6 +70,51 @@ def ensure_model(ctx: JobContext) -> None:
         load_into_slot(ctx, ctx.slot.spec, None, ctx.slot.adapter_path)
 
 
+FREED = (
+    "the dashboard's copy of the model is freed while the ranks train; chat, evaluation and "
+    "the estimate load it again when asked"
+)
+
+
+def free(ctx: JobContext) -> bool:
+    """FreeModel: drop the slot's model and MLX's cached buffers; its spec and adapter stay, so
+    `ensure_model` brings the same back. False when nothing was loaded."""
+    import gc
+
+    import mlx.core as mx
+
+    slot = ctx.slot
+    if slot.model is None:
+        return False
+    slot.clear()
+    gc.collect()
+    mx.clear_cache()
+    ctx.emit(ev.Log("info", FREED))
+    return True
+
+
+def use_adapter(ctx: JobContext) -> str:
+    """UseAdapter: the adapter chat and evaluation answer with from now on (a run across ranks
+    saved it). A freed slot only records it: the next load brings the model with it."""
+    from mlxtui.core import models
+
+    path = Path(ctx.job.path).expanduser()
+    if ctx.slot.model is not None:
+        use_adapter_file(ctx, path)
+        return str(path)
+    if not path.exists():  # check_adapter leaves that to the loaders, and nothing loads now
+        raise EngineError(
+            f"no adapter weights at {path}", "give an adapter folder or one of its .safetensors files"
+        )
+    try:
+        models.check_adapter(path)  # its config and weights, as a load would read them
+    except models.ModelError as e:
+        raise EngineError(str(e), "give an adapter folder or one of its .safetensors files") from None
+    ctx.slot.adapter_path = str(path)
+    ctx.emit(ev.Log("info", f"answering with {path} (loaded with the model when asked)"))
+    return str(path)
+
+
 def use_adapter_file(ctx: JobContext, path: Path) -> None:
     """Load an adapter (any checkpoint of any run) in place; reload the base only if needed."""
     from mlxtui.core import generation
@@ -103,8 +148,9 @@ def use_adapter_file(ctx: JobContext, path: Path) -> None:
 def require_adapter(ctx: JobContext, adapter_path: str | None) -> None:
     from mlxtui.core import generation
 
+    if adapter_path or ctx.slot.adapter_path:
+        ensure_model(ctx)  # freed (FreeModel): the same model and adapter come back
     if adapter_path:
-        ensure_model(ctx)
         use_adapter_file(ctx, Path(adapter_path))
     if ctx.slot.model is None or not generation.has_adapter(ctx.slot.model):
         raise EngineError(

@@ -29,14 +29,20 @@ def tokens_of(item: Any) -> list[int]:
 
 # The model's column count is a multiple of this on the GPU (fused attention backward) ...
 GPU_QUANTUM = 128
-# ... and of mlx-lm's 32 on the CPU, where padding is plain extra work and no fused kernel waits.
-CPU_QUANTUM = 32
+# ... and of 16 on the CPU, where padding is plain extra work, no fused kernel waits, and a new
+# width costs no measurable trace time (benchmarks/README.md, "This CPU"): on the demo data
+# 91% of the columns are real tokens with 16, 86% with mlx-lm's 32.
+CPU_QUANTUM = 16
+
+
+def _on_cpu() -> bool:
+    import mlx.core as mx
+
+    return bool(mx.default_device() == mx.cpu)
 
 
 def default_quantum() -> int:
-    import mlx.core as mx
-
-    return GPU_QUANTUM if mx.default_device() == mx.gpu else CPU_QUANTUM
+    return CPU_QUANTUM if _on_cpu() else GPU_QUANTUM
 
 
 def model_width(longest: int, max_seq_length: int, quantum: int) -> int:
@@ -77,7 +83,9 @@ class BatchPlan:
     The order is then a pure function of (seed, step, rank, world_size).
 
     With `pack`, a batch is `batch_size` rows of `row_tokens` tokens filled with whole examples
-    (packing.py); the rows are made once, so the same rule holds.
+    (max_seq_length rounded up to the quantum; on the CPU, or with `cpu_rows`, the length
+    packing.choose_row_tokens finds cheapest for these lengths; packing.py); the rows are made
+    once and dealt out per epoch from (seed, epoch), so the same rule holds.
     """
 
     def __init__(
@@ -91,6 +99,7 @@ class BatchPlan:
         world_size: int = 1,
         quantum: int | None = None,
         pack: bool = False,
+        cpu_rows: bool | None = None,
     ) -> None:
         if not 0 <= rank < world_size:
             raise TrainingError(f"rank {rank} is outside a world of {world_size} processes")
@@ -119,29 +128,34 @@ class BatchPlan:
         self.row_tokens = -(-max_seq_length // self.quantum) * self.quantum
         self.rows: list[list[int]] = []
         if pack:
-            from mlxtui.core.training.packing import pack_rows
+            from mlxtui.core.training.packing import (
+                CPU_ROW_COST_TOKENS,
+                choose_row_tokens,
+                pack_rows,
+            )
 
             cut = [min(n, max_seq_length) for n in lengths]
+            if cpu_rows is None:
+                cpu_rows = _on_cpu()
+            # on the CPU, rows as long as pays (packing.choose_row_tokens); elsewhere the cap
+            self.row_tokens = choose_row_tokens(
+                cut, self.row_tokens, self.quantum, CPU_ROW_COST_TOKENS if cpu_rows else None
+            )
             self.rows = pack_rows(cut, self.row_tokens)
-            # the last batch may be short of rows: collate_packed fills it with empty ones
-            self.batches = [
-                list(range(i, min(i + batch_size, len(self.rows))))
-                for i in range(0, len(self.rows), batch_size)
-            ]
-            if world_size > 1:
-                # a step's rows, dealt out as the unpacked examples are; only whole steps, so
-                # no rank is handed a batch of empty rows (a loss over no tokens)
-                width = batch_size * world_size
-                self.batches = [
-                    list(range(i, i + width))[rank::world_size]
-                    for i in range(0, len(self.rows) - width + 1, width)
-                ]
-                if not self.batches:
-                    raise TrainingError(
-                        f"packing made {len(self.rows)} rows but a step takes batch_size "
-                        f"{batch_size} x {world_size} ranks = {width} rows: lower the batch size "
-                        "or the number of processes, or add examples"
-                    )
+            # A step takes `width` rows, dealt out afresh each epoch (batch_indices): only whole
+            # steps, so no step trains a few rows beside empty ones, and the rows left over
+            # (fewer than a step) differ from epoch to epoch. With fewer rows than one step a
+            # single process still trains them all, beside empty rows (collate_packed).
+            width = batch_size * world_size
+            if len(self.rows) < width and world_size > 1:
+                # no rank may be handed a batch of empty rows (a loss over no tokens)
+                raise TrainingError(
+                    f"packing made {len(self.rows)} rows but a step takes batch_size "
+                    f"{batch_size} x {world_size} ranks = {width} rows: lower the batch size "
+                    "or the number of processes, or add examples"
+                )
+            self.steps_per_epoch = max(1, len(self.rows) // width)
+            self.batches = []
             return
         order = sorted(range(len(dataset)), key=lambda i: lengths[i])
         width = batch_size * world_size  # the global batch of one step
@@ -151,13 +165,15 @@ class BatchPlan:
         ]
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return self.steps_per_epoch if self.pack else len(self.batches)
 
     def padding_fraction(self) -> float:
         """The share of the model's input columns that are padding over one epoch."""
         if self.pack:
+            # an epoch's rows are a random whole number of steps' worth of all the rows
             used = sum(min(self.lengths[j], self.max_seq_length) for row in self.rows for j in row)
-            return 1.0 - used / (len(self.batches) * self.batch_size * self.row_tokens)
+            rows = max(len(self.rows), self.batch_size * self.world_size)
+            return 1.0 - used / (rows * self.row_tokens)
         real = cols = 0
         for batch in self.batches:
             cut = [min(self.lengths[j], self.max_seq_length) for j in batch]
@@ -166,7 +182,12 @@ class BatchPlan:
         return 1.0 - real / cols if cols else 0.0
 
     def batch_indices(self, step: int) -> list[int]:
-        """Indices of the examples of global step `step` (0-based)."""
+        """Indices of the examples of global step `step` (0-based); packed, of the rows."""
+        if self.pack:
+            epoch, pos = divmod(step, self.steps_per_epoch)
+            width = self.batch_size * self.world_size
+            deal = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
+            return [int(r) for r in deal[pos * width : (pos + 1) * width]][self.rank :: self.world_size]
         epoch, pos = divmod(step, len(self.batches))
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.batches))
         return self.batches[int(perm[pos])]

@@ -53,6 +53,7 @@ from mlxtui.core.training.checkpoints import (
     user_adapter_dir,
 )
 from mlxtui.core.training.control import TrainControl
+from mlxtui.core.training.cpu_weights import widen_half_weights
 from mlxtui.core.training.datasets import SamplePrompt, sample_prompts
 from mlxtui.core.training.datawatch import DataWatch
 from mlxtui.core.training.errors import TrainingError
@@ -683,6 +684,19 @@ class TrainRun:
                 )
             )
         if cfg.pack:
+            self.emit(
+                ev.Log(
+                    "info",
+                    f"pack: {len(self.plan.rows)} rows of {self.plan.row_tokens} tokens, "
+                    f"{1 - padding:.0%} of them real; {cfg.batch_size} rows a step"
+                    + (
+                        f" (rows shorter than max_seq_length {cfg.max_seq_length}: on the CPU "
+                        "attention costs each row its length squared)"
+                        if self.plan.row_tokens < cfg.max_seq_length
+                        else ""
+                    ),
+                )
+            )
             # packed, an epoch is len(plan) steps of batch_size rows (more examples per step)
             self.total_iters = cfg.resolved_iters(len(self.plan) * cfg.batch_size)
         elif cfg.epochs is not None and self.world.distributed:
@@ -696,6 +710,11 @@ class TrainRun:
         mx.random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         apply_adapters(m, cfg)
+        # the CPU: half-precision weights that are promoted at every matmul become float32
+        # once, for this run (cpu_weights.py)
+        restore_weights = widen_half_weights(m, cfg.fine_tune_type)
+        if restore_weights is not None:
+            self._restore_limits.append(restore_weights)
         if cfg.resume_adapter_file:
             path = Path(cfg.resume_adapter_file)
             if not path.is_file():
@@ -805,10 +824,13 @@ class TrainRun:
             clear_cache_threshold=clear_cache_threshold(cfg),
         )
         batches = self._batches()
+        from mlxtui.core.training.dequant_matmul import float_matmuls
+
         with (
             _mlx_lm_quiet_and_restored(m),
             self._scratch_save_may_fail(),
             packed_attention(m) if cfg.pack else nullcontext(),
+            float_matmuls(m),
             reductions_on_this_thread(),
         ):
             try:

@@ -1,9 +1,10 @@
 """Runs screen: the run history with its figures; open a run to see its loss curves, its
 checkpoints and its settings; chat with, export, continue, rename, tag, note, delete, compare.
 
-The screen reads run folders (plain files, no MLX) through `core.run_history`, in a worker
-thread: a runs folder of many long runs takes seconds to read, and the screen shows "reading
-runs…" meanwhile instead of freezing the dashboard (MLX never runs here). It calls back
+The screen reads run folders (plain files, no MLX) through `core.run_history`, and deletes
+them, in worker threads: a runs folder of many long runs takes seconds to read, and the
+screen shows "reading runs…" meanwhile instead of freezing the dashboard (MLX never runs
+here); deleting a run of many checkpoints takes a while too. It calls back
 into the app for chat (`use(path, label)`) and resume (`resume(run_path)`), and posts
 `LoadSettings` (the run's config into the Config pane) and `ExportAdapter` (the export screen
 with that checkpoint) for the app to act on.
@@ -166,6 +167,22 @@ class RunsScreen(Screen[None]):
             self.runs = runs
             self.error = error
 
+    class DeleteChecked(Message):
+        """The worker's answer to whether `run` may be deleted (`why` not, or None)."""
+
+        def __init__(self, run: RunSummary, why: str | None) -> None:
+            super().__init__()
+            self.run = run
+            self.why = why
+
+    class RunDeleted(Message):
+        """The worker deleted `run`, or could not (`error`)."""
+
+        def __init__(self, run: RunSummary, error: str | None) -> None:
+            super().__init__()
+            self.run = run
+            self.error = error
+
     class ExportAdapter(Message):
         """Open the export screen (fuse, GGUF) with this adapter file."""
 
@@ -187,6 +204,7 @@ class RunsScreen(Screen[None]):
         self.marked: set[Path] = set()
         self._shown: Path | None = None
         self._reads = 0  # reads asked for; only the last one's answer is shown
+        self.deleting: set[Path] = set()  # the runs a worker is deleting now
         self.reading = False
 
     def compose(self) -> ComposeResult:
@@ -445,32 +463,70 @@ class RunsScreen(Screen[None]):
         self._ask("Note:", run.note if run else "", lambda r, t: set_note(r.path, t.strip()))
 
     def action_delete(self) -> None:
-        from mlxtui.core.run_history import delete_run, why_not_delete
-        from mlxtui.tui.screens.modals import ConfirmScreen
-
+        """Check, ask, delete: the check and the deletion read and remove a whole folder (every
+        checkpoint of a long run), so both run in a worker thread; the question in between."""
         run = self._need_run("delete")
         if run is None:
             return
-        why = why_not_delete(run.path)
-        if why:
-            self.notify(why, title="Not deleted", severity="error")
+        if run.path in self.deleting:
+            self.notify(f"{run.name} is being deleted.", severity="warning")
+            return
+        self._check_delete(run)
+
+    @work(thread=True, exit_on_error=False, group="delete-run")
+    def _check_delete(self, run: RunSummary) -> None:
+        from mlxtui.core.run_history import why_not_delete
+
+        try:
+            why = why_not_delete(run.path)
+        except OSError as e:
+            why = f"cannot read {run.path}: {e}; nothing deleted"
+        self.post_message(self.DeleteChecked(run, why))
+
+    @on(DeleteChecked)
+    def _delete_checked(self, message: DeleteChecked) -> None:
+        from mlxtui.tui.screens.modals import ConfirmScreen
+
+        run = message.run
+        if message.why:
+            self.notify(message.why, title="Not deleted", severity="error")
             return
 
         def answered(yes: bool | None) -> None:
-            if not yes:
+            if not yes or run.path in self.deleting:
                 return
-            try:
-                delete_run(run.path)
-            except (RunError, OSError) as e:
-                self.notify(str(e), title="Not deleted", severity="error")
-                return
-            self.notify(f"deleted {run.path}")
-            self.action_reload()
+            self.deleting.add(run.path)
+            self.query_one("#runs-title", Label).update(
+                f"Runs in {self.runs_dir} · deleting {run.name}…"
+            )
+            self._delete(run)
 
         self.app.push_screen(
             ConfirmScreen(f"Delete {run.name} ({run.path}) with its adapters and checkpoints?"),
             answered,
         )
+
+    @work(thread=True, exit_on_error=False, group="delete-run")
+    def _delete(self, run: RunSummary) -> None:
+        from mlxtui.core.run_history import delete_run
+
+        error: str | None = None
+        try:
+            delete_run(run.path)  # checks again: a training may have started since the question
+        except (RunError, OSError) as e:
+            error = str(e)
+        except Exception as e:  # noqa: BLE001 - said on screen, never lost in a worker
+            error = f"{type(e).__name__}: {e}"
+        self.post_message(self.RunDeleted(run, error))
+
+    @on(RunDeleted)
+    def _run_deleted(self, message: RunDeleted) -> None:
+        self.deleting.discard(message.run.path)
+        if message.error:
+            self.notify(message.error, title="Not deleted", severity="error")
+        else:
+            self.notify(f"deleted {message.run.path}")
+        self.action_reload()
 
     # ------------------------------------------------------------ compare
 

@@ -120,6 +120,10 @@ class ConfigForm(VerticalScroll):
         }
         self.suggestions: dict[str, str] = {}
         self._by_id = {widget_id(f.name): f for f in fields}
+        self._rows: dict[str, Horizontal] = {}
+        # A field's note (its error or suggestion) is mounted when it first has text: most never
+        # do, and each widget of this form costs every layout of the Config pane and its mount.
+        self._notes: dict[str, Static] = {}
         self.model_ready = False
         self._estimate_timer: Any = None
 
@@ -140,7 +144,8 @@ class ConfigForm(VerticalScroll):
         yield EstimateView(id="estimate")
         for spec in self.fields:
             wid = widget_id(spec.name)
-            with Horizontal(classes="field-line"):
+            with Horizontal(classes="field-line") as row:
+                self._rows[spec.name] = row
                 label = Label(spec.label or spec.name, classes="field-label")
                 label.tooltip = spec.help or None
                 yield label
@@ -152,7 +157,6 @@ class ConfigForm(VerticalScroll):
                         classes="switch-state",
                         id=f"{wid}-state",
                     )
-            yield Static("", classes="field-note", id=f"{wid}-note")
 
     @staticmethod
     def _editor(spec: FieldSpec, value: Any, wid: str) -> Input | Select[str] | Switch:
@@ -309,10 +313,23 @@ class ConfigForm(VerticalScroll):
             if name in MEMORY_FIELDS and name != "model":
                 self.request_estimate()
 
+    def note_text(self, name: str) -> str:
+        """What the line under the field says (its error, else its suggestion; "" when none)."""
+        note = self._notes.get(name)
+        return str(note.render()) if note is not None and note.display else ""
+
     def _refresh_note(self, name: str) -> None:
-        note = self.query_one(f"#{widget_id(name)}-note", Static)
         error = self.states[name].error
         text = error or self.suggestions.get(name, "")
+        note = self._notes.get(name)
+        if note is None:
+            if not text:
+                return
+            note = Static(Text(text), classes="field-note", id=f"{widget_id(name)}-note")
+            note.set_class(error is not None, "-error")
+            self._notes[name] = note
+            self.mount(note, after=self._rows[name])
+            return
         note.set_class(error is not None, "-error")
         note.update(Text(text))
         note.display = bool(text)

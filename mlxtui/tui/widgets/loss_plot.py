@@ -10,6 +10,7 @@ while the newest `RECENT_POINTS` stay exact.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,8 +19,13 @@ from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
 from mlxtui.tui.palette import TRAIN_CURVE, VAL_CURVE, plot_color
+from mlxtui.tui.ticks import PLOT_SLOT, until_slot
 
-MAX_REDRAWS_PER_SECOND = 4
+MAX_REDRAWS_PER_SECOND = 1 / PLOT_SLOT[0]
+# The most of the UI thread's time the plot may take: plotext builds each figure in Python (5-15 ms
+# here), and while training every millisecond of it is taken from the training thread, which
+# needs the same GIL. A figure that costs more is redrawn less often (2 Hz at 10 ms).
+PLOT_CPU_SHARE = 0.02
 # Beyond this many points a line is thinned for drawing (min/max kept, as when stored).
 MAX_DRAWN_POINTS = 400
 # Points kept per series; decimating down to half of it makes the work per point O(1) amortized.
@@ -100,6 +106,26 @@ def _thin(points: list[Point], limit: int) -> list[Point]:
     return min_max_decimate(points, limit)
 
 
+class TimedPlot(PlotextPlot):
+    """A PlotextPlot that remembers what its last figure cost (CPU seconds of this thread)."""
+
+    build_seconds = 0.0
+
+    def render(self) -> Any:
+        start = time.thread_time()
+        try:
+            return super().render()
+        finally:
+            self.build_seconds = time.thread_time() - start
+
+
+def on_screen(widget: Widget) -> bool:
+    """Whether some of `widget` is seen now: not hidden, not in a pane beside the shown one,
+    not scrolled out of its pane. A refresh of a widget that is not makes Textual arrange all
+    the screen's widgets again at the next frame (its full compositor map)."""
+    return widget.screen.can_view_partial(widget)
+
+
 class LossPlot(Widget):
     """Live loss curves. Call `add_train`, `add_val`, `reset`; the widget redraws itself."""
 
@@ -113,13 +139,15 @@ class LossPlot(Widget):
         self.train_points: list[tuple[int, float]] = []
         self.val_points: list[tuple[int, float]] = []
         self._dirty = True
+        self._drawn_at = 0.0
+        self._seen = False  # on screen at the last tick
 
     def compose(self) -> ComposeResult:
-        yield PlotextPlot()
+        yield TimedPlot()
 
     def on_mount(self) -> None:
         self._redraw()
-        self.set_interval(1 / MAX_REDRAWS_PER_SECOND, self._redraw_if_dirty)
+        self._tick()
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw())
 
     def add_train(self, iteration: int, loss: float) -> None:
@@ -156,12 +184,25 @@ class LossPlot(Widget):
         self.val_points.clear()
         self._dirty = True
 
+    def _tick(self) -> None:
+        """Every PLOT_SLOT interval, at its phase: never in the status line's frame (ticks.py)."""
+        self._redraw_if_dirty()
+        self.set_timer(max(until_slot(PLOT_SLOT, time.monotonic() + 0.01), 0.001), self._tick)
+
     def _redraw_if_dirty(self) -> None:
-        if self._dirty:
+        """Draw new points: only while on screen (a hidden plot keeps its last figure, shown at
+        once when its pane comes back, and redrawn at the next tick), and within PLOT_CPU_SHARE."""
+        seen, self._seen = self._seen, on_screen(self)
+        if not self._dirty or not self._seen:
+            return
+        cost = self.query_one(TimedPlot).build_seconds
+        wait = max(1 / MAX_REDRAWS_PER_SECOND, cost / PLOT_CPU_SHARE)
+        if not seen or time.monotonic() - self._drawn_at >= wait - 0.01:
             self._redraw()
 
     def _redraw(self) -> None:
         self._dirty = False
+        self._drawn_at = time.monotonic()
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
         plt.clear_data()

@@ -21,11 +21,12 @@ from textual_plotext import PlotextPlot
 from mlxtui.core import events as ev
 from mlxtui.core.config import ConfigError, TrainConfig, get_field, schedule_preview
 from mlxtui.tui.palette import CURRENT_MARK, LR_CURVE, plot_color
+from mlxtui.tui.ticks import LOSS_LINE_SLOT, until_slot
 from mlxtui.tui.widgets.loss_plot import LossPlot, integer_ticks
 
 # A training's steps reach the lr line (and the schedule's mark) at most this often: each draw is
 # a frame of the UI thread, whose time the training's thread waits for (the GIL).
-STEP_DRAW_INTERVAL_S = 0.25
+STEP_DRAW_INTERVAL_S = LOSS_LINE_SLOT[0]
 
 
 def lr_label(value: float) -> str:
@@ -178,11 +179,9 @@ class LossPane(Vertical):
         if norm is not None:
             self.current_grad_norm = norm
         if self._step_timer is None:
-            wait = STEP_DRAW_INTERVAL_S - (time.monotonic() - self._step_drawn_at)
-            if wait <= 0:
-                self._draw_step()
-            else:
-                self._step_timer = self.set_timer(wait, self._draw_step)
+            # in a slot of its own: not in the status line's frame (mlxtui/tui/ticks.py)
+            wait = until_slot(LOSS_LINE_SLOT, self._step_drawn_at + STEP_DRAW_INTERVAL_S)
+            self._step_timer = self.set_timer(max(wait, 0.001), self._draw_step)
 
     def train_finished(self) -> None:
         """The last step's figures at once."""

@@ -20,6 +20,7 @@ from textual.widgets import Label, Sparkline, Static
 from mlxtui.core import events as ev
 from mlxtui.core.memory import MemoryHistory, MemorySample
 from mlxtui.tui import messages
+from mlxtui.tui.widgets.loss_plot import on_screen
 
 # The figures' lines: always this many rows, none wraps (a line wider than the pane ends in "…"),
 # so a new sample redraws them in place instead of laying the whole screen out again.
@@ -229,7 +230,12 @@ class MemoryGauge(VerticalScroll):
         self.query_one("#mem-text", Static).update(text, layout=False)
         self.set_pressure(pressure)
         for key, _label, _field in SERIES:
-            self.query_one(f"#spark-{key}", Sparkline).data = list(self._series[key])
+            spark = self.query_one(f"#spark-{key}", Sparkline)
+            # below the pane's fold (120x40) or in a pane beside the shown one (80x24), a line
+            # takes its data at the first sample it is seen: refreshing it unseen cost ~10 ms of
+            # the UI thread once a sample (on_screen)
+            if on_screen(spark):
+                spark.data = list(self._series[key])
 
     def set_pressure(self, level: str) -> None:
         for name in ("green", "yellow", "red"):

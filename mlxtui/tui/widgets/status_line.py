@@ -9,12 +9,14 @@ from rich.text import Text
 from textual.widgets import Static
 
 from mlxtui.tui.status import Status, status_text
+from mlxtui.tui.ticks import STATUS_SLOT, until_slot
 
-# While training, a step's figures reach the line at most this often (what the eye follows). The
-# draw also comes in a frame of its own: a frame holding this full-width bottom row and a row of
+# While training, a step's figures reach the line at most this often (twice a second: each draw is
+# a frame, whose CPU the training thread waits for). The draw also comes in a frame of its own
+# (mlxtui/tui/ticks.py): a frame holding this full-width bottom row and a row of
 # a pane (the Loss pane's lr line, drawn each step) repaints every widget between them, the
 # Config form's ~100 included: about 7 ms of CPU here, against 0.4 + 0.9 ms for the two apart.
-TRAINING_DRAW_INTERVAL_S = 0.25
+TRAINING_DRAW_INTERVAL_S = STATUS_SLOT[0]
 
 
 class StatusLine(Static):
@@ -39,8 +41,8 @@ class StatusLine(Static):
         if self.shown is None or not (self.shown.state == status.state == "training"):
             self._draw()
         elif self._timer is None:
-            wait = TRAINING_DRAW_INTERVAL_S - (time.monotonic() - self._drawn_at)
-            self._timer = self.set_timer(max(wait, 0.05), self._draw)
+            wait = until_slot(STATUS_SLOT, self._drawn_at + TRAINING_DRAW_INTERVAL_S)
+            self._timer = self.set_timer(max(wait, 0.001), self._draw)
 
     def _draw(self) -> None:
         if self._timer is not None:
