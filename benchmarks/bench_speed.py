@@ -60,7 +60,7 @@ def synthetic_chat(out: Path, tokenizer_dir: Path, n_train: int, seed: int = 0) 
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     lengths: list[int] = []
-    for split, n in (("train", n_train), ("valid", 8)):
+    for split, n in (("train", n_train), ("valid", 32)):  # 32: enough for packed batches of 32 rows
         lines = []
         for _ in range(n):
             target = rng.randint(150, 400)

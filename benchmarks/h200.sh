@@ -72,4 +72,34 @@ stage5c)
   timeout 120 $B/bench_chunked_loss.py --hidden 2048 --layers 2 --rounds 1 --compile --steps 2 --memory-limit-gb 4
   timeout 120 $B/bench_chunked_loss.py --hidden 2048 --layers 2 --rounds 1 --compile --steps 2 --chunk-tokens 64
   ;;
+stage6a)
+  # session of 2026-12-01: the figures at the current main. Warm-up, then 1B bf16
+  timeout 170 $B/bench_train.py --preset smollm2-135m --iters 8 --layers 4
+  V="--grad-checkpoint --iters 40 --skip 12"
+  timeout $((490 - SECONDS)) $B/bench_speed.py --preset llama-3.2-1b --layers 16 --rounds 2 $V --variants mlx_lm.lora,mlxtui,mlxtui--pack
+  ;;
+stage6b)
+  # 3B bf16 (8 packed rows of 2048) and the 3B 4-bit quick-start shape, one round each
+  V="--grad-checkpoint --iters 40 --skip 12 --rounds 1"
+  timeout 330 $B/bench_speed.py --preset llama-3.2-3b --layers 16 $V --pack-batch-size 8 --variants mlx_lm.lora,mlxtui,mlxtui--pack
+  timeout $((570 - SECONDS)) $B/bench_speed.py --preset llama-3.2-3b --bits 4 --layers 1 $V --variants mlx_lm.lora,mlxtui,mlxtui--pack
+  ;;
+stage6c)
+  # 3B bf16 two more rounds (rows of 2048), then 1B one more round
+  V="--grad-checkpoint --iters 40 --skip 12"
+  timeout 330 $B/bench_speed.py --preset llama-3.2-3b --layers 16 $V --rounds 2 --pack-batch-size 8 --variants mlx_lm.lora,mlxtui,mlxtui--pack
+  timeout $((540 - SECONDS)) $B/bench_speed.py --preset llama-3.2-1b --layers 16 --rounds 1 $V --variants mlx_lm.lora,mlxtui,mlxtui--pack
+  ;;
+stage6d)
+  # shorter packed rows, as many tokens a step: --max-seq-length near the longest example (456
+  # tokens: nothing is cut, for mlx-lm either) with the packed batch scaled up
+  V="--grad-checkpoint --iters 40 --skip 12 --rounds 1"
+  timeout 200 $B/bench_speed.py --preset llama-3.2-3b --layers 16 $V --max-seq-length 640 --pack-batch-size 24 --variants mlx_lm.lora,mlxtui--pack
+  timeout 200 $B/bench_speed.py --preset llama-3.2-3b --layers 16 $V --max-seq-length 1024 --pack-batch-size 16 --variants mlx_lm.lora,mlxtui--pack
+  ;;
+stage6e)
+  V="--grad-checkpoint --iters 40 --skip 12 --rounds 1"
+  timeout 150 $B/bench_speed.py --preset llama-3.2-1b --layers 16 $V --max-seq-length 640 --pack-batch-size 12 --variants mlx_lm.lora,mlxtui--pack
+  timeout 150 $B/bench_speed.py --preset llama-3.2-3b --bits 4 --layers 1 $V --max-seq-length 640 --pack-batch-size 12 --variants mlx_lm.lora,mlxtui--pack
+  ;;
 esac

@@ -127,11 +127,14 @@ class BatchPlan:
         # a row holds max_seq_length tokens, rounded up to the quantum (one shape the GPU likes)
         self.row_tokens = -(-max_seq_length // self.quantum) * self.quantum
         self.rows: list[list[int]] = []
+        # packed on the GPU: what to pass for cheaper shorter rows, when they would pay
+        self.shorter_rows: str | None = None
         if pack:
             from mlxtui.core.training.packing import (
                 CPU_ROW_COST_TOKENS,
                 choose_row_tokens,
                 pack_rows,
+                shorter_rows_advice,
             )
 
             cut = [min(n, max_seq_length) for n in lengths]
@@ -141,6 +144,8 @@ class BatchPlan:
             self.row_tokens = choose_row_tokens(
                 cut, self.row_tokens, self.quantum, CPU_ROW_COST_TOKENS if cpu_rows else None
             )
+            if not cpu_rows:
+                self.shorter_rows = shorter_rows_advice(cut, self.row_tokens, self.quantum, batch_size)
             self.rows = pack_rows(cut, self.row_tokens)
             # A step takes `width` rows, dealt out afresh each epoch (batch_indices): only whole
             # steps, so no step trains a few rows beside empty ones, and the rows left over

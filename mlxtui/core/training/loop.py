@@ -697,6 +697,8 @@ class TrainRun:
                     ),
                 )
             )
+            if self.plan.shorter_rows:
+                self.emit(ev.Log("info", f"pack: {self.plan.shorter_rows}"))
             # packed, an epoch is len(plan) steps of batch_size rows (more examples per step)
             self.total_iters = cfg.resolved_iters(len(self.plan) * cfg.batch_size)
         elif cfg.epochs is not None and self.world.distributed:

@@ -61,6 +61,13 @@ def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
 # of a short row: the back-end computes attention over the whole row_tokens x row_tokens block
 # mask (scores, mask, softmax), elementwise (benchmarks/profile_cpu_step.py measures it).
 CPU_ROW_COST_TOKENS = 1000
+# On the GPU (MLX CUDA, H200) the same form fits the measured cost per column of packed 3B
+# bf16 steps with rows of 640, 1024 and 2048 tokens (32.9, 33.6, 37.7 us; benchmarks/README.md,
+# 2026-12-01): attention over the whole row is a smaller share there, but it is not free.
+GPU_ROW_COST_TOKENS = 8800
+# The GPU keeps rows of max_seq_length (the field's convention: a user's batch of packed rows);
+# the run's log suggests shorter ones when they would save at least this share per real token.
+SHORTER_ROWS_WORTH = 0.05
 # choose_row_tokens packs at most this many lengths per candidate row length.
 SAMPLE = 2000
 
@@ -82,14 +89,39 @@ def choose_row_tokens(lengths: list[int], cap: int, quantum: int, cost_tokens: i
     low = -(-longest // quantum) * quantum
     fine = range(low, 2 * low + 1, quantum)
     candidates = sorted({min(cap, row) for row in [*fine, 3 * low, 4 * low, 8 * low, 16 * low]})
-    sample = [min(n, cap) for n in lengths[:: -(-len(lengths) // SAMPLE)]]
-    real = sum(sample)
+    cut = [min(n, cap) for n in lengths]
+    return min(candidates, key=lambda row: (row_cost(cut, row, cost_tokens), row))
 
-    def cost(row: int) -> float:
-        n_rows = len(pack_rows(sample, row))
-        return (1 + row / cost_tokens) * row * n_rows / real
 
-    return min(candidates, key=lambda row: (cost(row), row))
+def row_cost(lengths: list[int], row: int, cost_tokens: int) -> float:
+    """Estimated cost per real token of packing `lengths` into rows of `row` tokens."""
+    sample = lengths[:: -(-len(lengths) // SAMPLE)]
+    return (1 + row / cost_tokens) * row * len(pack_rows(sample, row)) / sum(sample)
+
+
+def shorter_rows_advice(lengths: list[int], row_tokens: int, quantum: int, batch_size: int) -> str | None:
+    """On the GPU: what to pass for rows shorter than `row_tokens` when they would cost at least
+    SHORTER_ROWS_WORTH less per real token, keeping about as many tokens a step; None if not.
+
+    `lengths` are the examples' lengths already cut to max_seq_length; the suggested row holds
+    the longest of them, so the suggested --max-seq-length truncates nothing.
+    """
+    if not lengths:
+        return None
+    best = choose_row_tokens(lengths, row_tokens, quantum, GPU_ROW_COST_TOKENS)
+    if best >= row_tokens:
+        return None
+    now, then = row_cost(lengths, row_tokens, GPU_ROW_COST_TOKENS), row_cost(lengths, best, GPU_ROW_COST_TOKENS)
+    saving = 1 - then / now
+    if saving < SHORTER_ROWS_WORTH:
+        return None
+    rows = max(batch_size, round(batch_size * row_tokens / best))
+    return (
+        f"rows of {best} tokens would cost about {saving:.0%} less per real token on this data "
+        f"(attention spans the whole row; the longest example has {max(lengths)} tokens): "
+        f"--max-seq-length {best} --batch-size {rows} (max_seq_length: {best}, batch_size: {rows}) "
+        "keeps about as many tokens a step"
+    )
 
 
 def collate_packed(
