@@ -217,6 +217,42 @@ def test_top_k_and_min_p_narrow_the_sampled_tokens(
     assert any(_answer([*wild, "--seed", s], monkeypatch)[0] != greedy for s in ("1", "2", "3"))
 
 
+def test_repetition_penalty_acts_as_mlx_lm_s_logits_processor(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Greedy answers: with --repetition-penalty 1.8 the same tokens as mlx-lm's own
+    stream_generate with make_logits_processors(1.8, 20) on the same prompt, and other tokens
+    than without it (the random tiny model repeats itself greedily); 1 is off."""
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+    base = ["--model", str(tiny_model_dir), "-p", PROMPT, "-m", "24", "--temp", "0", "--verbose", "F"]
+    plain, _ = _answer(base, monkeypatch)
+    assert _answer([*base, "--repetition-penalty", "1"], monkeypatch)[0] == plain
+    penalised, _ = _answer([*base, "--repetition-penalty", "1.8"], monkeypatch)
+    assert penalised != plain
+    model, tok = mlx_load(str(tiny_model_dir))
+    prompt = render_prompt(tok, [{"role": "user", "content": PROMPT}])
+    processors = make_logits_processors(repetition_penalty=1.8, repetition_context_size=20)
+    expected = "".join(
+        r.text
+        for r in stream_generate(
+            model, tok, prompt, max_tokens=24, sampler=make_sampler(temp=0.0), logits_processors=processors
+        )
+    )
+    assert penalised == expected + "\n"
+    # the context size acts too: a window of 1 token penalises only the last one
+    narrow, _ = _answer([*base, "--repetition-penalty", "1.8", "--repetition-context-size", "1"], monkeypatch)
+    processors = make_logits_processors(repetition_penalty=1.8, repetition_context_size=1)
+    expected = "".join(
+        r.text
+        for r in stream_generate(
+            model, tok, prompt, max_tokens=24, sampler=make_sampler(temp=0.0), logits_processors=processors
+        )
+    )
+    assert narrow == expected + "\n"
+
+
 def test_ignore_chat_template_sends_the_raw_prompt(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,6 +276,9 @@ def test_sampling_flags_out_of_range_are_refused(monkeypatch: pytest.MonkeyPatch
     for argv, says in [
         (["--top-k", "-1"], "--top-k must be 0 (off) or more"),
         (["--min-p", "1.5"], "--min-p must be in [0, 1]"),
+        (["--repetition-penalty", "0.5"], "--repetition-penalty must be from 1 (off) to 2, not 0.5"),
+        (["--repetition-penalty", "3"], "--repetition-penalty must be from 1 (off) to 2, not 3"),
+        (["--repetition-context-size", "0"], "--repetition-context-size must be at least 1"),
         (["--ignore-chat-template", "--system-prompt", "be brief"], "--system-prompt needs the chat template"),
     ]:
         code, _, err = _run(["--model", "demo", *argv], monkeypatch)

@@ -105,6 +105,7 @@ async def edit_and_quit(pilot: Any, app: MlxtuiApp) -> None:
     form.set_value("iters", "123")
     chat = app.query_one(ChatPane)
     chat.query_one("#chat-temp", Input).value = "0.3"
+    chat.query_one("#chat-rep", Input).value = "1.2"
     chat.query_one("#chat-system", Input).value = "Answer in French."
     chat.select_weights("base")
     app.theme = "textual-light"
@@ -152,6 +153,7 @@ async def test_the_next_session_opens_with_the_last_ones_settings(last_session):
         assert form.query_one("#field-learning_rate", Input).value == "0.0003"
         chat = again.query_one(ChatPane)
         assert chat.query_one("#chat-temp", Input).value == "0.3"
+        assert chat.query_one("#chat-rep", Input).value == "1.2"
         assert chat.system_prompt == "Answer in French." and chat.weights == "base"
         assert again.theme == "textual-light"
         assert again.query_one(DatasetBrowser).split == "valid"

@@ -90,13 +90,14 @@ async def test_chat_weights_history_system_prompt_clear_copy_and_ab(tmp_path: Pa
         chat.query_one("#chat-system", Input).value = "Answer briefly."
         chat.query_one("#chat-temp", Input).value = "0.2"
         chat.query_one("#chat-max", Input).value = "64"
+        chat.query_one("#chat-rep", Input).value = "1.3"
 
         # Turn 1: the current adapter, with the system prompt first.
         await ask(pilot, chat, "hi")
         job = engine.jobs[-1]
         assert isinstance(job, Generate)
         assert job.weights == "adapter"
-        assert (job.temperature, job.top_p, job.max_tokens) == (0.2, 0.95, 64)
+        assert (job.temperature, job.top_p, job.max_tokens, job.repetition_penalty) == (0.2, 0.95, 64, 1.3)
         system = {"role": "system", "content": "Answer briefly."}
         assert job.messages == [system, {"role": "user", "content": "hi"}]
 
@@ -133,6 +134,17 @@ async def test_chat_weights_history_system_prompt_clear_copy_and_ab(tmp_path: Pa
         assert chat.query_one("#chat-input", Input).value == "nope"
         assert temp.value == "3"
         temp.value = "0.2"
+        # so is a repetition penalty outside mlx-lm's useful range (1 is off)
+        rep = chat.query_one("#chat-rep", Input)
+        rep.value = "2.5"
+        await pilot.pause()
+        assert rep.has_class("-invalid")
+        chat.query_one("#chat-input", Input).value = ""
+        chat.query_one("#chat-input", Input).focus()
+        await pilot.press(*"nope", "enter")
+        await pilot.pause()
+        assert len(engine.jobs) == n_jobs
+        rep.value = "1.3"
         chat.query_one("#chat-input", Input).value = ""
 
         # Copy the last reply (OSC 52 and the app's clipboard).
@@ -150,7 +162,7 @@ async def test_chat_weights_history_system_prompt_clear_copy_and_ab(tmp_path: Pa
         job = engine.jobs[-1]
         assert isinstance(job, Compare)
         assert job.messages == [system, {"role": "user", "content": "compare"}]
-        assert (job.temperature, job.max_tokens) == (0.2, 64)
+        assert (job.temperature, job.max_tokens, job.repetition_penalty) == (0.2, 64, 1.3)
         row = chat.query_one(ABRow)
         a, b = row.query(Bubble)
         assert (a.title, b.title) == ("A · base", "B · adapter")

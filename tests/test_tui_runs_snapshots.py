@@ -112,15 +112,25 @@ async def open_runs(pilot: Any) -> None:
     # takes at most PLOT_CPU_SHARE of the time): wait until it has drawn the run's points
     from mlxtui.tui.widgets.loss_plot import LossPlot
 
-    for _ in range(400):
+    def ready() -> bool:
         plot = pilot.app.screen.query_one(LossPlot)
         table = pilot.app.screen.query_one("#runs-table", DataTable)
-        # the table measures its new rows' columns when its queue is idle (once seen late)
-        measured = next(iter(table.columns.values())).content_width > len("run")
-        if plot.train_points and not plot._dirty and measured:
+        # the table measures its new rows' columns when its queue is idle (seen late in CI,
+        # and once as the shot was taken): every column at least as wide as its widest cell
+        measured = not table._require_update_dimensions and all(
+            column.content_width >= max((len(str(c)) for c in table.get_column(key)), default=0)
+            for key, column in table.columns.items()
+        )
+        return bool(plot.train_points) and not plot._dirty and measured
+
+    for _ in range(3):  # ready, and still ready a moment later
+        for _ in range(800):
+            if ready():
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        if ready():
             break
-        await pilot.pause(0.05)
-    await pilot.pause(0.3)
 
 
 def test_runs_screen_120x40(snap_compare: Any, runs_here: None) -> None:

@@ -89,6 +89,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help=f"sample only among the k likeliest tokens (default {DEFAULT_TOP_K}: off; 1 is greedy)",
     )
     p.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="divide the scores of tokens among the last --repetition-context-size by this, "
+        "1-2 (default 1: off; 1.1-1.3 calms an adapter that repeats itself; mlx-lm server's "
+        "repetition_penalty)",
+    )
+    p.add_argument(
+        "--repetition-context-size",
+        type=int,
+        default=20,
+        help="how many of the last tokens the repetition penalty looks at (default 20)",
+    )
+    p.add_argument(
         "--ignore-chat-template",
         action="store_true",
         help="send the prompt as it is, without the tokenizer's chat template",
@@ -138,6 +152,13 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--min-p must be in [0, 1] (0: off), not {args.min_p}"
     if args.top_k < 0:
         return f"--top-k must be 0 (off) or more, not {args.top_k}"
+    from mlxtui.core.generation import REPETITION_PENALTY_RANGE
+
+    lo, hi = REPETITION_PENALTY_RANGE
+    if not lo <= args.repetition_penalty <= hi:
+        return f"--repetition-penalty must be from {lo:g} (off) to {hi:g}, not {args.repetition_penalty:g}"
+    if args.repetition_context_size < 1:
+        return f"--repetition-context-size must be at least 1, not {args.repetition_context_size}"
     if args.ignore_chat_template and args.system_prompt is not None:
         return (
             "--system-prompt needs the chat template: leave out --ignore-chat-template, "
@@ -197,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
                 min_p=args.min_p,
                 top_k=args.top_k,
                 ignore_chat_template=args.ignore_chat_template,
+                repetition_penalty=args.repetition_penalty,
+                repetition_context_size=args.repetition_context_size,
             )
         )
     except EngineError as e:

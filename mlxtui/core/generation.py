@@ -154,6 +154,20 @@ def _plain_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return list(tokenizer.encode(text))
 
 
+# the chat pane's and `mlxtui generate`'s bounds (mlx-lm takes any penalty >= 0; below 1 it
+# favours repeats, above about 2 it garbles the answer)
+REPETITION_PENALTY_RANGE = (1.0, 2.0)
+
+
+def check_repetition(penalty: float, context_size: int) -> None:
+    """ValueError naming the bound a repetition setting is outside of."""
+    lo, hi = REPETITION_PENALTY_RANGE
+    if not lo <= penalty <= hi:
+        raise ValueError(f"repetition_penalty must be from {lo:g} (off) to {hi:g}, not {penalty:g}")
+    if context_size < 1:
+        raise ValueError(f"repetition_context_size must be at least 1, not {context_size}")
+
+
 def stream_reply(
     model: Any,
     tokenizer: Any,
@@ -167,17 +181,22 @@ def stream_reply(
     min_p: float = 0.0,
     top_k: int = 0,
     ignore_chat_template: bool = False,
+    repetition_penalty: float = 1.0,
+    repetition_context_size: int = 20,
 ) -> Iterator[GenerationChunk]:
     """Stream the assistant's answer; the last chunk has a finish_reason.
 
     temperature 0 is greedy; top_p, min_p and top_k narrow the sampled tokens as mlx-lm's
-    make_sampler does (top_k 0 and min_p 0: off). ignore_chat_template sends the one user
+    make_sampler does (top_k 0 and min_p 0: off). repetition_penalty (1: off) divides the
+    positive logits (multiplies the negative ones) of the tokens among the last
+    repetition_context_size, as mlx-lm's make_logits_processors does: an adapter trained
+    briefly on little data tends to repeat itself. ignore_chat_template sends the one user
     message's text as it is (`raw_prompt`). `should_stop` is read before every token: when it
     turns true the stream ends at once with finish_reason "stopped".
     """
     import mlx.core as mx
     from mlx_lm import stream_generate
-    from mlx_lm.sample_utils import make_sampler
+    from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
@@ -185,6 +204,7 @@ def stream_reply(
         raise ValueError(f"top_k must be 0 (off) or more, not {top_k}")
     if not 0.0 <= min_p <= 1.0:
         raise ValueError(f"min_p must be in [0, 1] (0: off), not {min_p}")
+    check_repetition(repetition_penalty, repetition_context_size)
     if seed is not None:
         mx.random.seed(seed)
     model.eval()  # a model fresh from training may still have dropout on
@@ -194,7 +214,16 @@ def stream_reply(
     if should_stop():
         yield GenerationChunk("", len(prompt), 0, 0.0, 0.0, mx.get_peak_memory() / 1e9, "stopped")
         return
-    gen = stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler)
+    processors = (
+        make_logits_processors(
+            repetition_penalty=repetition_penalty, repetition_context_size=repetition_context_size
+        )
+        if repetition_penalty != 1.0
+        else None
+    )
+    gen = stream_generate(
+        model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler, logits_processors=processors
+    )
     try:
         for r in gen:
             last = r

@@ -40,7 +40,7 @@ def session_path() -> Path:
 @dataclass
 class Session:
     form: dict[str, str] = field(default_factory=dict)  # field name -> the text typed
-    chat: dict[str, str] = field(default_factory=dict)  # system, temp, top_p, max, weights
+    chat: dict[str, str] = field(default_factory=dict)  # system, temp, top_p, max, rep, weights
     theme: str | None = None
     dataset_split: str | None = None
 

@@ -38,8 +38,8 @@ from mlxtui.tui.screens.modals import ConfirmScreen, ErrorModal, HelpScreen
 from mlxtui.tui.screens.runs import RunsScreen
 from mlxtui.tui.status import STOPPING_MESSAGE, Status, apply_event, status_text
 from mlxtui.tui.themes import DEFAULT_THEME, discover_themes
+from mlxtui.tui.widgets.chat import REMEMBERED, ChatPane
 from mlxtui.tui.widgets.chat import SETTINGS as CHAT_SETTINGS
-from mlxtui.tui.widgets.chat import ChatPane
 from mlxtui.tui.widgets.config_form import ConfigForm
 from mlxtui.tui.widgets.dataset_browser import DatasetBrowser
 from mlxtui.tui.widgets.footer import Footer
@@ -969,7 +969,7 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
         if session is None:
             return
         chat = self.query_one(ChatPane)
-        for key, input_id in (("system", "#chat-system"), ("temp", "#chat-temp"), ("top_p", "#chat-top-p"), ("max", "#chat-max")):
+        for key, input_id in REMEMBERED:
             if key in session.chat:
                 chat.query_one(input_id).value = session.chat[key]  # type: ignore[attr-defined]
         weights = session.chat.get("weights")
@@ -985,7 +985,7 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
         chat = self.query_one(ChatPane)
         values = {
             key: chat.query_one(input_id).value  # type: ignore[attr-defined]
-            for key, input_id in (("system", "#chat-system"), ("temp", "#chat-temp"), ("top_p", "#chat-top-p"), ("max", "#chat-max"))
+            for key, input_id in REMEMBERED
         }
         values |= {"weights": chat.weights, "weights_label": chat.weights_label()}
         return Session(

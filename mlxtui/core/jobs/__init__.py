@@ -73,6 +73,8 @@ class Generate(Job):
     min_p: float = 0.0  # 0: off (mlx-lm's make_sampler)
     top_k: int = 0  # 0: off
     ignore_chat_template: bool = False  # the one user message's text, without the template
+    repetition_penalty: float = 1.0  # 1: off (mlx-lm's make_logits_processors)
+    repetition_context_size: int = 20
     kind: str = field(init=False, default="generate")
 
 
@@ -84,6 +86,7 @@ class Compare(Job):
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int = 256
+    repetition_penalty: float = 1.0  # both answers alike
     kind: str = field(init=False, default="compare")
 
 

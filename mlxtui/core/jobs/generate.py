@@ -67,10 +67,12 @@ def stream(ctx: JobContext, slot_name: str, base: bool) -> dict[str, Any]:
                 top_p=job.top_p,
                 max_tokens=job.max_tokens,
                 should_stop=job.cancel.is_set,
+                repetition_penalty=job.repetition_penalty,
                 # Compare has none of these: its answers use the defaults (off, the template)
                 min_p=getattr(job, "min_p", 0.0),
                 top_k=getattr(job, "top_k", 0),
                 ignore_chat_template=getattr(job, "ignore_chat_template", False),
+                repetition_context_size=getattr(job, "repetition_context_size", 20),
             )
         )
         for chunk in chunks:

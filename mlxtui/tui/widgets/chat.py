@@ -104,6 +104,23 @@ SETTINGS = (
     ("chat-temp", "temp", "0.7", Number(minimum=0.0, maximum=2.0), "a number from 0 to 2"),
     ("chat-top-p", "top-p", "0.95", Function(_top_p_ok), "a number above 0, at most 1"),
     ("chat-max", "max", "256", Integer(minimum=1, maximum=32768), "a whole number from 1 to 32768"),
+    # mlx-lm's repetition penalty over the last 20 tokens (1: off): calms a young adapter's loops
+    ("chat-rep", "rep", "1.0", Number(minimum=1.0, maximum=2.0), "a number from 1 (off) to 2"),
+)
+# the settings' input ids and the Send fields they fill
+SETTING_FIELDS = {
+    "chat-temp": "temperature",
+    "chat-top-p": "top_p",
+    "chat-max": "max_tokens",
+    "chat-rep": "repetition_penalty",
+}
+# what session memory keeps of the chat (key -> input id)
+REMEMBERED = (
+    ("system", "#chat-system"),
+    ("temp", "#chat-temp"),
+    ("top_p", "#chat-top-p"),
+    ("max", "#chat-max"),
+    ("rep", "#chat-rep"),
 )
 
 
@@ -115,7 +132,7 @@ class ChatPane(Widget):
     ChatPane #chat-settings Input { border: none; height: 1; padding: 0 1; margin-right: 1; }
     ChatPane #chat-settings Input.-invalid { background: $error 40%; }
     ChatPane #chat-system { width: 1fr; }
-    ChatPane #chat-temp, ChatPane #chat-top-p, ChatPane #chat-max { width: 7; }
+    ChatPane #chat-temp, ChatPane #chat-top-p, ChatPane #chat-max, ChatPane #chat-rep { width: 7; }
     ChatPane #chat-log { height: 1fr; }
     ChatPane #chat-bar { height: 3; }
     ChatPane #chat-input { width: 1fr; }
@@ -138,6 +155,7 @@ class ChatPane(Widget):
             temperature: float = 0.7,
             top_p: float = 0.95,
             max_tokens: int = 256,
+            repetition_penalty: float = 1.0,
         ) -> None:
             super().__init__()
             self.messages = messages
@@ -145,6 +163,7 @@ class ChatPane(Widget):
             self.temperature = temperature
             self.top_p = top_p
             self.max_tokens = max_tokens
+            self.repetition_penalty = repetition_penalty
 
         def job(self) -> Any:
             from mlxtui.core.engine import Compare, Generate
@@ -155,6 +174,7 @@ class ChatPane(Widget):
                     temperature=self.temperature,
                     top_p=self.top_p,
                     max_tokens=self.max_tokens,
+                    repetition_penalty=self.repetition_penalty,
                 )
             return Generate(
                 self.messages,
@@ -162,6 +182,7 @@ class ChatPane(Widget):
                 top_p=self.top_p,
                 max_tokens=self.max_tokens,
                 weights=self.weights,
+                repetition_penalty=self.repetition_penalty,
             )
 
     class StopRequested(Message):
@@ -212,7 +233,6 @@ class ChatPane(Widget):
         """The sampling settings, and a message per field that holds a bad value."""
         values: dict[str, float | int] = {}
         errors: list[str] = []
-        names = {"chat-temp": "temperature", "chat-top-p": "top_p", "chat-max": "max_tokens"}
         for input_id, label, _default, _validator, what in SETTINGS:
             field = self.query_one(f"#{input_id}", Input)
             result = field.validate(field.value)
@@ -220,7 +240,7 @@ class ChatPane(Widget):
                 errors.append(f"{label}: {field.value!r} is not {what}")
                 continue
             raw = field.value.strip()
-            values[names[input_id]] = int(raw) if input_id == "chat-max" else float(raw)
+            values[SETTING_FIELDS[input_id]] = int(raw) if input_id == "chat-max" else float(raw)
         return values, errors
 
     def messages_to_send(self) -> list[dict[str, str]]:
