@@ -253,3 +253,26 @@ async def test_sparklines_off_the_screen_wait_to_be_seen_and_then_show_every_sam
         from_engine_thread(app, ev.MemorySampled(sample(4), None))
         swap = app.query_one("#spark-swap", Sparkline)
         assert await wait_for(pilot, lambda: len(swap.data or []) == len(gauge._series["swap"]) >= 4)
+
+
+async def test_the_memory_pane_scrolls_from_the_keyboard_and_letters_still_act() -> None:
+    """3 puts the focus in the memory figures, whose lower sparklines are below the fold at
+    120x40: the arrow and page keys scroll them; t, p, s and q are still the app's."""
+    app, box = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        gauge = app.query_one(MemoryGauge)
+        assert await wait_for(pilot, lambda: gauge.latest is not None)
+        await pilot.press("3")
+        await pilot.pause()
+        assert app.focused is gauge and app.active_pane == 2
+        assert gauge.max_scroll_y > 0 and gauge.scroll_y == 0
+        await pilot.press("down")
+        assert await wait_for(pilot, lambda: gauge.scroll_y == 1)
+        await pilot.press("end")
+        assert await wait_for(pilot, lambda: gauge.scroll_y == gauge.max_scroll_y)
+        assert app.screen.can_view_partial(app.query_one("#spark-swap"))
+        await pilot.press("home")
+        assert await wait_for(pilot, lambda: gauge.scroll_y == 0)
+        await pilot.press("t")  # the focus in the gauge takes no letter: training starts
+        assert await wait_for(pilot, lambda: app.status.state == "done")
+        assert len(box["engine"].jobs) >= 1

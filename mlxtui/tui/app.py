@@ -274,7 +274,9 @@ class MlxtuiApp(LaunchMixin, CockpitMixin, WorkbenchMixin, App[int]):
                 "pane-data": DatasetBrowser(id="dataset"),
                 "pane-chat": ChatPane(id="chat"),
             }
-            focus = {"pane-data": "#ds-table", "pane-chat": "#chat-input"}
+            # the memory figures scroll (the sparklines sit below the fold at 120x40): 3, then
+            # the arrow and page keys, as in the dataset list
+            focus = {"pane-memory": "#memory-gauge", "pane-data": "#ds-table", "pane-chat": "#chat-input"}
             for i, (pane_id, title) in enumerate(PANES, start=1):
                 yield Pane(
                     children[pane_id], id=pane_id, title=f"{i} {title}", focus=focus.get(pane_id)
