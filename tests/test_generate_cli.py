@@ -233,24 +233,18 @@ def test_repetition_penalty_acts_as_mlx_lm_s_logits_processor(
     assert penalised != plain
     model, tok = mlx_load(str(tiny_model_dir))
     prompt = render_prompt(tok, [{"role": "user", "content": PROMPT}])
-    processors = make_logits_processors(repetition_penalty=1.8, repetition_context_size=20)
-    expected = "".join(
-        r.text
-        for r in stream_generate(
+
+    def mlx_lm_answer(context_size: int) -> str:
+        processors = make_logits_processors(repetition_penalty=1.8, repetition_context_size=context_size)
+        chunks = stream_generate(
             model, tok, prompt, max_tokens=24, sampler=make_sampler(temp=0.0), logits_processors=processors
         )
-    )
-    assert penalised == expected + "\n"
+        return "".join(r.text for r in chunks) + "\n"
+
+    assert penalised == mlx_lm_answer(20)
     # the context size acts too: a window of 1 token penalises only the last one
     narrow, _ = _answer([*base, "--repetition-penalty", "1.8", "--repetition-context-size", "1"], monkeypatch)
-    processors = make_logits_processors(repetition_penalty=1.8, repetition_context_size=1)
-    expected = "".join(
-        r.text
-        for r in stream_generate(
-            model, tok, prompt, max_tokens=24, sampler=make_sampler(temp=0.0), logits_processors=processors
-        )
-    )
-    assert narrow == expected + "\n"
+    assert narrow == mlx_lm_answer(1) and narrow != penalised
 
 
 def test_ignore_chat_template_sends_the_raw_prompt(
