@@ -20,7 +20,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
@@ -33,6 +32,7 @@ from mlxtui.tui.widgets.loss_plot import LossPlot
 ADAPTER_FILE = "adapters.safetensors"
 READING = "reading runs…"
 MARK = "● "
+CKPT_COLUMNS = ("checkpoint", "file")
 # the figures first: the settings and the date come after them (a narrow terminal scrolls)
 COLUMNS = (
     "run", "status", "steps", "best val", "final val", "tok/s", "peak GB", "est GB", "time",
@@ -233,7 +233,7 @@ class RunsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#runs-table", DataTable).add_columns(*COLUMNS)
-        self.query_one("#runs-ckpts", DataTable).add_columns("checkpoint", "file")
+        self.query_one("#runs-ckpts", DataTable).add_columns(*CKPT_COLUMNS)
         self.action_reload()
         self.query_one("#runs-table", DataTable).focus()
 
@@ -270,9 +270,7 @@ class RunsScreen(Screen[None]):
         self.runs = message.runs
         paths = {r.path for r in self.runs}
         self.marked &= paths
-        table.clear()
-        for i, run in enumerate(self.runs):
-            table.add_row(*table_row(run, run.path in self.marked), key=str(i))
+        self._fill_table()
         self._shown = None
         if not self.runs:
             self.query_one("#runs-detail", Static).update(
@@ -284,6 +282,20 @@ class RunsScreen(Screen[None]):
         index = next((i for i, r in enumerate(self.runs) if keep and r.path == keep.path), 0)
         table.move_cursor(row=index)
         self._show_run(index)
+
+    def _fill_table(self) -> None:
+        """The runs as rows, each column as wide as its widest cell, set here: a DataTable
+        measures auto-width columns only when its queue is idle, and on a loaded machine the
+        table was seen (and shot, in CI) with every column cut to its heading."""
+        from rich.cells import cell_len
+
+        table = self.query_one("#runs-table", DataTable)
+        rows = [table_row(run, run.path in self.marked) for run in self.runs]
+        table.clear(columns=True)
+        for i, label in enumerate(COLUMNS):
+            table.add_column(label, width=max([cell_len(label), *(cell_len(row[i]) for row in rows)]))
+        for i, row in enumerate(rows):
+            table.add_row(*row, key=str(i))
 
     def selected(self) -> RunSummary | None:
         if not self.is_mounted or not self.runs:
@@ -319,8 +331,12 @@ class RunsScreen(Screen[None]):
         text.append(why_not or "c continues it; l loads its settings into the Config pane")
         self.query_one("#runs-detail", Static).update(text)
         ckpts = self.query_one("#runs-ckpts", DataTable)
-        ckpts.clear()
-        for label, path in run.checkpoint_files():
+        files = run.checkpoint_files()
+        ckpts.clear(columns=True)  # widths set, as in _fill_table
+        for i, heading in enumerate(CKPT_COLUMNS):
+            cells = [heading, *(label if i == 0 else path.name for label, path in files)]
+            ckpts.add_column(heading, width=max(len(c) for c in cells))
+        for label, path in files:
             ckpts.add_row(label, path.name, key=str(path))
         plot = self.query_one(LossPlot)
         plot.reset()
@@ -537,11 +553,8 @@ class RunsScreen(Screen[None]):
         self.marked ^= {run.path}
         table = self.query_one("#runs-table", DataTable)
         row = table.cursor_row
-        table.update_cell_at(
-            Coordinate(row, 0), (MARK if run.path in self.marked else "") + run.name
-        )
-        if row + 1 < table.row_count:
-            table.move_cursor(row=row + 1)
+        self._fill_table()  # the mark may widen the run column
+        table.move_cursor(row=min(row + 1, table.row_count - 1))
 
     def action_compare(self) -> None:
         from mlxtui.core.run_compare import compare
