@@ -36,6 +36,15 @@ def said(app: Any) -> list[str]:
     return messages
 
 
+async def ask_to_delete(pilot: Any, app: Any) -> tuple[Any, DataTable[Any]]:
+    """The runs screen open, `d` pressed on the selected run and the question up: (screen, table)."""
+    screen = await open_runs(pilot, app)
+    table = screen.query_one("#runs-table", DataTable)
+    await pilot.press("d")
+    assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    return screen, table
+
+
 async def test_the_deletion_runs_in_a_worker_after_the_question(two_runs, monkeypatch):
     release = threading.Event()
     threads: list[str] = []
@@ -51,10 +60,7 @@ async def test_the_deletion_runs_in_a_worker_after_the_question(two_runs, monkey
     app, _box = make_app(two_runs)
     notes = said(app)
     async with app.run_test(size=(160, 45)) as pilot:
-        screen = await open_runs(pilot, app)
-        table = screen.query_one("#runs-table", DataTable)
-        await pilot.press("d")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        screen, table = await ask_to_delete(pilot, app)
         assert not threads  # nothing is deleted before the answer
         await pilot.press("y")
         assert await wait_for(pilot, lambda: bool(threads))
@@ -81,10 +87,7 @@ async def test_a_deletion_that_fails_is_said_and_the_run_stays_listed(two_runs, 
     app, _box = make_app(two_runs)
     notes = said(app)
     async with app.run_test(size=(160, 45)) as pilot:
-        screen = await open_runs(pilot, app)
-        table = screen.query_one("#runs-table", DataTable)
-        await pilot.press("d")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        screen, table = await ask_to_delete(pilot, app)
         await pilot.press("y")
         assert await wait_for(pilot, lambda: any("Permission denied" in m for m in notes), 1000), notes
         assert await wait_for(pilot, lambda: not screen.reading and not screen.deleting)

@@ -152,13 +152,12 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--min-p must be in [0, 1] (0: off), not {args.min_p}"
     if args.top_k < 0:
         return f"--top-k must be 0 (off) or more, not {args.top_k}"
-    from mlxtui.core.generation import REPETITION_PENALTY_RANGE
+    from mlxtui.core.generation import repetition_problem
 
-    lo, hi = REPETITION_PENALTY_RANGE
-    if not lo <= args.repetition_penalty <= hi:
-        return f"--repetition-penalty must be from {lo:g} (off) to {hi:g}, not {args.repetition_penalty:g}"
-    if args.repetition_context_size < 1:
-        return f"--repetition-context-size must be at least 1, not {args.repetition_context_size}"
+    flags = ("--repetition-penalty", "--repetition-context-size")
+    problem = repetition_problem(args.repetition_penalty, args.repetition_context_size, flags)
+    if problem:
+        return problem
     if args.ignore_chat_template and args.system_prompt is not None:
         return (
             "--system-prompt needs the chat template: leave out --ignore-chat-template, "

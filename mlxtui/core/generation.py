@@ -159,13 +159,19 @@ def _plain_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
 REPETITION_PENALTY_RANGE = (1.0, 2.0)
 
 
-def check_repetition(penalty: float, context_size: int) -> None:
-    """ValueError naming the bound a repetition setting is outside of."""
+def repetition_problem(
+    penalty: float,
+    context_size: int,
+    names: tuple[str, str] = ("repetition_penalty", "repetition_context_size"),
+) -> str | None:
+    """What is wrong with a repetition setting, by the `names` the caller knows them by
+    (a flag's, a field's); None when both are within their bounds."""
     lo, hi = REPETITION_PENALTY_RANGE
     if not lo <= penalty <= hi:
-        raise ValueError(f"repetition_penalty must be from {lo:g} (off) to {hi:g}, not {penalty:g}")
+        return f"{names[0]} must be from {lo:g} (off) to {hi:g}, not {penalty:g}"
     if context_size < 1:
-        raise ValueError(f"repetition_context_size must be at least 1, not {context_size}")
+        return f"{names[1]} must be at least 1, not {context_size}"
+    return None
 
 
 def stream_reply(
@@ -204,7 +210,9 @@ def stream_reply(
         raise ValueError(f"top_k must be 0 (off) or more, not {top_k}")
     if not 0.0 <= min_p <= 1.0:
         raise ValueError(f"min_p must be in [0, 1] (0: off), not {min_p}")
-    check_repetition(repetition_penalty, repetition_context_size)
+    problem = repetition_problem(repetition_penalty, repetition_context_size)
+    if problem:
+        raise ValueError(problem)
     if seed is not None:
         mx.random.seed(seed)
     model.eval()  # a model fresh from training may still have dropout on

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -91,6 +92,20 @@ def table_row(run: RunSummary, marked: bool = False) -> list[str]:
         format_date(run.started),
         ",".join(run.tags),
     ]
+
+
+def fill_table(table: DataTable[Any], headings: tuple[str, ...], rows: list[list[str]], keys: list[str]) -> None:
+    """`rows` (with their `keys`) under `headings`, each column as wide as its widest cell,
+    set here: a DataTable measures auto-width columns only when its queue is idle, and on a
+    loaded machine the runs table was seen (and shot, in CI) with every column cut to its
+    heading."""
+    from rich.cells import cell_len
+
+    table.clear(columns=True)
+    for i, heading in enumerate(headings):
+        table.add_column(heading, width=max([cell_len(heading), *(cell_len(row[i]) for row in rows)]))
+    for row, key in zip(rows, keys, strict=True):
+        table.add_row(*row, key=key)
 
 
 class TextPrompt(ModalScreen[str | None]):
@@ -284,18 +299,9 @@ class RunsScreen(Screen[None]):
         self._show_run(index)
 
     def _fill_table(self) -> None:
-        """The runs as rows, each column as wide as its widest cell, set here: a DataTable
-        measures auto-width columns only when its queue is idle, and on a loaded machine the
-        table was seen (and shot, in CI) with every column cut to its heading."""
-        from rich.cells import cell_len
-
-        table = self.query_one("#runs-table", DataTable)
+        """The runs as rows (fill_table), marks shown."""
         rows = [table_row(run, run.path in self.marked) for run in self.runs]
-        table.clear(columns=True)
-        for i, label in enumerate(COLUMNS):
-            table.add_column(label, width=max([cell_len(label), *(cell_len(row[i]) for row in rows)]))
-        for i, row in enumerate(rows):
-            table.add_row(*row, key=str(i))
+        fill_table(self.query_one("#runs-table", DataTable), COLUMNS, rows, [str(i) for i in range(len(rows))])
 
     def selected(self) -> RunSummary | None:
         if not self.is_mounted or not self.runs:
@@ -330,14 +336,13 @@ class RunsScreen(Screen[None]):
         why_not = resumable(run)
         text.append(why_not or "c continues it; l loads its settings into the Config pane")
         self.query_one("#runs-detail", Static).update(text)
-        ckpts = self.query_one("#runs-ckpts", DataTable)
         files = run.checkpoint_files()
-        ckpts.clear(columns=True)  # widths set, as in _fill_table
-        for i, heading in enumerate(CKPT_COLUMNS):
-            cells = [heading, *(label if i == 0 else path.name for label, path in files)]
-            ckpts.add_column(heading, width=max(len(c) for c in cells))
-        for label, path in files:
-            ckpts.add_row(label, path.name, key=str(path))
+        fill_table(
+            self.query_one("#runs-ckpts", DataTable),
+            CKPT_COLUMNS,
+            [[label, path.name] for label, path in files],
+            [str(path) for _label, path in files],
+        )
         plot = self.query_one(LossPlot)
         plot.reset()
         for p in run.train_curve:
