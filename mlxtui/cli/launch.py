@@ -100,19 +100,19 @@ def exit_status(outcome: Any, stops: int) -> tuple[int, str]:
 
     if outcome.ok:
         return (EXIT_INTERRUPTED if stops else EXIT_TRAINED), ""
-    rank0 = outcome.exit_codes.get(0)
-    # the others ended as rank 0 did, or mlx.launch ended them after it (SIGTERM, "killed"):
-    # a rank that crashed first is the cause, and rank 0's status would hide it
-    others = {code for rank, code in outcome.exit_codes.items() if rank != 0}
-    own_stop = others <= {rank0, -signal.SIGTERM, None}
-    if not outcome.timed_out and own_stop and rank0 in (EXIT_DIVERGED, EXIT_MEMORY_LIMIT):
-        why = (
-            "its loss became NaN or infinite"
-            if rank0 == EXIT_DIVERGED
-            else "its peak memory passed --memory-limit"
-        )
-        return rank0, (
-            f"rank 0 stopped the run because {why} (exit status {rank0}; rank 0's lines above say "
+    # A NaN loss or a peak past --memory-limit is the run's own stop: every rank sees the same
+    # all-summed loss, so they end with the same status, or mlx.launch ends the slower ones
+    # (SIGTERM, "killed") once the first has. Rank 0 is named when it has that status; the
+    # first rank to end may be another (seen in CI: rank 1 exited 3, rank 0 got SIGTERM).
+    # A rank that crashed (another status or signal) is the cause, and a 3 would hide it.
+    codes = outcome.exit_codes
+    own = {code for code in codes.values() if code in (EXIT_DIVERGED, EXIT_MEMORY_LIMIT)}
+    if not outcome.timed_out and len(own) == 1 and set(codes.values()) <= own | {-signal.SIGTERM, None}:
+        (code,) = own
+        rank = 0 if codes.get(0) == code else min(r for r, c in codes.items() if c == code)
+        why = "its loss became NaN or infinite" if code == EXIT_DIVERGED else "its peak memory passed --memory-limit"
+        return code, (
+            f"rank {rank} stopped the run because {why} (exit status {code}; its lines above say "
             f"what to change). {outcome.message}"
         )
     if stops > 1:
